@@ -1,0 +1,37 @@
+# make lab   set up .venv and open the course in JupyterLab
+# make test  set up .venv and run every test (unit, notebooks, browser)
+# make demo  set up .venv and run the headless CT demo
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The stamp is keyed on the files that decide what gets installed, so set-up is a
+# no-op (seconds) when nothing changed and reruns when they do.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+
+.PHONY: setup lab test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/oder-edu demo
+
+bench: setup
+	$(BIN)/oder-edu bench physics
+	$(BIN)/oder-edu bench widgets
+	$(BIN)/oder-edu bench oder
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,96 @@
+"""Block samplers: ``blocks = sampler(generator)`` draws the index set S of one iteration.
+
+Each sampler returns a sorted 1-D LongTensor of ``batch_size`` distinct indices in
+``[0, num_blocks)``. Pass an explicit ``torch.Generator`` for reproducible draws.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def batch_size_for(num_blocks: int, batch_ratio: float) -> int:
+    """b = round(ratio * B), at least 1; ``batch_ratio`` must lie in (0, 1]."""
+    ratio = float(batch_ratio)
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"batch_ratio must lie in (0, 1], got {batch_ratio}")
+    return max(1, min(num_blocks, round(ratio * num_blocks)))
+
+
+def _check(num_blocks: int, batch_size: int) -> None:
+    if num_blocks < 1:
+        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+    if not 1 <= batch_size <= num_blocks:
+        raise ValueError(f"batch_size must lie in [1, {num_blocks}], got {batch_size}")
+
+
+class UniformSampler:
+    """b of B blocks uniformly without replacement: every block has probability b/B,
+    so (B/b) sum_{i in S} A_i^T r_i is an unbiased estimate of the full gradient."""
+
+    def __init__(self, num_blocks: int, batch_size: int):
+        _check(num_blocks, batch_size)
+        self.num_blocks, self.batch_size = num_blocks, batch_size
+
+    def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        perm = torch.randperm(self.num_blocks, generator=generator)
+        return perm[: self.batch_size].sort().values
+
+
+class StratifiedSampler:
+    """Split the B blocks into ``num_sectors`` contiguous sectors of equal length and draw
+    the same random offsets in every sector, as the ODER reference code does for CT
+    angles: the chosen angles stay spread over the half circle. Each block is still drawn
+    with probability b/B, so the B/b-scaled estimate stays unbiased.
+
+    ``batch_size`` must be a multiple of ``num_sectors`` and ``num_blocks`` a multiple of
+    ``num_sectors`` (default: ``num_sectors = batch_size``, one offset per sector).
+    """
+
+    def __init__(self, num_blocks: int, batch_size: int, num_sectors: int | None = None):
+        _check(num_blocks, batch_size)
+        num_sectors = batch_size if num_sectors is None else num_sectors
+        if num_sectors < 1 or num_blocks % num_sectors or batch_size % num_sectors:
+            raise ValueError(
+                f"num_sectors={num_sectors} must divide both num_blocks={num_blocks} "
+                f"and batch_size={batch_size}"
+            )
+        self.num_blocks, self.batch_size, self.num_sectors = num_blocks, batch_size, num_sectors
+
+    def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        length = self.num_blocks // self.num_sectors
+        per_sector = self.batch_size // self.num_sectors
+        offsets = torch.randperm(length, generator=generator)[:per_sector]
+        starts = torch.arange(self.num_sectors) * length
+        return (starts[:, None] + offsets[None, :]).flatten().sort().values
+
+
+class CyclicSampler:
+    """Deterministic sweep: consecutive calls return blocks [0, b), [b, 2b), ... modulo B
+    (incremental methods; biased for any single draw, exact over a full cycle when b
+    divides B). Stateful; the generator is accepted and ignored."""
+
+    def __init__(self, num_blocks: int, batch_size: int):
+        _check(num_blocks, batch_size)
+        self.num_blocks, self.batch_size, self.start = num_blocks, batch_size, 0
+
+    def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        blocks = (self.start + torch.arange(self.batch_size)) % self.num_blocks
+        self.start = (self.start + self.batch_size) % self.num_blocks
+        return blocks.sort().values
+
+
+SAMPLERS = {"uniform": UniformSampler, "stratified": StratifiedSampler, "cyclic": CyclicSampler}
+
+
+def make_sampler(kind: str, num_blocks: int, batch_ratio: float):
+    """The sampler ``kind`` ('uniform', 'stratified', 'cyclic') drawing b = ratio*B blocks.
+
+    For 'stratified' b is rounded so that it divides B when possible."""
+    if kind not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {kind!r}")
+    b = batch_size_for(num_blocks, batch_ratio)
+    if kind == "stratified" and num_blocks % b:
+        divisors = [d for d in range(1, num_blocks + 1) if num_blocks % d == 0]
+        b = min(divisors, key=lambda d: (abs(d - b), d))
+    return SAMPLERS[kind](num_blocks, b)

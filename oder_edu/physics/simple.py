@@ -1,0 +1,78 @@
+"""One-block operators for notebook 01: identity (denoising) and circular blur."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import BlockOperator
+
+
+def _shape(image_size: int, channels: int) -> tuple[int, int, int]:
+    if int(image_size) < 1 or int(channels) < 1:
+        raise ValueError(f"image_size and channels must be >= 1, got {image_size}, {channels}")
+    return (int(channels), int(image_size), int(image_size))
+
+
+class Denoising(BlockOperator):
+    """A = I with one block: y = [x] + e, measurement shape ``[N, 1, C, H, W]``."""
+
+    def __init__(self, image_size: int = 128, channels: int = 1):
+        self.image_shape = _shape(image_size, channels)
+        self.block_shape = self.image_shape
+        self.num_blocks = 1
+
+    def _forward(self, x, blocks):
+        return x.unsqueeze(1)
+
+    def _adjoint(self, y, blocks):
+        return y[:, 0]
+
+    def norm(self, num_iter: int = 0) -> float:
+        return 1.0
+
+
+def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
+    """A normalized ``[size, size]`` Gaussian blur kernel (float64)."""
+    if size < 1 or std <= 0:
+        raise ValueError(f"expected size >= 1 and std > 0, got size={size}, std={std}")
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    k = torch.exp(-0.5 * (t / std) ** 2)
+    k = k[:, None] * k[None, :]
+    return k / k.sum()
+
+
+class Blur(BlockOperator):
+    """Circular convolution with ``kernel`` (``[k, k]``, centred), applied per channel by FFT.
+
+    A x = F^{-1}(K . F x), A^T y = F^{-1}(conj(K) . F y): the adjoint is correlation.
+    One block; measurement shape ``[N, 1, C, H, W]``.
+    """
+
+    def __init__(self, kernel: torch.Tensor, image_size: int = 128, channels: int = 1):
+        kernel = torch.as_tensor(kernel, dtype=torch.float64)
+        n = int(image_size)
+        if kernel.ndim != 2 or kernel.shape[0] > n or kernel.shape[1] > n:
+            raise ValueError(f"kernel must be a 2-D tensor no larger than {n}x{n}, got {tuple(kernel.shape)}")
+        if not torch.isfinite(kernel).all():
+            raise ValueError("kernel contains NaN or Inf")
+        self.image_shape = _shape(n, channels)
+        self.block_shape = self.image_shape
+        self.num_blocks = 1
+        self.kernel = kernel
+        padded = torch.zeros(n, n, dtype=torch.float64)
+        kh, kw = kernel.shape
+        padded[:kh, :kw] = kernel
+        padded = torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(0, 1))
+        self.transfer = torch.fft.rfft2(padded)  # K, complex [H, W//2+1]
+
+    def _forward(self, x, blocks):
+        K = self._buffer("transfer", x)
+        return torch.fft.irfft2(torch.fft.rfft2(x) * K, s=x.shape[-2:]).unsqueeze(1)
+
+    def _adjoint(self, y, blocks):
+        K = self._buffer("transfer", y)
+        y = y[:, 0]
+        return torch.fft.irfft2(torch.fft.rfft2(y) * K.conj(), s=y.shape[-2:])
+
+    def norm(self, num_iter: int = 0) -> float:
+        return self.transfer.abs().max().item()
