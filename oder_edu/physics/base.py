@@ -151,7 +151,7 @@ class LeastSquares:
 
     ``grad(x)`` is the full gradient sum_i A_i^T (A_i x - y_i). ``grad(x, blocks)`` with a
     block set S of size b is the unbiased minibatch estimate used by online RED
-    (Wu, Sun, Chen, Zhang, Kamilov, IEEE TCI 2020) and ODER (Liu et al. 2022, eq. (6)):
+    (Wu, Sun, Liu, Kamilov, ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al. 2022, eq. (6)):
 
         (B / b) * sum_{i in S} A_i^T (A_i x - y_i),
 

@@ -1,0 +1,4 @@
+"""Deep equilibrium models: fixed-point solvers, the DEQ layer, RED-DEQ and ODER."""
+
+from .layer import DEQ, unrolled
+from .solvers import NonContractiveError, SolverTrace, anderson, forward_iteration, nesterov

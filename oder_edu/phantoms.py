@@ -1,0 +1,233 @@
+"""Procedural images for training and testing denoisers: nothing is downloaded.
+
+- ``random_ellipses``: CT-like phantoms, a body ellipse filled with random overlapping
+  ellipses of random (additive) intensity, in the parameterization of the Shepp-Logan
+  head phantom (L. A. Shepp and B. F. Logan, "The Fourier reconstruction of a head
+  section", IEEE Trans. Nucl. Sci. 21(3), 1974): each ellipse is
+  (intensity, semi-axis a, semi-axis b, centre x0, centre y0, angle) on [-1, 1]^2.
+- ``shepp_logan``: scikit-image's Shepp-Logan phantom, resized.
+- ``shepp_logan_variations``: the modified Shepp-Logan table (P. Toft, "The Radon
+  transform", PhD thesis, DTU 1996) with every parameter randomly perturbed.
+- ``training_images``: a mix of the above and random crops of the grayscale versions of
+  images bundled with scikit-image.
+
+Every random function takes an explicit ``torch.Generator``; held-out validation data
+(``validation_phantoms``) uses its own fixed seed, ``VALIDATION_SEED``.
+All images are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+
+VALIDATION_SEED = 2022  # held-out data; training runs use other seeds (0 by default)
+
+# The modified Shepp-Logan head phantom (Toft 1996): rows are
+# (intensity, a, b, x0, y0, angle in degrees), on [-1, 1]^2 with y pointing up.
+MODIFIED_SHEPP_LOGAN = (
+    (1.0, 0.69, 0.92, 0.0, 0.0, 0.0),
+    (-0.8, 0.6624, 0.874, 0.0, -0.0184, 0.0),
+    (-0.2, 0.11, 0.31, 0.22, 0.0, -18.0),
+    (-0.2, 0.16, 0.41, -0.22, 0.0, 18.0),
+    (0.1, 0.21, 0.25, 0.0, 0.35, 0.0),
+    (0.1, 0.046, 0.046, 0.0, 0.1, 0.0),
+    (0.1, 0.046, 0.046, 0.0, -0.1, 0.0),
+    (0.1, 0.046, 0.023, -0.08, -0.605, 0.0),
+    (0.1, 0.023, 0.023, 0.0, -0.606, 0.0),
+    (0.1, 0.023, 0.046, 0.06, -0.605, 0.0),
+)
+
+# Grayscale images bundled with scikit-image (no network); ``brain`` etc. need a download.
+SKIMAGE_IMAGES = (
+    "camera", "astronaut", "coins", "moon", "page", "chelsea", "coffee",
+    "grass", "gravel", "brick", "clock", "rocket",
+)
+
+
+def _check(n: int, image_size: int, generator=None) -> None:
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if int(image_size) != image_size or image_size < 8:
+        raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+
+
+def _uniform(shape, low, high, generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+
+
+def render_ellipses(params: torch.Tensor, image_size: int, supersample: int = 2) -> torch.Tensor:
+    """Rasterize sums of ellipses: ``params [n, K, 6] -> [n, 1, H, W]`` (float32, unclipped).
+
+    Each row (rho, a, b, x0, y0, theta) adds rho on the ellipse
+    ((x'/a)^2 + (y'/b)^2 <= 1, with (x', y') the point rotated by -theta about (x0, y0)),
+    as in Shepp and Logan (1974); theta in radians, coordinates on [-1, 1]^2 with y up.
+    Edges are anti-aliased by averaging a ``supersample``-times finer grid.
+    """
+    if params.ndim != 3 or params.shape[-1] != 6:
+        raise ValueError(f"params must be [n, K, 6], got {tuple(params.shape)}")
+    m = image_size * supersample
+    t = (torch.arange(m, dtype=torch.float64) + 0.5) / m * 2 - 1
+    y, x = -t[:, None], t[None, :]  # row 0 is the top of the image (y = +1)
+    image = torch.zeros(params.shape[0], m, m, dtype=torch.float64)
+    for k in range(params.shape[1]):  # a loop over ellipses keeps memory at one image batch
+        rho, a, b, x0, y0, theta = (params[:, k, j, None, None] for j in range(6))
+        dx, dy = x - x0, y - y0
+        c, s = torch.cos(theta), torch.sin(theta)
+        inside = ((dx * c + dy * s) / a) ** 2 + ((-dx * s + dy * c) / b) ** 2 <= 1
+        image += rho * inside
+    image = F.avg_pool2d(image[:, None], supersample)
+    return image.float()
+
+
+def random_ellipses(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random CT-like phantoms ``[n, 1, H, W]`` in [0, 1].
+
+    A body ellipse of intensity in [0.5, 1] is filled with 4 to 12 random ellipses
+    (Shepp-Logan parameterization, see ``render_ellipses``) of additive intensity in
+    [-0.4, 0.4]; the sum is clipped to [0, 1]. Small ellipses are frequent, like the
+    lesions of the Shepp-Logan phantom.
+    """
+    _check(n, image_size, generator)
+    k_max = 12
+    body = torch.stack(
+        [
+            _uniform(n, 0.5, 1.0, generator),
+            _uniform(n, 0.6, 0.95, generator),
+            _uniform(n, 0.6, 0.95, generator),
+            _uniform(n, -0.05, 0.05, generator),
+            _uniform(n, -0.05, 0.05, generator),
+            _uniform(n, -math.pi, math.pi, generator),
+        ],
+        dim=-1,
+    )[:, None]
+    # Inner ellipses: the radius of the centre is kept inside the body's smaller axis.
+    r = torch.sqrt(_uniform((n, k_max), 0, 1, generator)) * 0.55
+    phi = _uniform((n, k_max), -math.pi, math.pi, generator)
+    axes = 0.02 + 0.35 * _uniform((n, k_max, 2), 0, 1, generator) ** 2
+    inner = torch.stack(
+        [
+            _uniform((n, k_max), -0.4, 0.4, generator),
+            axes[..., 0],
+            axes[..., 1],
+            r * torch.cos(phi),
+            r * torch.sin(phi),
+            _uniform((n, k_max), -math.pi, math.pi, generator),
+        ],
+        dim=-1,
+    )
+    # A random number of inner ellipses per image: unused ones get zero intensity.
+    count = torch.randint(4, k_max + 1, (n, 1), generator=generator)
+    inner[..., 0] *= torch.arange(k_max)[None, :] < count
+    return render_ellipses(torch.cat([body, inner], dim=1), image_size).clamp(0, 1)
+
+
+def shepp_logan(image_size: int) -> torch.Tensor:
+    """scikit-image's Shepp-Logan phantom resized (anti-aliased) to ``[1, 1, H, W]``, in [0, 1]."""
+    from skimage.data import shepp_logan_phantom
+    from skimage.transform import resize
+
+    _check(1, image_size)
+    image = resize(shepp_logan_phantom(), (image_size, image_size), anti_aliasing=True)
+    return torch.from_numpy(image).float().clamp(0, 1)[None, None]
+
+
+def shepp_logan_variations(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` perturbed modified Shepp-Logan phantoms ``[n, 1, H, W]`` in [0, 1].
+
+    Each parameter of Toft's table is perturbed: intensities of inner ellipses by up to
+    +-60 %, their axes by up to +-25 %, centres by up to +-0.05, angles by up to +-20
+    degrees; skull and brain are scaled together, and the whole phantom is rotated by a
+    random angle. The result is rescaled by its max.
+    """
+    _check(n, image_size, generator)
+    base = torch.tensor(MODIFIED_SHEPP_LOGAN, dtype=torch.float64).expand(n, -1, -1).clone()
+    k = base.shape[1]
+    base[:, 2:, 0] *= _uniform((n, k - 2), 0.4, 1.6, generator)  # keep skull and brain intact
+    # Skull and brain share one scale so the skull keeps its thickness; the rest vary freely.
+    base[:, :2, 1:3] *= _uniform((n, 1, 2), 0.8, 1.05, generator)
+    base[:, 2:, 1:3] *= _uniform((n, k - 2, 2), 0.75, 1.25, generator)
+    base[:, 2:, 3:5] += _uniform((n, k - 2, 2), -0.05, 0.05, generator)
+    base[:, 2:, 5] += _uniform((n, k - 2), -20, 20, generator)
+    base[:, :, 5] = torch.deg2rad(base[:, :, 5])
+    # Rotate the whole phantom: centres rotate about the origin, angles shift.
+    alpha = _uniform((n, 1), -math.pi, math.pi, generator)
+    x0, y0 = base[:, :, 3].clone(), base[:, :, 4].clone()
+    base[:, :, 3] = x0 * torch.cos(alpha) - y0 * torch.sin(alpha)
+    base[:, :, 4] = x0 * torch.sin(alpha) + y0 * torch.cos(alpha)
+    base[:, :, 5] += alpha
+    images = render_ellipses(base, image_size).clamp(min=0)
+    return images / images.amax(dim=(1, 2, 3), keepdim=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _skimage_images() -> tuple[torch.Tensor, ...]:
+    """The bundled scikit-image pictures as grayscale float32 ``[H, W]`` tensors in [0, 1]."""
+    import numpy as np
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    images = []
+    for name in SKIMAGE_IMAGES:
+        image = getattr(skimage.data, name)()
+        image = rgb2gray(image) if image.ndim == 3 else image.astype(np.float64) / 255.0
+        images.append(torch.from_numpy(np.ascontiguousarray(image)).float())
+    return tuple(images)
+
+
+def natural_crops(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random crops ``[n, 1, H, W]`` of scikit-image's bundled grayscale pictures.
+
+    A square crop of random side in [image_size, 3 * image_size] (bounded by the picture)
+    is resized to ``image_size`` with anti-aliasing, then randomly flipped and rotated.
+    """
+    _check(n, image_size, generator)
+    pictures = _skimage_images()
+    crops = []
+    for _ in range(n):
+        picture = pictures[int(torch.randint(len(pictures), (1,), generator=generator))]
+        h, w = picture.shape
+        limit = min(h, w, 3 * image_size)
+        side = int(torch.randint(min(image_size, limit), limit + 1, (1,), generator=generator))
+        top = int(torch.randint(h - side + 1, (1,), generator=generator))
+        left = int(torch.randint(w - side + 1, (1,), generator=generator))
+        crop = picture[top : top + side, left : left + side][None, None]
+        if side != image_size:
+            crop = F.interpolate(crop, size=(image_size, image_size), mode="bilinear", antialias=True)
+        crop = torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), dims=(2, 3))
+        if torch.rand(1, generator=generator) < 0.5:
+            crop = crop.flip(-1)
+        crops.append(crop)
+    return torch.cat(crops).clamp(0, 1)
+
+
+def training_images(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A shuffled mix ``[n, 1, H, W]`` in [0, 1]: about 45 % random-ellipse phantoms,
+    20 % Shepp-Logan variations and 35 % crops of scikit-image's bundled pictures."""
+    _check(n, image_size, generator)
+    kind = torch.multinomial(torch.tensor([0.45, 0.20, 0.35]), n, replacement=True, generator=generator)
+    images = torch.empty(n, 1, image_size, image_size)
+    makers = (random_ellipses, shepp_logan_variations, natural_crops)
+    for k, make in enumerate(makers):
+        index = (kind == k).nonzero().flatten()
+        if len(index):
+            images[index] = make(len(index), image_size, generator)
+    return images
+
+
+def validation_phantoms(n: int, image_size: int, seed: int = VALIDATION_SEED) -> torch.Tensor:
+    """Held-out phantoms ``[n, 1, H, W]``: the first ``n - n // 4`` are random ellipses,
+    the rest Shepp-Logan variations, drawn from a generator seeded with ``seed``
+    (by default ``VALIDATION_SEED``, never used for training)."""
+    _check(n, image_size)
+    generator = torch.Generator().manual_seed(seed)
+    k = n // 4
+    parts = [random_ellipses(n - k, image_size, generator)]
+    if k:
+        parts.append(shepp_logan_variations(k, image_size, generator))
+    return torch.cat(parts)

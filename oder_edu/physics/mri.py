@@ -1,0 +1,176 @@
+"""Multi-coil Cartesian MRI: y_c = M . F(S_c x) for receive coils c = 1..C (blocks = coils).
+
+The parallel-imaging (SENSE) model of Pruessmann, Weiger, Scheidegger, Boesiger,
+"SENSE: sensitivity encoding for fast MRI", Magn. Reson. Med. 42(5), 1999: coil c sees the
+image weighted by its complex sensitivity S_c, and k-space is sampled on a Cartesian grid
+with some phase-encode lines skipped (mask M). ODER (Liu et al., NeurIPS 2022) treats each
+coil as one block of the measurement.
+
+Conventions
+-----------
+- Images ``x`` are real ``[N, 1, H, W]``; the image centre is pixel ``(H//2, W//2)``.
+- k-space is centred (DC at index ``(H//2, W//2)``):
+  ``F z = fftshift(fft2(ifftshift(z), norm="ortho"))``, a unitary map, so F^H = F^{-1}.
+- Readout runs along the rows (dim -2, fully sampled); phase-encode lines are columns
+  (dim -1). ``mask`` is ``[H, W]`` with whole columns equal to 0 or 1.
+- Measurements are complex ``[N, b, H, W]`` (complex64 for float32 images, complex128 for
+  float64); unsampled entries are zero.
+- Since x is real, A is a real-linear map R^n -> C^m and its adjoint for the real inner
+  product Re<., .> is ``A^T y = Re(sum_c conj(S_c) . F^H(M . y_c))``. This is what
+  gradients of g(x) = 1/2 ||Ax - y||^2 over real images need, so RED/DEQ stay exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import BlockOperator
+
+
+def _check_size(image_size) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 2:
+        raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")
+    return image_size
+
+
+def birdcage_maps(image_size: int, num_coils: int, radius: float = 1.5) -> torch.Tensor:
+    """Simulated birdcage coil sensitivities, complex128 ``[num_coils, H, W]`` (H = W = image_size).
+
+    Coil c is a small loop at ``q_c = radius * (cos t_c, sin t_c)``, ``t_c = 2 pi c / C``, in
+    coordinates where the image fills the square [-1, 1]^2. Its receive field is modelled by
+    a magnitude falling off as 1/|p - q_c| (near-field of a loop) and a phase that turns
+    with the direction of p - q_c, measured from the coil's own azimuth t_c, so every coil
+    is the previous one rotated by 2 pi / C (the birdcage symmetry):
+
+        s_c(p) = exp(i (arg(p - q_c) - t_c)) / |p - q_c|,
+        S_c(p) = s_c(p) / sqrt(sum_k |s_k(p)|^2).
+
+    The field of view is the whole image grid; the normalization gives unit
+    root-sum-of-squares there, sum_c |S_c|^2 = 1, so with a full mask A^T A = I.
+    ``radius`` must exceed sqrt(2) so that every coil sits outside the field of view.
+    """
+    n = _check_size(image_size)
+    if isinstance(num_coils, bool) or not isinstance(num_coils, int) or num_coils < 1:
+        raise ValueError(f"num_coils must be an integer >= 1, got {num_coils!r}")
+    if not radius > math.sqrt(2):
+        raise ValueError(f"coil radius must exceed sqrt(2) (coils outside the image), got {radius}")
+    t = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / (n / 2)  # pixel centres in (-1, 1)
+    py, px = torch.meshgrid(t, t, indexing="ij")
+    azimuth = 2 * math.pi * torch.arange(num_coils, dtype=torch.float64) / num_coils
+    dx = px - radius * torch.cos(azimuth)[:, None, None]
+    dy = py - radius * torch.sin(azimuth)[:, None, None]
+    phase = torch.atan2(dy, dx) - azimuth[:, None, None]
+    s = torch.polar(1.0 / torch.hypot(dx, dy), phase)
+    return s / s.abs().square().sum(0).sqrt()
+
+
+def cartesian_mask(
+    image_size: int,
+    acceleration: float,
+    kind: str = "random",
+    center_fraction: float = 0.08,
+    seed: int = 0,
+) -> torch.Tensor:
+    """A Cartesian undersampling mask, float64 ``[H, W]`` of 0/1 with whole columns sampled.
+
+    ``round(W * center_fraction)`` (at least 1) columns around DC (index W//2) are always
+    sampled: the low frequencies carry most of the energy and calibrate parallel imaging.
+    The total number of sampled columns is ``round(W / acceleration)``; the rest are chosen
+    among the outer columns either uniformly at random (``kind="random"``, seeded by
+    ``seed``, as in variable-density-free random Cartesian sampling) or evenly spaced
+    (``kind="equispaced"``). ``acceleration=1`` gives the full mask.
+    """
+    n = _check_size(image_size)
+    if not isinstance(acceleration, (int, float)) or isinstance(acceleration, bool) or not acceleration >= 1:
+        raise ValueError(f"acceleration must be a number >= 1, got {acceleration!r}")
+    if not 0 < center_fraction <= 1:
+        raise ValueError(f"center_fraction must lie in (0, 1], got {center_fraction}")
+    if kind not in ("random", "equispaced"):
+        raise ValueError(f"mask kind must be 'random' or 'equispaced', got {kind!r}")
+    total = max(1, round(n / acceleration))
+    num_center = max(1, round(n * center_fraction))
+    if num_center > total:
+        raise ValueError(
+            f"center_fraction={center_fraction} asks for {num_center} centre lines but acceleration="
+            f"{acceleration} allows only {total} of {n}; lower center_fraction or acceleration"
+        )
+    start = n // 2 - num_center // 2
+    sampled = torch.zeros(n, dtype=torch.bool)
+    sampled[start : start + num_center] = True
+    outer = torch.nonzero(~sampled).flatten()
+    extra = total - num_center
+    if kind == "random":
+        gen = torch.Generator().manual_seed(int(seed))
+        chosen = outer[torch.randperm(outer.numel(), generator=gen)[:extra]]
+    else:
+        # evenly spaced positions among the outer columns (the centre block is a gap)
+        chosen = outer[((torch.arange(extra) + 0.5) * outer.numel() / max(extra, 1)).long()]
+    sampled[chosen] = True
+    return sampled.to(torch.float64).expand(n, n).clone()
+
+
+class MultiCoilMRI(BlockOperator):
+    """Undersampled multi-coil Cartesian MRI, ``A_c x = M . F(S_c x)``; blocks = coils.
+
+    ``[N, 1, H, W]`` real -> ``[N, b, H, W]`` complex k-space (see the module docstring for
+    the FFT conventions). The adjoint is the real-linear one,
+    ``A^T y = Re(sum_{c in blocks} conj(S_c) . F^H(M . y_c))`` (SENSE model, Pruessmann et
+    al. 1999; blocks = coils as in ODER, Liu et al. 2022).
+
+    ``mask`` is ``"random"``, ``"equispaced"`` (see :func:`cartesian_mask`) or a 0/1 tensor
+    ``[H, W]``; ``maps`` is None (birdcage maps, :func:`birdcage_maps`) or a complex tensor
+    ``[num_coils, H, W]`` of sensitivities.
+    """
+
+    complex_measurements = True
+
+    def __init__(
+        self,
+        image_size: int = 128,
+        num_coils: int = 8,
+        acceleration: float = 4,
+        mask="random",
+        center_fraction: float = 0.08,
+        seed: int = 0,
+        maps: torch.Tensor | None = None,
+    ):
+        n = _check_size(image_size)
+        if isinstance(num_coils, bool) or not isinstance(num_coils, int) or num_coils < 1:
+            raise ValueError(f"num_coils must be an integer >= 1, got {num_coils!r}")
+        if maps is None:
+            maps = birdcage_maps(n, num_coils)
+        elif not torch.is_tensor(maps) or tuple(maps.shape) != (num_coils, n, n):
+            got = tuple(maps.shape) if torch.is_tensor(maps) else type(maps).__name__
+            raise ValueError(f"maps must be a tensor of shape [{num_coils}, {n}, {n}], got {got}")
+        if isinstance(mask, str):
+            mask = cartesian_mask(n, acceleration, mask, center_fraction, seed)
+        elif not torch.is_tensor(mask) or tuple(mask.shape) != (n, n):
+            got = tuple(mask.shape) if torch.is_tensor(mask) else repr(mask)
+            raise ValueError(f"mask must be 'random', 'equispaced' or a [{n}, {n}] tensor, got {got}")
+        elif not ((mask == 0) | (mask == 1)).all():
+            raise ValueError("a mask tensor must contain only 0 and 1")
+        if not torch.isfinite(torch.view_as_real(maps.to(torch.complex128))).all():
+            raise ValueError("maps contain NaN or Inf")
+        self.maps = maps.detach().to(torch.complex128)
+        self.mask = mask.detach().to(torch.float64)
+        self.num_blocks = num_coils
+        self.image_shape = (1, n, n)
+        self.block_shape = (n, n)
+        self.acceleration = n * n / max(self.mask.sum().item(), 1.0)  # achieved, not requested
+
+    def _forward(self, x, blocks):
+        S = self._buffer("maps", x).index_select(0, blocks)  # [b, H, W]
+        M = self._buffer("mask", x)
+        coil_images = x * S  # [N, 1, H, W] * [b, H, W] -> [N, b, H, W] complex
+        dims = (-2, -1)
+        k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(coil_images, dim=dims), norm="ortho"), dim=dims)
+        return k * M
+
+    def _adjoint(self, y, blocks):
+        S = self._buffer("maps", y).index_select(0, blocks)
+        M = self._buffer("mask", y)
+        dims = (-2, -1)
+        coil_images = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(y * M, dim=dims), norm="ortho"), dim=dims)
+        return (coil_images * S.conj()).sum(1, keepdim=True).real

@@ -1,0 +1,77 @@
+"""The package installs everything it loads at run time; Binder's environment agrees
+with pyproject.toml; the repository address is written in one place."""
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+import oder_edu
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    name, bound = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", spec).groups()
+    return name.lower().replace("_", "-"), bound.replace(" ", "")
+
+
+@pytest.mark.slow
+def test_wheel_contains_package_data(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("oder_edu-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "oder_edu/weights/MANIFEST.json" in names
+    manifest = json.loads((ROOT / "oder_edu/weights/MANIFEST.json").read_text())
+    assert manifest, "the manifest lists no weights"
+    for entry in manifest.values():
+        assert f"oder_edu/weights/{entry['file']}" in names
+    assert "oder_edu/physics/base.py" in names
+
+
+def test_environment_yml_matches_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    conda = dict(_requirement(d) for d in env["dependencies"] if isinstance(d, str))
+    conda_to_pypi = {"pytorch-cpu": "torch", "python": "python"}
+    conda = {conda_to_pypi.get(k, k): v for k, v in conda.items()}
+    for spec in PYPROJECT["project"]["dependencies"]:
+        name, bound = _requirement(spec)
+        assert name in conda, f"{name} is in pyproject.toml but not in environment.yml"
+        assert conda[name] == bound, f"{name}: pyproject says {bound!r}, environment.yml {conda[name]!r}"
+    assert conda["python"] == "=3.11"
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pip_section == ["."], "Binder must install the package itself with pip"
+
+
+def test_constraints_pin_cpu_torch_and_cover_dependencies():
+    pins = dict(
+        _requirement(line) for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert pins["torch"] == "==2.13.0"
+    extras = PYPROJECT["project"]["optional-dependencies"]["test"]
+    for spec in PYPROJECT["project"]["dependencies"] + extras:
+        name, _ = _requirement(spec)
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+
+
+def test_repository_address_written_once():
+    """README badges and each notebook's set-up cell name the repository of oder_edu.REPOSITORY."""
+    slug = oder_edu.REPOSITORY.removeprefix("https://github.com/")
+    readme = (ROOT / "README.md").read_text()
+    badges = re.findall(r"(?:colab\.research\.google\.com/github|mybinder\.org/v2/gh)/([\w.\-]+/[\w.\-]+)", readme)
+    assert badges and set(badges) == {slug}
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        setup = "".join(json.loads(nb.read_text())["cells"][1]["source"])
+        assert f'REPOSITORY = "{oder_edu.REPOSITORY}"' in setup, f"{nb.name}: set-up cell names another repository"
