@@ -7,7 +7,7 @@ Shapes used everywhere in oder_edu:
   ``b = len(blocks)`` (all ``B = num_blocks`` blocks when ``blocks`` is None);
 - a block set ``blocks`` is a 1-D LongTensor of distinct indices in ``[0, B)``.
 
-The data term of ODER (Liu et al., NeurIPS 2022, eq. (2)) is
+The data term of ODER (Liu et al., NeurIPS 2022) is
 ``g(x) = 1/2 sum_i ||A_i x - y_i||^2`` and its gradient ``sum_i A_i^T (A_i x - y_i)``.
 """
 
@@ -151,7 +151,7 @@ class LeastSquares:
 
     ``grad(x)`` is the full gradient sum_i A_i^T (A_i x - y_i). ``grad(x, blocks)`` with a
     block set S of size b is the unbiased minibatch estimate used by online RED
-    (Wu, Sun, Liu, Kamilov, ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al. 2022, eq. (6)):
+    (Wu, Sun, Liu, Kamilov, ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al., NeurIPS 2022):
 
         (B / b) * sum_{i in S} A_i^T (A_i x - y_i),
 
