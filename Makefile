@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The stamp is keyed on the files that decide what gets installed, so set-up is a
 # no-op (seconds) when nothing changed and reruns when they do.
+# JupyterLab refuses to run as root unless told (containers, Binder-like boxes).
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 
 .PHONY: setup lab test demo bench clean
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/
 
 test: setup
 	$(BIN)/python -m pytest
@@ -32,6 +34,7 @@ bench: setup
 	$(BIN)/oder-edu bench physics
 	$(BIN)/oder-edu bench widgets
 	$(BIN)/oder-edu bench oder
+	$(BIN)/oder-edu bench notebooks
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

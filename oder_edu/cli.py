@@ -1,7 +1,7 @@
 """The ``oder-edu`` command.
 
     oder-edu demo                      headless CT comparison (FBP, TV, PnP, RED, online RED)
-    oder-edu bench physics|widgets|oder [--out DIR]
+    oder-edu bench physics|widgets|oder|notebooks [--out DIR]
     oder-edu train denoiser|deq ...    make the shipped weights
     oder-edu labs [--out DIR]          write student versions of the notebooks
 
@@ -21,6 +21,7 @@ COMMANDS = {
     "bench physics": ("oder_edu.bench.physics", "forward/adjoint/gradient speed and memory"),
     "bench widgets": ("oder_edu.bench.widgets", "explorer responsiveness and iterations/s"),
     "bench oder": ("oder_edu.bench.oder", "ODER vs full DEQ: memory, time, accuracy"),
+    "bench notebooks": ("oder_edu.bench.notebooks", "time and peak memory of each notebook"),
     "train denoiser": ("oder_edu.train.denoiser", "train the shipped DnCNN denoiser"),
     "train deq": ("oder_edu.train.deq", "train a RED-DEQ / ODER model"),
 }
