@@ -1,6 +1,6 @@
 """Regularization by Denoising (RED), with the full or an online minibatch gradient.
 
-RED (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017, eq. (37)) iterates the gradient method
+RED (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017) iterates the gradient method
 
     x⁺ = T(x) = x − γ (∇g(x) + τ R(x)),    R(x) = x − D(x, σ),
 
@@ -14,26 +14,44 @@ from __future__ import annotations
 
 import torch
 
-from .state import State, gradient_oracle, iterate, momentum, setup
+from .state import gradient_oracle, iterate, momentum, setup
 from .step import check_number, step_size
+
+
+def _same_shape(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # Broadcasting a wrongly shaped denoiser output would silently corrupt the iteration.
+    if not torch.is_tensor(out) or out.shape != x.shape:
+        got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"the denoiser must return a tensor of the input shape {tuple(x.shape)}, got {got}")
+    return out
+
+
+def denoise(D, x: torch.Tensor, sigma) -> torch.Tensor:
+    """D(x, σ), ``[N, C, H, W] -> [N, C, H, W]``; ValueError if D changes the shape.
+
+    A non-finite ``x`` (a diverging iteration) is returned as it is: the solver's divergence
+    guard then ends the run with a step-size hint, instead of the denoiser's input check
+    raising in the middle of a widget's loop.
+    """
+    if not torch.isfinite(x).all():
+        return x
+    return _same_shape(D(x, sigma), x)
 
 
 def denoiser_residual(D, x: torch.Tensor, sigma) -> torch.Tensor:
     """R(x) = x − D(x, σ), ``[N, C, H, W]``.
 
     Uses ``D.residual(x, σ)`` when the denoiser has one (a residual network such as DnCNN
-    predicts R directly, which avoids the cancellation in x − D(x)). ValueError if the
-    denoiser changes the shape, since broadcasting would silently corrupt the iteration.
+    predicts R directly, which saves computing D(x) only to subtract it again).
     """
     residual = getattr(D, "residual", None)
-    R = residual(x, sigma) if callable(residual) else x - D(x, sigma)
-    if R.shape != x.shape:
-        raise ValueError(f"the denoiser must return the input shape {tuple(x.shape)}, got {tuple(R.shape)}")
-    return R
+    if callable(residual):
+        return _same_shape(residual(x, sigma), x)
+    return x - denoise(D, x, sigma)
 
 
 def red_step(x: torch.Tensor, grad: torch.Tensor, D, gamma, tau, sigma) -> torch.Tensor:
-    """One RED update T(x) = x − γ(∇g(x) + τ(x − D(x, σ))) (Romano et al. 2017, eq. (37)).
+    """One RED update T(x) = x − γ(∇g(x) + τ(x − D(x, σ))) (Romano et al. 2017).
 
     ``x``, ``grad`` = ∇g(x) (full or minibatch) are ``[N, C, H, W]``; γ, τ may be floats or
     tensors (a DEQ learns them), so nothing here is validated or detached.
@@ -93,4 +111,3 @@ def red(
     )
 
 
-__all__ = ["State", "denoiser_residual", "red", "red_step"]

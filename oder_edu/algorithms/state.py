@@ -63,7 +63,7 @@ def momentum(step: Callable, x0: torch.Tensor, accelerate: bool) -> Iterator:
     RED and FISTA-TV. ``step(s)`` returns ``(x_next, blocks)``.
 
     Without acceleration s_k = x_k. With it, s_k is Nesterov's extrapolation in the form of
-    FISTA (Beck & Teboulle, SIAM J. Imaging Sci. 2009, eq. (4.2)-(4.3)):
+    FISTA (Beck & Teboulle, SIAM J. Imaging Sci. 2009):
     t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2,  s_{k+1} = x_{k+1} + (t_k - 1)/t_{k+1} (x_{k+1} - x_k).
     Yields ``(x_{k+1}, {"blocks": blocks})`` forever.
     """
@@ -167,15 +167,19 @@ def gradient_oracle(g, batch_ratio: float, sampler, generator: torch.Generator |
     else the unbiased minibatch estimate (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over S drawn by
     ``sampler`` each call (online PnP: Sun, Wohlberg, Kamilov, IEEE TCI 2019; online RED:
     Wu, Sun, Matlock, Liu, Tian, Kamilov, "SIMBA", IEEE J. Sel. Topics Signal Process. 2020). ``sampler`` is a name for
-    ``make_sampler`` ('uniform', 'stratified', 'cyclic') or a callable ``generator -> blocks``.
+    ``make_sampler`` ('uniform', 'stratified', 'cyclic') or a callable ``generator -> blocks``
+    (which then decides b itself; ``batch_ratio`` is only checked).
     """
     if isinstance(batch_ratio, bool) or not isinstance(batch_ratio, (int, float)):
         raise TypeError(f"batch_ratio must be a number in (0, 1], got {type(batch_ratio).__name__}")
     batch_size_for(g.A.num_blocks, batch_ratio)  # ValueError unless 0 < batch_ratio <= 1
-    if batch_ratio == 1 and isinstance(sampler, str):
-        return lambda x: (g.grad(x), None)
-    draw = make_sampler(sampler, g.A.num_blocks, batch_ratio) if isinstance(sampler, str) else sampler
-    if not callable(draw):
+    if isinstance(sampler, str):
+        draw = make_sampler(sampler, g.A.num_blocks, batch_ratio)  # checks the name
+        if batch_ratio == 1:
+            return lambda x: (g.grad(x), None)
+    elif callable(sampler):
+        draw = sampler  # it decides b itself
+    else:
         raise TypeError(f"sampler must be a name or a callable generator -> blocks, got {type(sampler).__name__}")
 
     def oracle(x):

@@ -4,7 +4,7 @@ For the RED update x⁺ = x − γ(∇g(x) + τ R(x)) (Romano, Elad, Milanfar, S
 2017), the map ∇g + τR is (L_g + τ·L_R)-Lipschitz, with L_g = ||A||² for
 g(x) = ½||Ax − y||² and L_R the Lipschitz constant of the denoiser residual R = I − D.
 A gradient step no longer than the inverse of that constant is the classical safe choice
-(Nesterov, Introductory Lectures on Convex Optimization, 2004, Thm. 2.1.14; for RED, Reehorst
+(Nesterov, Introductory Lectures on Convex Optimization, 2004; for RED, Reehorst
 & Schniter, IEEE TCI 2019). With τ = 0 it is the 1/L_g step of gradient descent and PnP-PGD.
 """
 

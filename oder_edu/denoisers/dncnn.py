@@ -34,12 +34,13 @@ class DnCNN(nn.Module):
     ``torch.nn.utils.parametrizations.spectral_norm`` (T. Miyato et al., ICLR 2018), which
     scales each kernel, reshaped to an ``[out, in * 9]`` matrix M, to ``||M||_2 = 1``. That
     bounds each layer as an operator on images by 3 (each pixel enters 9 patches), a loose
-    bound; ``lipschitz_bound()`` computes a much tighter one for any weights.
+    bound; ``lipschitz_bound()`` computes a tight one (within 1 % per layer) for any weights.
     """
 
     def __init__(self, channels: int = 1, depth: int = 7, width: int = 32, spectral_norm: bool = False,
                  sigma_range: tuple[float, float] = (0.0, 0.2)):
         super().__init__()
+        # 3x3 kernels only: lipschitz_bound relies on it.
         if channels < 1 or depth < 2 or width < 1:
             raise ValueError(f"need channels >= 1, depth >= 2, width >= 1; got {channels}, {depth}, {width}")
         self.channels, self.depth, self.width = int(channels), int(depth), int(width)
@@ -85,30 +86,30 @@ class DnCNN(nn.Module):
         return x - self.residual(x, sigma)
 
     @torch.no_grad()
-    def lipschitz_bound(self, grid: int = 64) -> float:
+    def lipschitz_bound(self, grid: int = 32) -> float:
         """An upper bound on the Lipschitz constant of x -> R(x, sigma), for every sigma and H, W.
 
         ReLU is 1-Lipschitz and sigma's input map does not depend on x, so
         Lip(R) <= prod_l ||conv_l|| (the first layer restricted to its image channels).
         A zero-padded convolution is a restriction of the convolution on l2(Z^2), whose norm
-        is sup over frequencies w of the largest singular value of the [out, in] matrix
-        K(w) = sum_d W_d exp(-i w.d) (H. Sedghi, V. Gupta, P. Long, "The singular values of
-        convolutional layers", ICLR 2019). We take the max over a ``grid`` x ``grid`` frequency
-        grid by FFT and add the largest possible gap to the supremum,
-        (pi / grid) * sum_d ||W_d||_2 (|d_1| + |d_2|), since |exp(ia) - exp(ib)| <= |a - b|.
+        is the supremum over frequencies w of the largest singular value of the [out, in]
+        matrix K(w) = sum_d W_d exp(-i w.d) (H. Sedghi, V. Gupta, P. Long, "The singular
+        values of convolutional layers", ICLR 2019). We take the maximum over a
+        ``grid`` x ``grid`` frequency grid (by FFT) and divide by cos(pi / grid)^2: for a 3x3
+        kernel, Re(exp(i t) u^H K(w) v) is a trigonometric polynomial of degree 1 in each
+        frequency, a + b cos(w_1 - phi) along w_1, and a grid point within pi / grid of its
+        peak sees at least cos(pi / grid) of its supremum; once per frequency axis.
         """
         bound = 1.0
         for i, layer in enumerate(m for m in self.body if isinstance(m, nn.Conv2d)):
             weight = layer.weight.double()  # the (spectrally normalized) weight in use
             if i == 0:
                 weight = weight[:, : self.channels]
-            spectrum = torch.fft.fft2(weight, s=(grid, grid)).permute(2, 3, 0, 1)
-            on_grid = torch.linalg.matrix_norm(spectrum, ord=2).max().item()
-            k = weight.shape[-1]
-            offsets = (torch.arange(k, dtype=torch.float64) - (k - 1) / 2).abs()
-            taps = torch.linalg.matrix_norm(weight.permute(2, 3, 0, 1), ord=2)  # ||W_d||_2, [k, k]
-            gap = math.pi / grid * (taps * (offsets[:, None] + offsets[None, :])).sum().item()
-            bound *= on_grid + gap
+            # Real weights: K(-w) = conj K(w), so half of the grid (rfft2) has every singular value.
+            spectrum = torch.fft.rfft2(weight, s=(grid, grid)).permute(2, 3, 0, 1)
+            # complex64 SVDs are ~7x faster than complex128 here; 1e-4 covers their rounding.
+            largest = torch.linalg.svdvals(spectrum.to(torch.complex64)).amax().item() * (1 + 1e-4)
+            bound *= largest / math.cos(math.pi / grid) ** 2
         return bound
 
     def extra_repr(self) -> str:

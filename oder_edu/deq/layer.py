@@ -100,15 +100,22 @@ class DEQ(nn.Module):
         if self.backward == "jfb":
             return f(z_star)
         # One attached application; its graph serves both the VJPs J^T g of the backward
-        # solve (gradient w.r.t. z_in) and the final pass to the parameters.
+        # solve (gradients w.r.t. z_in) and the final pass to the parameters. The hook sits
+        # on an alias of z: the VJPs start at z itself, so they do not re-enter the hook,
+        # and the hook's closure (which holds z) is not reachable from z (no reference cycle).
         z_in = z_star.detach().requires_grad_()
         z = f(z_in)
-        if z.requires_grad:
-            z.register_hook(self._implicit_hook(z, z_in))
-        return z
+        if not z.requires_grad:
+            return z
+        out = z.view_as(z)
+        out.register_hook(self._implicit_hook(z, z_in))
+        return out
 
     def _implicit_hook(self, z: torch.Tensor, z_in: torch.Tensor):
         def hook(v: torch.Tensor) -> torch.Tensor:
+            if v is None:  # an undefined (all-zero) incoming gradient
+                return v
+
             def vjp_map(g):
                 (jtg,) = torch.autograd.grad(z, z_in, g, retain_graph=True)
                 return jtg + v

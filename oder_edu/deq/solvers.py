@@ -56,6 +56,7 @@ class _Monitor:
         self.tol, self.factor = float(tol), float(divergence_factor)
         self.trace = SolverTrace()
         self.smallest = math.inf
+        self.absolute = math.inf  # ||f(z) - z|| of the last iteration (max over the batch)
 
     def update(self, fz: torch.Tensor, z: torch.Tensor) -> bool:
         """Record the residual of one iteration; True when converged."""
@@ -72,6 +73,7 @@ class _Monitor:
                 f"size (for RED, gamma < 1 / (L_g + tau * L_R))."
             )
         self.smallest = min(self.smallest, absolute)
+        self.absolute = absolute
         trace.converged = relative <= self.tol
         return trace.converged
 
@@ -115,10 +117,12 @@ def anderson(f, z0, max_iter: int = 50, tol: float = 1e-4, m: int = 5, lam: floa
         alpha = argmin ||sum_i alpha_i G_i||^2  s.t.  sum_i alpha_i = 1
               = H^{-1} 1 / (1^T H^{-1} 1),   H = G G^T + lam * mean(diag(G G^T)) I,
 
-    (one batched ``torch.linalg.solve``), then step to
+    (one batched ``torch.linalg.solve_ex``), then step to
     z = beta * sum_i alpha_i F_i + (1 - beta) * sum_i alpha_i X_i.
     The ridge ``lam`` is relative to the scale of H, so it stays meaningful near convergence
-    in float32. With m = 1 this is plain (beta-damped) iteration.
+    in float32. With m = 1 this is plain (beta-damped) iteration. Anderson is a root-finder
+    for f(z) - z (on an affine map it matches GMRES), so it can converge even where f is
+    not a contraction; the divergence check still catches a residual that blows up.
     """
     _check_input(f, z0)
     if int(m) < 1 or not lam >= 0 or not 0 < beta <= 1:
@@ -140,7 +144,10 @@ def anderson(f, z0, max_iter: int = 50, tol: float = 1e-4, m: int = 5, lam: floa
         eye = torch.eye(k, dtype=H.dtype, device=H.device)
         scale = H.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
         H = H + (lam * scale + torch.finfo(H.dtype).tiny) * eye
-        w = torch.linalg.solve(H, torch.ones(n, k, 1, dtype=H.dtype, device=H.device))
+        # linalg.solve_ex is linalg.solve without its error check, which on this CPU costs
+        # ~7 ms per call; H is regularized SPD, and a failed solve gives NaN, which the
+        # monitor reports.
+        w = torch.linalg.solve_ex(H, torch.ones(n, k, 1, dtype=H.dtype, device=H.device))[0]
         alpha = w / w.sum(1, keepdim=True)  # [N, k, 1]
         z = beta * (alpha.transpose(1, 2) @ F)[:, 0] + (1 - beta) * (alpha.transpose(1, 2) @ X)[:, 0]
     return z.reshape(shape), monitor.trace
@@ -155,15 +162,21 @@ def nesterov(f, z0, max_iter: int = 50, tol: float = 1e-4, divergence_factor: fl
     (Beck and Teboulle, SIAM J. Imaging Sci. 2009; used for RED by Reehorst and Schniter,
     IEEE TCI 2019, and as the test-time solver of the ODER reference code). When f is a
     gradient step x - gamma * grad h(x) on a convex h this is accelerated gradient descent.
+    For other maps momentum can overshoot, so the momentum restarts (t = 1) whenever the
+    residual grows (adaptive restart, O'Donoghue and Candes, Found. Comput. Math. 2015).
     The residual is that of the extrapolated point, ||f(s) - s|| / ||f(s)||.
     """
     _check_input(f, z0)
     monitor = _Monitor(max_iter, tol, divergence_factor)
     z_prev, s, t = z0, z0, 1.0
+    previous = math.inf
     for _ in range(int(max_iter)):
         z = _apply(f, s)
         if monitor.update(z, s):
             break
+        if monitor.absolute > previous:
+            t = 1.0  # restart: the next extrapolation weight (t - 1) / t_next is 0
+        previous = monitor.absolute
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
         s = z + ((t - 1) / t_next) * (z - z_prev)
         z_prev, t = z, t_next

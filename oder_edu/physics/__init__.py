@@ -1,5 +1,9 @@
 """Blocked linear forward models with exact adjoints, the data term and block samplers."""
 
 from .base import BlockOperator, LeastSquares, as_blocks
+from .ct import ParallelBeamCT, fbp
+from .idt import IntensityDiffractionTomography, ring_leds
+from .mri import MultiCoilMRI, birdcage_maps, cartesian_mask
+from .noise import add_noise_snr
 from .samplers import CyclicSampler, StratifiedSampler, UniformSampler, batch_size_for, make_sampler
 from .simple import Blur, Denoising, gaussian_kernel

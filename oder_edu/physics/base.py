@@ -25,13 +25,16 @@ def as_blocks(blocks, num_blocks: int, device=None) -> torch.Tensor:
     if blocks is None:
         return torch.arange(num_blocks, device=device)
     if not torch.is_tensor(blocks):
-        blocks = torch.as_tensor(list(blocks) if not isinstance(blocks, int) else [blocks])
-    if blocks.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
+        try:
+            blocks = torch.as_tensor(list(blocks) if not isinstance(blocks, int) else [blocks])
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"blocks must be a 1-D sequence of integer indices, got {blocks!r}") from None
+    if blocks.numel() == 0:  # before the dtype check: an empty list becomes a float tensor
+        raise ValueError(f"blocks is empty; expected at least one index in [0, {num_blocks})")
+    if blocks.is_floating_point() or blocks.is_complex() or blocks.dtype == torch.bool:
         raise TypeError(f"blocks must hold integer indices, got dtype {blocks.dtype}")
     if blocks.ndim != 1:
         raise ValueError(f"blocks must be a 1-D index tensor, got shape {tuple(blocks.shape)}")
-    if blocks.numel() == 0:
-        raise ValueError(f"blocks is empty; expected at least one index in [0, {num_blocks})")
     lo, hi = int(blocks.min()), int(blocks.max())
     if lo < 0 or hi >= num_blocks:
         raise IndexError(f"block indices must lie in [0, {num_blocks}), got min {lo} and max {hi}")
@@ -167,6 +170,7 @@ class LeastSquares:
 
     def residual(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """``A_S x - y_S``, shape ``[N, b, *block_shape]``."""
+        self.A.check_image(x)
         _check_same(x, self.y, "LeastSquares")
         if x.shape[0] != self.y.shape[0]:
             raise ValueError(f"image batch {x.shape[0]} does not match data batch {self.y.shape[0]}")

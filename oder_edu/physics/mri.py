@@ -79,8 +79,9 @@ def cartesian_mask(
     sampled: the low frequencies carry most of the energy and calibrate parallel imaging.
     The total number of sampled columns is ``round(W / acceleration)``; the rest are chosen
     among the outer columns either uniformly at random (``kind="random"``, seeded by
-    ``seed``, as in variable-density-free random Cartesian sampling) or evenly spaced
-    (``kind="equispaced"``). ``acceleration=1`` gives the full mask.
+    ``seed``) or evenly spaced (``kind="equispaced"``), the two mask families of fastMRI
+    (Zbontar et al., arXiv:1811.08839), here with an exact line count so that the
+    acceleration is met to within rounding. ``acceleration=1`` gives the full mask.
     """
     n = _check_size(image_size)
     if not isinstance(acceleration, (int, float)) or isinstance(acceleration, bool) or not acceleration >= 1:
@@ -120,8 +121,10 @@ class MultiCoilMRI(BlockOperator):
     al. 1999; blocks = coils as in ODER, Liu et al. 2022).
 
     ``mask`` is ``"random"``, ``"equispaced"`` (see :func:`cartesian_mask`) or a 0/1 tensor
-    ``[H, W]``; ``maps`` is None (birdcage maps, :func:`birdcage_maps`) or a complex tensor
-    ``[num_coils, H, W]`` of sensitivities.
+    ``[H, W]`` (then ``acceleration``, ``center_fraction`` and ``seed`` are unused);
+    ``maps`` is None (birdcage maps, :func:`birdcage_maps`) or a complex tensor
+    ``[num_coils, H, W]`` of sensitivities. Attributes: ``maps``, ``mask`` and the achieved
+    ``acceleration`` = H W / (number of sampled entries).
     """
 
     complex_measurements = True
@@ -159,18 +162,25 @@ class MultiCoilMRI(BlockOperator):
         self.image_shape = (1, n, n)
         self.block_shape = (n, n)
         self.acceleration = n * n / max(self.mask.sum().item(), 1.0)  # achieved, not requested
+        # The centred FFT fftshift(fft2(ifftshift(z))) equals P_out . fft2(P_in . z) by the shift
+        # theorem (a = n // 2): P_in[j] = exp(2 pi i a j / n), P_out[k] = exp(2 pi i a (k - a) / n).
+        # Folding P_in into the maps and P_out into the mask saves four copies per call.
+        j = torch.arange(n, dtype=torch.float64)
+        a = n // 2
+        # reduce a*j mod n before scaling by 2 pi / n, so the angles stay small and accurate
+        ramp_in = torch.polar(torch.ones(n, dtype=torch.float64), 2 * math.pi * (a * j % n) / n)
+        ramp_out = torch.polar(torch.ones(n, dtype=torch.float64), 2 * math.pi * (a * (j - a) % n) / n)
+        self._encoding = self.maps * (ramp_in[:, None] * ramp_in[None, :])  # S_c . P_in, [C, H, W]
+        self._sampling = self.mask * (ramp_out[:, None] * ramp_out[None, :])  # M . P_out, [H, W]
 
     def _forward(self, x, blocks):
-        S = self._buffer("maps", x).index_select(0, blocks)  # [b, H, W]
-        M = self._buffer("mask", x)
-        coil_images = x * S  # [N, 1, H, W] * [b, H, W] -> [N, b, H, W] complex
-        dims = (-2, -1)
-        k = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(coil_images, dim=dims), norm="ortho"), dim=dims)
-        return k * M
+        S = self._buffer("_encoding", x).index_select(0, blocks)  # [b, H, W]
+        # [N, 1, H, W] * [b, H, W] -> [N, b, H, W] complex coil images, then centred k-space
+        return torch.fft.fft2(x * S, norm="ortho") * self._buffer("_sampling", x)
 
     def _adjoint(self, y, blocks):
-        S = self._buffer("maps", y).index_select(0, blocks)
-        M = self._buffer("mask", y)
-        dims = (-2, -1)
-        coil_images = torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(y * M, dim=dims), norm="ortho"), dim=dims)
-        return (coil_images * S.conj()).sum(1, keepdim=True).real
+        S = self._buffer("_encoding", y).index_select(0, blocks)
+        M = self._buffer("_sampling", y)
+        # F^H (M^H y_c) with the shifts folded in; conj_physical avoids the slow lazy-conj path
+        coil_images = torch.fft.ifft2(y * torch.conj_physical(M), norm="ortho")
+        return (coil_images * torch.conj_physical(S)).sum(1, keepdim=True).real

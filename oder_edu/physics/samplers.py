@@ -6,6 +6,8 @@ Each sampler returns a sorted 1-D LongTensor of ``batch_size`` distinct indices 
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -18,6 +20,9 @@ def batch_size_for(num_blocks: int, batch_ratio: float) -> int:
 
 
 def _check(num_blocks: int, batch_size: int) -> None:
+    for name, value in (("num_blocks", num_blocks), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
     if num_blocks < 1:
         raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
     if not 1 <= batch_size <= num_blocks:

@@ -1,0 +1,130 @@
+"""``oder-edu bench widgets``: how responsive the reconstruction explorer is, measured headless.
+
+- ``first_frame_ms``: a control (σ, γ or b/B, in turn) is changed while a run is going, the way
+  a slider message arrives in the kernel: between two iterations of the asyncio loop. The
+  time until the explorer has drawn the first image computed with the new value (the next
+  iteration, then the redraw throttle, then Agg rendering to PNG). Median and max over
+  ``--changes`` changes at random moments. Sending the PNG to the browser is not included.
+- ``run_to_first_frame_ms``: from pressing Run to the first drawn frame.
+- ``iters_per_s``: iterations per second of a live run without the full-batch reference,
+  through the same loop (solver step, peak-memory count, PSNR and SSIM, readouts, throttled
+  redraws); ``iters_per_s_with_reference`` with it; ``solver_iters_per_s``: the bare ``red``
+  generator on the same problem, nothing else.
+
+Default setting: RED on CT 128², 180 angles, b/B = 45/180, shipped DnCNN (targets on a 2-core
+CPU: first frame <= 300 ms, >= 20 iterations/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+
+import torch
+
+from . import DEFAULT_OUT, median_ms, write_results
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--image-size", type=int, default=128, help="CT image size n (n x n), default 128")
+    parser.add_argument("--num-angles", type=int, default=180, help="CT projection angles B, default 180")
+    parser.add_argument("--ratio", type=float, default=0.25, help="minibatch ratio b/B, default 0.25")
+    parser.add_argument("--iterations", type=int, default=60, help="iterations per timed run, default 60")
+    parser.add_argument("--changes", type=int, default=12, help="control changes timed, default 12")
+    parser.add_argument("--denoiser", default="dncnn", help="dncnn (shipped), tv or gaussian; default dncnn")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the change times, default 0")
+
+
+async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, list[float]]:
+    """Run-press → first frame, and control change → first frame with the new value (ms)."""
+    pressed = time.perf_counter()
+    task = ex.start(100_000)
+    while not any(i > 0 for i, _ in ex.frames):
+        await asyncio.sleep(0)
+    run_to_frame = (next(t for i, t in ex.frames if i > 0) - pressed) * 1e3
+    safe = ex.safe_step
+    options = [value for _, value in ex.batch_ratio.options]
+    latencies = []
+    for k in range(changes):
+        await asyncio.sleep(rng.uniform(0.15, 0.35))  # a random phase relative to the redraws
+        kind = k % 3
+        if kind == 0:
+            ex.sigma.value = round(ex.sigma.value + (0.005 if k % 2 else -0.005), 3)
+        elif kind == 1:
+            ex.gamma.value = safe * (0.9 if ex.gamma.value >= safe else 1.0)
+        else:
+            here = options.index(ex.batch_ratio.value)
+            ex.batch_ratio.value = options[here + 1] if here + 1 < len(options) else options[here - 1]
+        changed, first_new = time.perf_counter(), len(ex.history) + 1
+        while not (ex.frames and ex.frames[-1][0] >= first_new):
+            await asyncio.sleep(0)
+        latencies.append((ex.frames[-1][1] - changed) * 1e3)
+    ex.stop()
+    await task
+    return run_to_frame, latencies
+
+
+def _live_rate(ex, iterations: int) -> float:
+    start = time.perf_counter()
+    history = asyncio.run(ex.run(iterations))
+    return len(history) / (time.perf_counter() - start)
+
+
+def _solver_rate(ex, iterations: int) -> float:
+    from ..algorithms import red
+
+    p = ex._problem
+    stream = red(p.A, p.y, ex.D, sigma=ex.sigma.value, tau=p.tau, gamma=ex.gamma.value,
+                 batch_ratio=ex.batch_ratio.value, x0=p.x0, max_iter=iterations, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    count = sum(1 for _ in stream)
+    return count / (time.perf_counter() - start)
+
+
+def main(args) -> int:
+    from ..widgets import ReconstructionExplorer
+
+    ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
+                                num_blocks={"ct": args.num_angles}, reference=False)
+    B = ex._problem.A.num_blocks
+    options = [value for _, value in ex.batch_ratio.options]
+    ex.batch_ratio.value = min(options, key=lambda r: abs(r - args.ratio))
+    ratio = ex.batch_ratio.value
+    ex.run_sync(3)  # warm-up: first calls pay for lazy initialisation (dispatch mode, caches)
+
+    run_to_frame, latencies = asyncio.run(_first_frames(ex, args.changes, random.Random(args.seed)))
+    rate = _live_rate(ex, args.iterations)
+    solver_rate = _solver_rate(ex, args.iterations)
+    ex.reference.value = True
+    rate_with_reference = _live_rate(ex, max(10, args.iterations // 2))
+    x = ex._run.main.x
+    its = [r.iteration for r in ex.history]
+    render = median_ms(lambda: ex.figure.update(x, its, [r.psnr for r in ex.history],
+                                                [r.reference_psnr for r in ex.history]), repeat=7, warmup=1)
+    ex.close()
+
+    record = {
+        "case": f"RED, CT {args.image_size}², {B} angles, b/B = {round(ratio * B)}/{B}",
+        "denoiser": args.denoiser,
+        "device": str(ex.device),
+        "first_frame_ms": statistics.median(latencies),
+        "first_frame_ms_max": max(latencies),
+        "run_to_first_frame_ms": run_to_frame,
+        "iters_per_s": rate,
+        "iters_per_s_with_reference": rate_with_reference,
+        "solver_iters_per_s": solver_rate,
+        "frame_render_ms": render,
+        "changes": len(latencies),
+    }
+    caption = (
+        f"Reconstruction explorer, measured headless through its asyncio loop (changes arrive between "
+        f"iterations, as slider messages do). first_frame_ms: median over {len(latencies)} changes of σ, γ, b/B "
+        f"(max beside it), including the 0.1 s redraw throttle; iters_per_s: live run without the full-batch "
+        f"reference. Targets on a 2-core CPU: first frame <= 300 ms, >= 20 iterations/s. "
+        f"torch threads: {torch.get_num_threads()}; if the machine was shared with other jobs, figures are pessimistic."
+    )
+    write_results("widgets", [record], args.out, caption)
+    return 0

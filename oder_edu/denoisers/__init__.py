@@ -1,0 +1,14 @@
+"""Denoisers ``D(x, sigma) -> [N, C, H, W]`` and their RED residuals ``R = x - D``.
+
+- ``DnCNN``: a noise-level-conditional CNN (shipped weights: ``load_denoiser("dncnn")``);
+- ``gaussian_denoise``, ``tv_denoise`` (the prox of lam TV): classical, no training.
+"""
+
+from .classical import gaussian_denoise, gradient, gradient_adjoint, total_variation, tv_denoise, tv_objective
+from .dncnn import DnCNN
+from .pretrained import ClassicalDenoiser, load_denoiser
+
+__all__ = [
+    "DnCNN", "ClassicalDenoiser", "load_denoiser", "gaussian_denoise", "tv_denoise", "tv_objective",
+    "total_variation", "gradient", "gradient_adjoint",
+]

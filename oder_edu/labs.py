@@ -1,0 +1,138 @@
+"""Student versions of the course notebooks: ``oder-edu labs [--source DIR] [--out DIR]``.
+
+An exercise in an instructor notebook is a code cell whose solution sits between the
+nbgrader markers (the same lines nbgrader's ``ClearSolutions`` looks for)::
+
+    def power_iteration(A, num_iter=50):
+        ### BEGIN SOLUTION
+        # Hint: repeat x <- AᵀA x / ||AᵀA x||; L is the last norm.
+        ...the instructor's code...
+        ### END SOLUTION
+
+The student version replaces everything from ``### BEGIN SOLUTION`` to ``### END SOLUTION``
+by a stub, indented like the marker, whose message carries the region's ``# Hint:`` lines::
+
+        # YOUR CODE HERE
+        raise NotImplementedError("Hint: repeat x <- AᵀA x / ||AᵀA x||; L is the last norm.")
+
+Every other cell is copied unchanged, so the two notebooks differ only inside the markers.
+Outputs, execution counts and saved widget state are dropped from both kinds of cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+HINT = re.compile(r"^\s*#\s*Hint:\s*(.*)$")
+DEFAULT_HINT = "write your solution here."
+
+
+def has_solution(source: str) -> bool:
+    """True when a cell's source contains a solution region."""
+    return BEGIN in source
+
+
+def _stub(indent: str, hints: list[str]) -> list[str]:
+    message = "Hint: " + (" ".join(hints) if hints else DEFAULT_HINT)
+    return [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({message!r})"]
+
+
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """The student version of one code cell's ``source``: each solution region replaced by a
+    ``raise NotImplementedError("Hint: ...")`` stub (see the module docstring).
+
+    ``where`` names the cell in error messages. A region that is never closed, an END
+    without a BEGIN, a nested BEGIN, or a marker with other code on its line raises a
+    ValueError: guessing would either leak the solution or delete the student's code.
+    """
+    lines = source.split("\n")
+    out: list[str] = []
+    region: list[str] | None = None  # lines of the open solution region
+    indent = ""
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        for marker in (BEGIN, END):
+            if marker in line and stripped != marker:
+                raise ValueError(f"{where}, line {number}: {marker!r} must stand alone on its line, got {line!r}")
+        if stripped == BEGIN:
+            if region is not None:
+                raise ValueError(f"{where}, line {number}: {BEGIN!r} inside an open solution region")
+            region, indent = [], line[: len(line) - len(line.lstrip())]
+        elif stripped == END:
+            if region is None:
+                raise ValueError(f"{where}, line {number}: {END!r} without a matching {BEGIN!r}")
+            hints = [m.group(1).strip() for m in map(HINT.match, region) if m]
+            out += _stub(indent, hints)
+            region = None
+        elif region is not None:
+            region.append(line)
+        else:
+            out.append(line)
+    if region is not None:
+        raise ValueError(f"{where}: {BEGIN!r} is never closed by {END!r}")
+    return "\n".join(out)
+
+
+def _clean(cell) -> None:
+    """Drop what running a notebook adds (outputs, counts, widget views), in place."""
+    if cell.get("cell_type") == "code":
+        cell["outputs"] = []
+        cell["execution_count"] = None
+    cell.get("metadata", {}).pop("widgets", None)
+
+
+def student_notebook(notebook, name: str = "notebook"):
+    """A deep copy of an nbformat notebook with every code cell's solutions stripped.
+
+    Returns ``(student, count)`` where ``count`` is the number of exercise cells.
+    """
+    student = copy.deepcopy(notebook)
+    student.metadata.pop("widgets", None)
+    count = 0
+    for index, cell in enumerate(student.cells):
+        _clean(cell)
+        if cell.cell_type == "code" and has_solution(cell.source):
+            cell.source = strip_solutions(cell.source, where=f"{name}, cell {index}")
+            count += 1
+    return student, count
+
+
+def write_student_versions(source_dir, out_dir) -> list[tuple[Path, int]]:
+    """Write the student version of every ``*.ipynb`` in ``source_dir`` to ``out_dir``.
+
+    Notebooks without exercises are copied (cleaned) too, so ``out_dir`` is a complete
+    course. Returns ``[(written path, number of exercise cells), ...]`` in name order.
+    """
+    import nbformat
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    paths = sorted(source_dir.glob("*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no notebooks (*.ipynb) in {source_dir.resolve()}; pass --source DIR")
+    if out_dir.resolve() == source_dir.resolve():
+        raise ValueError(f"--out must differ from --source ({source_dir}); the instructor notebooks would be overwritten")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        student, count = student_notebook(notebook, path.name)
+        nbformat.validate(student)
+        target = out_dir / path.name
+        nbformat.write(student, target)
+        written.append((target, count))
+    return written
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--source", default="notebooks", help="folder of instructor notebooks (default: notebooks)")
+    parser.add_argument("--out", default="student", help="folder for the student versions (default: student)")
+
+
+def main(args) -> int:
+    for path, count in write_student_versions(args.source, args.out):
+        print(f"{path}  ({count} exercise{'s' if count != 1 else ''})")
+    return 0

@@ -1,0 +1,1 @@
+"""Training loops behind ``oder-edu train ...``: the shipped denoiser and DEQ/ODER models."""

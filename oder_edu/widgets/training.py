@@ -1,0 +1,213 @@
+"""The training explorer: what DEQ and ODER training cost as the minibatch ratio b/B moves.
+
+ODER (Liu, Xu, Gan, Shoushtari, Kamilov, NeurIPS 2022) trains a deep-equilibrium RED model
+with the minibatch gradient (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) in its forward and backward
+fixed-point iterations, so a training step's memory and time scale with b instead of B. This
+widget shows, for the chosen b/B, the measured training-step peak memory, step time and test
+PSNR of ODER next to full-batch DEQ (b = B), from one of two sources, always labelled:
+
+- the benchmark file written by ``oder-edu bench oder`` (``benchmarks/results/oder.json``:
+  records with ``app``, ``method``, ``ratio``, ``train_step_ms``, ``train_peak_mib``,
+  ``test_psnr``, ...), read when present;
+- short live runs on this machine, through a ``measure(app, method, ratio) -> dict``
+  callable you pass in (returning at least ``train_step_ms``, ``train_peak_mib`` and
+  ``test_psnr``); the widget never decides how to train.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import ipywidgets as w
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .explorer import close_all
+from .render import png_bytes
+
+DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "oder.json"
+METRICS = (("train_peak_mib", "training-step peak memory", "MiB"), ("train_step_ms", "training-step time", "ms"),
+           ("test_psnr", "test PSNR", "dB"))
+LIVE_RATIOS = (0.125, 0.25, 0.5)
+
+
+def read_results(path) -> tuple[list[dict], str]:
+    """The records of a benchmark JSON file and a label naming its origin."""
+    path = Path(path)
+    data = json.loads(path.read_text())
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        raise ValueError(f"{path} holds no 'records' list; expected the output of `oder-edu bench oder`")
+    machine = data.get("machine", {})
+    where = machine.get("gpu") or machine.get("cpu") or "unknown machine"
+    label = f"benchmark file {path.name} ({data.get('command', 'oder-edu bench oder')}, {data.get('date', '?')}, {where})"
+    return [dict(r, source="benchmark") for r in records], label
+
+
+def _check_record(record, app, method, ratio) -> dict:
+    if not isinstance(record, dict):
+        raise TypeError(f"measure({app!r}, {method!r}, {ratio}) must return a dict, got {type(record).__name__}")
+    missing = [key for key, _, _ in METRICS if key not in record]
+    if missing:
+        raise ValueError(f"measure({app!r}, {method!r}, {ratio}) returned no {missing}; got keys {sorted(record)}")
+    return {**record, "app": app, "method": method, "ratio": ratio, "source": "live"}
+
+
+class TrainingExplorer:
+    """DEQ versus ODER training: memory, step time and test PSNR versus b/B.
+
+    ``results``: a path to an ``oder.json`` (default: the repository's
+    ``benchmarks/results/oder.json`` if it exists), a list of such records, or None.
+    ``measure``: optional callable ``measure(app, method, ratio) -> dict`` for live runs
+    (``method`` is 'full' with ratio 1, or 'oder'); ``apps`` and ``ratios`` choose what the
+    live runs offer when no file does. ``measure_sync()`` (or the "Measure live" button)
+    measures the selected app and ratio and full DEQ once (cached); ``history`` lists the
+    live records, ``records`` all of them with their ``source``.
+    """
+
+    def __init__(self, results=DEFAULT_RESULTS, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
+        if measure is not None and not callable(measure):
+            raise TypeError(f"measure must be a callable (app, method, ratio) -> dict, got {type(measure).__name__}")
+        self.measure, self.history = measure, []
+        self.records: list[dict] = []
+        self.source = "no benchmark file"
+        if isinstance(results, (str, Path)):
+            if Path(results).exists():
+                self.records, self.source = read_results(results)
+            elif results is not DEFAULT_RESULTS:
+                raise FileNotFoundError(f"no benchmark file at {results}; run `oder-edu bench oder` to write it")
+        elif isinstance(results, list):
+            self.records, self.source = [dict(r, source="benchmark") for r in results], "records given"
+        elif results is not None:
+            raise TypeError(f"results must be a path, a list of records or None, got {type(results).__name__}")
+        if not self.records and measure is None:
+            raise ValueError("no results to show: run `oder-edu bench oder`, or pass measure=... for live runs")
+        file_apps = [r["app"] for r in self.records]
+        app_options = list(dict.fromkeys(file_apps + (list(apps) if measure else [])))
+        self.app = w.Dropdown(options=app_options, value=app_options[0], description="application")
+        self.ratio = w.SelectionSlider(options=[("1/1", 1.0)], description="b/B", layout=w.Layout(width="380px"))
+        self.ratio.add_class("oder-ratio")
+        self.live_ratios = tuple(ratios)
+        self.measure_button = w.Button(description="Measure live", icon="play", disabled=measure is None,
+                                       tooltip="short training runs on this machine (needs measure=...)")
+        self.measure_button.add_class("oder-measure")
+        self.table, self.status, self.image = w.HTML(), w.HTML(), w.Image(format="png")
+        self.measure_button.on_click(lambda _: self.measure_sync())
+        self.app.observe(lambda _: self._set_app(), names="value")
+        self.ratio.observe(lambda _: self._show(), names="value")
+        self.widget = w.VBox([w.HBox([self.app, self.ratio, self.measure_button]), self.status, self.table, self.image])
+        self.fig = Figure(figsize=(10.5, 2.8), dpi=72)
+        FigureCanvasAgg(self.fig)
+        self.axes = self.fig.subplots(1, 3)
+        self.fig.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.85, wspace=0.3)
+        self._set_app()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def close(self) -> None:
+        """Close every widget (which releases this explorer and its figure)."""
+        close_all(self.widget)
+
+    # --- data ------------------------------------------------------------------------------
+    def lookup(self, method: str, ratio: float | None = None) -> dict | None:
+        """The record of the selected app for ``method`` (and ``ratio``); live beats file."""
+        found = [r for r in self.records if r.get("app") == self.app.value and r.get("method") == method
+                 and (ratio is None or math.isclose(float(r.get("ratio", 1.0)), ratio))]
+        found.sort(key=lambda r: r["source"] == "live")
+        return found[-1] if found else None
+
+    def measure_sync(self) -> list[dict]:
+        """Measure full DEQ and ODER at the selected ratio live (each once per app and ratio)."""
+        if self.measure is None:
+            raise RuntimeError("no measure callable was given; pass measure=... to run live")
+        app, ratio = self.app.value, float(self.ratio.value)
+        new = []
+        for method, r in (("full", 1.0), ("oder", ratio)):
+            if r == 1.0 and method == "oder":
+                continue
+            known = self.lookup(method, r)
+            if known is not None and known["source"] == "live":
+                continue
+            self.status.value = f"<span class='oder-status'>measuring {method} at b/B = {r:g} on {html.escape(app)}…</span>"
+            new.append(_check_record(self.measure(app, method, r), app, method, r))
+        self.records += new
+        self.history += new
+        self._show()
+        return new
+
+    # --- display ---------------------------------------------------------------------------
+    def _ratios(self) -> list[float]:
+        ratios = {float(r["ratio"]) for r in self.records if r.get("app") == self.app.value and r.get("method") == "oder"}
+        if self.measure is not None:
+            ratios |= set(self.live_ratios)
+        return sorted(ratios | {1.0})
+
+    def _set_app(self) -> None:
+        ratios = self._ratios()
+        self.ratio.options = [(_fraction(r), r) for r in ratios]
+        self.ratio.value = 0.25 if 0.25 in ratios else ratios[0]
+        self._show()
+
+    def _show(self) -> None:
+        ratio = float(self.ratio.value)
+        full = self.lookup("full", 1.0)
+        oder = full if ratio == 1.0 else self.lookup("oder", ratio)
+        rows = []
+        for key, name, unit in METRICS:
+            a, b = (None if r is None else r.get(key) for r in (full, oder))
+            if key == "test_psnr":
+                versus = f"{b - a:+.2f} dB" if a is not None and b is not None else "–"
+            else:
+                versus = f"{b / a:.2f}×" if a and b is not None else "–"
+            rows.append(f"<tr><td>{name}</td><td class='oder-readout oder-{key}-full'>{_fmt(a, unit)}</td>"
+                        f"<td class='oder-readout oder-{key}'>{_fmt(b, unit)}</td><td>{versus}</td></tr>")
+        sources = {r["source"] for r in (full, oder) if r is not None}
+        label = " and ".join(sorted("live run on this machine" if s == "live" else self.source for s in sources))
+        self.table.value = (
+            "<table style='font-family:monospace'><tr><th></th><th>full DEQ (b = B)</th>"
+            f"<th>ODER (b/B = {_fraction(ratio)})</th><th>ODER vs full</th></tr>" + "".join(rows) + "</table>"
+            f"<div class='oder-source'>source: {html.escape(label or 'nothing measured yet for this ratio')}</div>"
+        )
+        self.status.value = "" if oder else (
+            "<span class='oder-status'>no measurement at this ratio yet"
+            + (": press Measure live" if self.measure else "") + "</span>")
+        self._plot(ratio, full)
+
+    def _plot(self, ratio: float, full: dict | None) -> None:
+        # x = log2(b/B), labelled as fractions: ratios halve from one measurement to the next.
+        ratios = [r for r in self._ratios() if r < 1.0]
+        ticks = ratios + [1.0]
+        for ax, (key, name, unit) in zip(self.axes, METRICS):
+            ax.clear()
+            points = [(math.log2(r), rec[key]) for r in ratios if (rec := self.lookup("oder", r)) is not None]
+            if points:
+                ax.plot(*zip(*points), "o-", color="C0", label="ODER")
+            if full is not None:
+                ax.axhline(full[key], color="0.3", ls="--", label="full DEQ")
+            chosen = self.lookup("oder", ratio) if ratio < 1.0 else None
+            if chosen is not None:
+                ax.plot([math.log2(ratio)], [chosen[key]], "o", ms=11, mfc="none", mec="C3", mew=2)
+            ax.set_xticks([math.log2(r) for r in ticks], [_fraction(r) for r in ticks])
+            ax.set_xlim(math.log2(ticks[0]) - 0.5, 0.5)
+            ax.set_xlabel("b/B", fontsize=9)
+            ax.set_title(f"{name} ({unit})", fontsize=10, y=1.01)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+        if self.axes[0].get_legend_handles_labels()[0]:
+            self.axes[0].legend(fontsize=8)
+        self.image.value = png_bytes(self.fig)
+
+
+def _fraction(ratio: float) -> str:
+    inverse = 1.0 / ratio
+    return f"1/{inverse:g}" if math.isclose(inverse, round(inverse)) else f"{ratio:g}"
+
+
+def _fmt(value, unit: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f} {unit}" if unit == "dB" else f"{value:.1f} {unit}"

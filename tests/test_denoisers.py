@@ -1,0 +1,302 @@
+"""Denoisers: the DnCNN interface and its Lipschitz bound, TV as an exact prox, Gaussian
+smoothing, the shipped weights and the quality bar against TV."""
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from oder_edu import checkpoints
+from oder_edu.denoisers import (
+    DnCNN, gaussian_denoise, gradient, gradient_adjoint, load_denoiser, total_variation, tv_denoise,
+    tv_objective,
+)
+from oder_edu.metrics import psnr
+from oder_edu.phantoms import validation_phantoms
+from oder_edu.train.denoiser import VALIDATION_SIGMAS, best_tv_psnr, denoise_psnr
+
+
+def _noisy(x, sigma, seed=0):
+    return x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return validation_phantoms(8, 64)
+
+
+# --- DnCNN interface -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 17, 23), (3, 1, 32, 40)])
+def test_dncnn_any_size_and_residual(shape):
+    torch.manual_seed(0)
+    D = DnCNN().eval()
+    x = torch.rand(shape)
+    out = D(x, 0.1)
+    assert out.shape == x.shape
+    assert torch.allclose(D.residual(x, 0.1), x - out, atol=1e-6)
+    per_image = torch.full((shape[0],), 0.1)
+    assert torch.allclose(D(x, per_image), out, atol=1e-6)
+    # sigma really enters the network
+    assert not torch.allclose(D(x, 0.0), D(x, 0.2))
+
+
+def test_dncnn_two_channels_and_float64():
+    D = DnCNN(channels=2, depth=3, width=8).double()
+    x = torch.rand(2, 2, 16, 16, dtype=torch.float64)
+    assert D(x, torch.tensor([0.0, 0.2])).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "sigma, error, match",
+    [
+        (-0.1, ValueError, ">= 0"),
+        (float("nan"), ValueError, "finite"),
+        (float("inf"), ValueError, "finite"),
+        (torch.tensor([0.1, 0.1, 0.1]), ValueError, r"shape \[2\]"),
+        (torch.tensor([[0.1], [0.1]]), ValueError, r"shape \[2\]"),
+        ("0.1", TypeError, "float or a tensor"),
+        (True, TypeError, "float or a tensor"),
+    ],
+)
+def test_dncnn_rejects_bad_sigma(sigma, error, match):
+    D = DnCNN(depth=2, width=4)
+    with pytest.raises(error, match=match):
+        D(torch.rand(2, 1, 8, 8), sigma)
+
+
+def test_dncnn_rejects_bad_images():
+    D = DnCNN(depth=2, width=4)
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        D(torch.rand(1, 8, 8), 0.1)
+    with pytest.raises(ValueError, match=r"\[N, 1, H, W\]"):
+        D(torch.rand(1, 3, 8, 8), 0.1)
+    with pytest.raises(TypeError, match="floating-point"):
+        D(torch.ones(1, 1, 8, 8, dtype=torch.int64), 0.1)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        D(torch.full((1, 1, 8, 8), float("nan")), 0.1)
+    with pytest.raises(ValueError, match="float64"):
+        D(torch.rand(1, 1, 8, 8, dtype=torch.float64), 0.1)
+
+
+# --- Lipschitz bound ----------------------------------------------------------------
+
+
+def _conv_norm(conv_weight, size=64, iterations=60):
+    """||conv|| on size x size images with zero padding, by power iteration on conv^T conv."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, conv_weight.shape[1], size, size, generator=gen, dtype=torch.float64)
+    for _ in range(iterations):
+        y = F.conv_transpose2d(F.conv2d(x, conv_weight, padding=1), conv_weight, padding=1)
+        x = y / y.norm()
+    return F.conv2d(x, conv_weight, padding=1).norm().item()
+
+
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_lipschitz_bound_is_a_tight_product_of_layer_norms(spectral_norm):
+    torch.manual_seed(1)
+    D = DnCNN(depth=4, width=8, spectral_norm=spectral_norm).eval()
+    convs = [m for m in D.body if isinstance(m, torch.nn.Conv2d)]
+    weights = [c.weight.detach().double() for c in convs]
+    weights[0] = weights[0][:, :1]  # the sigma channel does not depend on x
+    product = 1.0
+    for w in weights:
+        product *= _conv_norm(w)
+    bound = D.lipschitz_bound()
+    # Power iteration gives each layer's norm on 64^2 images from below; the bound is the
+    # l2(Z^2) norm plus the grid's worst-case gap, so it is above and close.
+    assert product <= bound <= 1.25 * product
+
+
+def test_spectral_norm_normalizes_each_kernel_matrix():
+    D = DnCNN(spectral_norm=True).eval()
+    for conv in (m for m in D.body if isinstance(m, torch.nn.Conv2d)):
+        top = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
+        assert top == pytest.approx(1.0, rel=0.02)
+
+
+def test_spectral_normalized_residual_respects_its_bound(phantoms):
+    # A briefly trained network, so the bound is tested on a non-trivial R.
+    torch.manual_seed(0)
+    D = DnCNN(depth=5, width=16, spectral_norm=True)
+    optimizer = torch.optim.Adam(D.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(15):
+        noise = 0.1 * torch.randn(phantoms.shape, generator=gen)
+        loss = (D.residual(phantoms + noise, 0.1) - noise).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    D.eval()
+    bound = D.lipschitz_bound()
+    x = _noisy(phantoms[:2], 0.1)
+    R = lambda z: D.residual(z, 0.1).detach()  # noqa: E731
+    # Random pairs, near and far.
+    ratios = []
+    for scale in (1e-2, 1e-1, 1.0):
+        z = _noisy(x, scale, seed=5)
+        ratios.append(((R(x) - R(z)).norm() / (x - z).norm()).item())
+    # The worst direction at x: power iteration on J^T J of R (with autograd).
+    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+    for _ in range(20):
+        _, jv = torch.func.jvp(lambda z: D.residual(z, 0.1), (x,), (v / v.norm(),))
+        _, vjp = torch.func.vjp(lambda z: D.residual(z, 0.1), x)
+        v = vjp(jv)[0].detach()
+    v = v / v.norm()
+    ratios.append(((R(x + 1e-3 * v) - R(x)).norm() / 1e-3).item())
+    assert max(ratios) <= bound
+    assert max(ratios) > 0.05  # the network is not trivially flat, so the check has teeth
+
+
+# --- TV ------------------------------------------------------------------------------
+
+
+def test_gradient_adjoint_is_the_adjoint():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 11, generator=gen, dtype=torch.float64)
+    p = torch.randn(2, 3, 2, 9, 11, generator=gen, dtype=torch.float64)
+    assert torch.allclose((gradient(x) * p).sum(), (x * gradient_adjoint(p)).sum())
+
+
+def test_tv_denoise_is_the_prox_and_matches_skimage(phantoms):
+    from skimage.restoration import denoise_tv_chambolle
+
+    lam = 0.1
+    v = _noisy(phantoms[:1].double(), 0.1)
+    x = tv_denoise(v, lam, num_iter=300)
+    # skimage's denoise_tv_chambolle(image, weight) minimizes 1/2 ||x - v||^2 + weight TV(x)
+    # with the same forward differences: weight = lam.
+    reference = denoise_tv_chambolle(v[0, 0].numpy(), weight=lam, eps=1e-10, max_num_iter=5000)
+    reference = torch.from_numpy(reference)[None, None]
+    assert (x - reference).abs().max() < 1e-3
+    objective = tv_objective(x, v, lam).item()
+    assert objective <= tv_objective(reference, v, lam).item() + 1e-3
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        nearby = x + 1e-2 * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+        assert objective < tv_objective(nearby, v, lam).item()
+
+
+def test_tv_denoise_per_image_lam_and_zero(phantoms):
+    v = _noisy(phantoms[:2], 0.1)
+    both = tv_denoise(v, torch.tensor([0.0, 0.1]), num_iter=50)
+    assert torch.equal(both[0], v[0])  # lam = 0 is the identity
+    assert torch.allclose(both[1:], tv_denoise(v[1:], 0.1, num_iter=50), atol=1e-6)
+    assert (total_variation(both[1:]) < total_variation(v[1:])).all()
+
+
+def test_tv_denoise_rejects_bad_input():
+    with pytest.raises(ValueError, match=">= 0"):
+        tv_denoise(torch.rand(1, 1, 8, 8), -1.0)
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        tv_denoise(torch.rand(8, 8), 0.1)
+    with pytest.raises(ValueError, match="num_iter"):
+        tv_denoise(torch.rand(1, 1, 8, 8), 0.1, num_iter=-3)
+
+
+# --- Gaussian --------------------------------------------------------------------------
+
+
+def test_gaussian_denoise_basic_properties():
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.allclose(gaussian_denoise(x, 0.0), x)
+    constant = torch.full((1, 1, 16, 16), 0.3)
+    assert torch.allclose(gaussian_denoise(constant, 0.2), constant)
+    smoothed = gaussian_denoise(x, torch.tensor([0.0, 0.2]))
+    assert torch.allclose(smoothed[0], x[0]) and total_variation(smoothed[1:]) < total_variation(x[1:])
+    with pytest.raises(ValueError, match="finite"):
+        gaussian_denoise(x, float("nan"))
+
+
+def test_gaussian_strength_mapping_is_near_the_best_std(phantoms):
+    for sigma in (0.05, 0.1, 0.2):
+        y = _noisy(phantoms, sigma)
+        mapped = psnr(gaussian_denoise(y, sigma), phantoms).mean().item()
+        best = max(psnr(gaussian_denoise(y, sigma, std=s), phantoms).mean().item()
+                   for s in (0.3, 0.5, 0.7, 0.9, 1.2, 1.5, 2.0))
+        assert mapped > best - 0.5, (sigma, mapped, best)
+
+
+# --- shipped weights -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_denoiser("dncnn", device="cpu")
+
+
+def test_load_denoiser_shipped(shipped):
+    assert isinstance(shipped, DnCNN) and not shipped.training
+    entry = checkpoints.read_manifest()["dncnn"]
+    assert entry["sigma_range"] == list(shipped.sigma_range)
+    assert entry["parameters"] == sum(p.numel() for p in shipped.parameters())
+    assert set(entry["metrics"]["val_psnr"]) == {str(s) for s in VALIDATION_SIGMAS}
+
+
+def test_manifest_psnr_is_reproducible(shipped):
+    """The recorded validation PSNR at sigma = 0.1 is what the shipped file gives today."""
+    entry = checkpoints.read_manifest()["dncnn"]
+    n, size = map(int, re.match(r"(\d+) validation_phantoms of (\d+)\^2", entry["metrics"]["validation"]).groups())
+    images = validation_phantoms(n, size)
+    assert denoise_psnr(shipped, images, 0.1) == pytest.approx(entry["metrics"]["val_psnr"]["0.1"], abs=0.02)
+
+
+def test_shipped_dncnn_beats_best_tv_by_1p5_db(shipped):
+    images = validation_phantoms(8, 128, seed=7)  # held out: neither the training nor the manifest's seed
+    dncnn = denoise_psnr(shipped, images, 0.1, seed=11)
+    tv, lam = best_tv_psnr(images, 0.1, seed=11)
+    assert dncnn >= tv + 1.5, f"DnCNN {dncnn:.2f} dB vs TV {tv:.2f} dB (lam = {lam})"
+
+
+def test_shipped_dncnn_improves_every_sigma(shipped):
+    images = validation_phantoms(4, 64, seed=8)
+    for sigma in (0.025, 0.1, 0.2):
+        noisy = psnr(_noisy(images, sigma, seed=3).clamp(0, 1), images).mean().item()
+        assert denoise_psnr(shipped, images, sigma, seed=3) > noisy + 3
+
+
+def test_classical_denoisers_share_the_interface():
+    x = _noisy(validation_phantoms(2, 32, seed=9), 0.1)
+    for name in ("tv", "gaussian"):
+        D = load_denoiser(name, device="cpu")
+        out = D(x, 0.1)
+        assert out.shape == x.shape and torch.allclose(D.residual(x, 0.1), x - out)
+        with pytest.raises(ValueError, match=">= 0"):
+            D(x, -0.1)
+
+
+def test_load_denoiser_unknown_name():
+    with pytest.raises(checkpoints.CheckpointError, match="no weights named 'nope'"):
+        load_denoiser("nope", device="cpu")
+
+
+# --- procedural data -------------------------------------------------------------------
+
+
+def test_phantoms_are_seeded_images_in_unit_range():
+    from oder_edu import phantoms as P
+
+    for make in (P.random_ellipses, P.shepp_logan_variations, P.natural_crops, P.training_images):
+        a = make(3, 32, torch.Generator().manual_seed(4))
+        b = make(3, 32, torch.Generator().manual_seed(4))
+        c = make(3, 32, torch.Generator().manual_seed(5))
+        assert a.shape == (3, 1, 32, 32) and a.dtype == torch.float32
+        assert torch.equal(a, b) and not torch.equal(a, c)
+        assert a.min() >= 0 and a.max() <= 1 and a.std() > 0.05
+    sl = P.shepp_logan(48)
+    assert sl.shape == (1, 1, 48, 48) and sl.max() <= 1 and sl.std() > 0.1
+    # held-out data does not come from the training seed
+    assert not torch.equal(P.validation_phantoms(2, 32), P.random_ellipses(2, 32, torch.Generator().manual_seed(0)))
+
+
+def test_phantoms_reject_bad_arguments():
+    from oder_edu import phantoms as P
+
+    with pytest.raises(ValueError, match="n must be"):
+        P.random_ellipses(0, 32, torch.Generator())
+    with pytest.raises(ValueError, match="image_size"):
+        P.training_images(2, 4, torch.Generator())
+    with pytest.raises(TypeError, match="Generator"):
+        P.random_ellipses(2, 32, 0)

@@ -1,0 +1,185 @@
+"""Student versions (``oder-edu labs``): solutions become hinted stubs, nothing else changes."""
+
+import ast
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from oder_edu import cli
+from oder_edu.labs import BEGIN, END, has_solution, strip_solutions, student_notebook, write_student_versions
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+INSTRUCTOR = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+EXERCISE = f"""import math
+
+def area(r):
+    \"\"\"The area of a disc.\"\"\"
+    {BEGIN}
+    # Hint: pi r squared.
+    # Hint: math.pi is there.
+    return math.pi * r**2
+    {END}
+
+print(area(2.0))"""
+
+
+def test_solution_becomes_an_indented_stub_with_the_hints():
+    student = strip_solutions(EXERCISE)
+    assert "math.pi * r**2" not in student and BEGIN not in student and END not in student
+    assert "    # YOUR CODE HERE\n    raise NotImplementedError('Hint: pi r squared. math.pi is there.')" in student
+    # Everything outside the region is kept verbatim.
+    assert student.startswith('import math\n\ndef area(r):\n    """The area of a disc."""\n')
+    assert student.endswith("\n\nprint(area(2.0))")
+    namespace = {}
+    exec(compile(student.replace("print(area(2.0))", ""), "<student>", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match="pi r squared"):
+        namespace["area"](2.0)
+
+
+def test_every_region_is_replaced_and_a_region_without_hint_gets_a_generic_one():
+    source = f"{BEGIN}\nx = 1\n{END}\ny = 2\nif y:\n    {BEGIN}\n    z = 3\n    {END}"
+    student = strip_solutions(source)
+    assert student.count("raise NotImplementedError") == 2
+    assert "x = 1" not in student and "z = 3" not in student and "y = 2" in student
+    assert "    raise NotImplementedError('Hint: write your solution here.')" in student
+    ast.parse(student)
+
+
+def test_cell_without_markers_is_unchanged():
+    source = "a = 1\n# a comment about solutions\nprint(a)"
+    assert not has_solution(source)
+    assert strip_solutions(source) == source
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (f"{BEGIN}\nx = 1", "never closed"),
+        (f"x = 1\n{END}", "without a matching"),
+        (f"{BEGIN}\n{BEGIN}\nx = 1\n{END}", "inside an open solution region"),
+        (f"x = 1  {BEGIN}\n{END}", "must stand alone"),
+    ],
+)
+def test_malformed_markers_are_rejected_with_their_place(source, message):
+    with pytest.raises(ValueError, match=message) as error:
+        strip_solutions(source, where="demo.ipynb, cell 3")
+    assert "demo.ipynb, cell 3" in str(error.value)
+
+
+def _tiny_notebook():
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    nb = nbformat.v4.new_notebook(cells=[
+        md("# Tiny\nA disc."),
+        code("radius = 2.0"),
+        code(EXERCISE),
+        code("assert radius == 2.0\nprint('after the exercise')"),
+    ])
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="old output")]
+    nb.cells[1].execution_count = 7
+    nb.cells[1].metadata["widgets"] = {"state": {}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def test_student_notebook_differs_only_in_exercise_cells():
+    nb = _tiny_notebook()
+    student, count = student_notebook(nb, "tiny.ipynb")
+    nbformat.validate(student)
+    assert count == 1
+    assert [c.cell_type for c in student.cells] == [c.cell_type for c in nb.cells]
+    assert student.cells[0].source == nb.cells[0].source and student.cells[3].source == nb.cells[3].source
+    assert "raise NotImplementedError" in student.cells[2].source
+    assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
+    assert "widgets" not in student.cells[1].metadata and "widgets" not in student.metadata
+    assert nb.cells[1].outputs, "the instructor notebook passed in must not be modified"
+
+
+def test_labs_command_writes_student_versions(tmp_path, capsys):
+    source, out = tmp_path / "notebooks", tmp_path / "student"
+    source.mkdir()
+    nbformat.write(_tiny_notebook(), source / "01_tiny.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), source / "00_plain.ipynb")
+    assert cli.main(["labs", "--source", str(source), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "01_tiny.ipynb  (1 exercise)" in printed and "00_plain.ipynb  (0 exercises)" in printed
+    student = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    assert "math.pi * r**2" not in student.cells[2].source
+    assert nbformat.read(out / "00_plain.ipynb", as_version=4).cells[0].source == "1 + 1"
+
+
+def test_labs_refuses_to_overwrite_or_to_run_on_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no notebooks"):
+        write_student_versions(tmp_path, tmp_path / "out")
+    nbformat.write(_tiny_notebook(), tmp_path / "a.ipynb")
+    with pytest.raises(ValueError, match="would be overwritten"):
+        write_student_versions(tmp_path, tmp_path)
+
+
+def test_student_version_of_a_notebook_runs_top_to_bottom(tmp_path):
+    """Executed in a real kernel: the unfinished exercise does not stop the later cells."""
+    from nbclient import NotebookClient
+
+    student, _ = student_notebook(_tiny_notebook())
+    student.cells[2].source = student.cells[2].source.replace(
+        "print(area(2.0))",
+        "try:\n    area(2.0)\nexcept NotImplementedError as error:\n    print('stub:', error)",
+    )
+    NotebookClient(student, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    texts = ["".join(o.get("text", "") for o in c.get("outputs", [])) for c in student.cells if c.cell_type == "code"]
+    assert "stub: Hint: pi r squared." in texts[1]
+    assert "after the exercise" in texts[2]
+
+
+# --- the course's own notebooks ------------------------------------------------------------------
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _python(source: str) -> str:
+    """Cell source without IPython magics / shell lines, which ast cannot parse."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
+
+
+def _names(tree) -> tuple[set[str], set[str]]:
+    """(names a cell defines at top level, names it reads anywhere)."""
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return defined, used
+
+
+@pytest.mark.parametrize("path", INSTRUCTOR, ids=[p.name for p in INSTRUCTOR])
+def test_course_student_versions_are_valid_and_runnable(path):
+    """Each student notebook is valid, every code cell still parses, it differs from the
+    instructor's only in exercise cells, and no other cell uses what an exercise defines —
+    so all non-exercise cells run exactly as they do under nbval in the instructor version."""
+    nb = nbformat.read(path, as_version=4)
+    student, count = student_notebook(nb, path.name)
+    nbformat.validate(student)
+    exercise_defs: set[str] = set()
+    for ours, theirs in zip(_code_cells(nb), _code_cells(student)):
+        ast.parse(_python(theirs.source))
+        if has_solution(ours.source):
+            assert "raise NotImplementedError" in theirs.source
+            exercise_defs |= _names(ast.parse(_python(ours.source)))[0]
+        else:
+            assert theirs.source == ours.source
+    assert (count > 0) == bool(exercise_defs)
+    for cell in _code_cells(nb):
+        if not has_solution(cell.source):
+            leaked = exercise_defs & _names(ast.parse(_python(cell.source)))[1]
+            assert not leaked, f"{path.name}: a non-exercise cell uses {sorted(leaked)}, defined in an exercise"
+
+
+def test_course_exercise_counts():
+    """Notebooks 01-05 have 2-4 exercises each (00 has none)."""
+    counts = {p.stem: student_notebook(nbformat.read(p, as_version=4), p.name)[1] for p in INSTRUCTOR}
+    assert sorted(counts) == ["00_start_here", "01_inverse_problems", "02_pnp_and_red",
+                              "03_deep_equilibrium", "04_oder", "05_applications"]
+    for name, count in counts.items():
+        assert count == 0 if name.startswith("00") else 2 <= count <= 4, f"{name} has {count} exercises"

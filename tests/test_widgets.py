@@ -1,0 +1,330 @@
+"""The live explorers, driven programmatically: controls in, ``history`` out.
+
+Asynchronous scenarios run in ``asyncio.run`` and wait by counting event-loop turns
+(``await asyncio.sleep(0)``), never by wall-clock assertions. Problems are tiny (MRI 32²,
+4 coils, Gaussian denoiser) so the whole file stays fast.
+"""
+
+import asyncio
+import gc
+import json
+import math
+import weakref
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from oder_edu.widgets import Record, ReconstructionExplorer, TrainingExplorer, make_problem
+from oder_edu.widgets.explorer import ratio_options
+from oder_edu.widgets.render import Throttle
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return ReconstructionExplorer("mri", image_size=32, denoiser="gaussian", num_blocks={"mri": 4, "idt": 8},
+                                  iterations=6, device="cpu")
+
+
+@pytest.fixture
+def ex(shared):
+    """The shared explorer with its controls back at their defaults."""
+    shared.stop()
+    if shared.problem.value != "mri":
+        shared.problem.value = "mri"
+    shared.algorithm.value = "red"
+    shared.batch_ratio.value = 1.0
+    shared.gamma.value = shared.safe_step
+    shared.sigma.value = 0.05
+    shared.reference.value = True
+    shared.iterations.value = 6
+    return shared
+
+
+async def until(condition, turns=200_000):
+    """Yield to the event loop until ``condition()`` holds (fails after ``turns`` turns)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never became true")
+
+
+def other_tasks():
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+def test_run_sync_records_every_iteration_with_its_controls(ex):
+    history = ex.run_sync(5)
+    assert [r.iteration for r in history] == [1, 2, 3, 4, 5] and ex.history is history
+    assert all(isinstance(r, Record) for r in history)
+    assert all((r.gamma, r.sigma, r.batch_ratio, r.blocks) == (ex.safe_step, 0.05, 1.0, 4) for r in history)
+    start = make_problem("mri", 32, 4)
+    from oder_edu.metrics import psnr
+
+    assert history[-1].psnr > psnr(start.x0, start.x_true).item() + 1.0  # RED improves on Aᵀy
+    assert all(0 < r.ssim <= 1 and r.seconds > 0 and r.peak_bytes > 0 for r in history)
+    # b = B: the run is its own full-batch reference.
+    assert all(r.reference_psnr == r.psnr and r.reference_peak_bytes == r.peak_bytes for r in history)
+    assert "oder-psnr" in ex.readout.value and "done" in ex.status.value
+    assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_minibatch_run_uses_less_memory_than_its_full_batch_reference(ex):
+    ex.batch_ratio.value = 0.25
+    history = ex.run_sync(4)
+    assert all(r.blocks == 1 and r.batch_ratio == 0.25 for r in history)
+    # Measured, per iteration: one coil's k-space instead of four.
+    assert all(r.peak_bytes < r.reference_peak_bytes for r in history)
+    assert all(r.reference_psnr != r.psnr for r in history)
+    assert "1/4" in ex.readout.value and "4/4" in ex.readout.value
+
+
+def test_changing_sigma_mid_run_changes_the_records_from_the_next_iteration(ex):
+    baseline = [r.psnr for r in ex.run_sync(8)]
+
+    async def scenario():
+        task = ex.start(8)
+        await until(lambda: len(ex.history) >= 3)
+        changed_at = len(ex.history)
+        ex.sigma.value = 0.12
+        await task
+        assert not other_tasks()
+        return changed_at
+
+    k = asyncio.run(scenario())
+    history = ex.history
+    assert len(history) == 8 and [r.iteration for r in history] == list(range(1, 9))
+    assert all(r.sigma == 0.05 for r in history[:k]) and all(r.sigma == 0.12 for r in history[k:])
+    assert [r.psnr for r in history[:k]] == baseline[:k]  # same run until the change...
+    assert all(a != b for a, b in zip([r.psnr for r in history[k:]], baseline[k:]))  # ...different after
+
+
+def test_stop_stops_and_leaves_no_task(ex):
+    async def scenario():
+        task = ex.start(1000)
+        await until(lambda: len(ex.history) >= 2)
+        ex.stop_button.click()
+        await task
+        stopped_at = len(ex.history)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert len(ex.history) == stopped_at
+        assert task.done() and not task.cancelled() and not other_tasks()
+        return stopped_at
+
+    n = asyncio.run(scenario())
+    assert 2 <= n < 1000 and "stopped" in ex.status.value
+
+
+def test_a_second_run_cancels_the_first(ex):
+    async def scenario():
+        ex.run_button.click()
+        first = ex.task
+        await until(lambda: len(ex.history) >= 2)
+        first_run = ex.history[0].run
+        second = ex.start(4)
+        await second
+        assert first.cancelled() and second.done() and not other_tasks()
+        return first_run
+
+    first_run = asyncio.run(scenario())
+    assert len(ex.history) == 4 and {r.run for r in ex.history} == {first_run + 1}
+    assert [r.iteration for r in ex.history] == [1, 2, 3, 4]
+
+
+def test_fifty_rapid_changes_leave_one_consistent_run(ex):
+    safe = ex.safe_step
+    gammas, sigmas = (0.5 * safe, 0.8 * safe, safe), (0.02, 0.05, 0.08)
+    ratios = [value for _, value in ratio_options(4)]
+    tasks = []
+    ex.iterations.value = 1000  # every run is still going when the next Run press comes
+
+    async def scenario():
+        ex.run_button.click()
+        tasks.append(ex.task)
+        for i in range(50):  # 50 changes in 2 s
+            kind = i % 5
+            if kind == 0:
+                ex.sigma.value = sigmas[i % 3]
+            elif kind == 1:
+                ex.gamma.value = gammas[i % 3]
+            elif kind == 2:
+                ex.batch_ratio.value = ratios[i % len(ratios)]
+            elif kind == 3:
+                ex.algorithm.value = ("red", "red-nesterov", "pnp")[i % 3]
+            else:
+                ex.run_button.click()
+                tasks.append(ex.task)
+            await asyncio.sleep(0.04)
+        ex.stop_button.click()
+        await ex.task
+        assert not other_tasks()
+
+    asyncio.run(scenario())
+    assert all(t.cancelled() for t in tasks[:-1]) and tasks[-1].done() and not tasks[-1].cancelled()
+    history = ex.history
+    assert history, "the last run made no iteration"
+    assert {r.run for r in history} == {history[0].run}
+    assert [r.iteration for r in history] == list(range(1, len(history) + 1))
+    for r in history:
+        assert math.isclose(r.gamma, gammas[0]) or math.isclose(r.gamma, gammas[1]) or math.isclose(r.gamma, safe)
+        assert r.sigma in sigmas + (0.05,) and r.batch_ratio in ratios
+        assert r.algorithm in ("red", "red-nesterov", "pnp") and math.isfinite(r.psnr) and not r.diverged
+
+
+def test_divergence_warns_stops_and_the_widget_stays_usable(ex):
+    ex.gamma.value = 30 * ex.safe_step
+    history = ex.run_sync(200)
+    assert len(history) < 200 and history[-1].diverged
+    assert "diverged" in ex.status.value and "try γ ≤" in ex.status.value and ex.error is None
+    ex.gamma.value = ex.safe_step
+    again = ex.run_sync(3)
+    assert len(again) == 3 and not any(r.diverged for r in again) and "done" in ex.status.value
+
+
+def test_a_failing_denoiser_is_reported_in_the_panel_and_raised():
+    def broken(x, sigma):
+        return x[..., :-1]  # wrong shape
+
+    ex = ReconstructionExplorer("mri", image_size=32, denoiser=broken, num_blocks={"mri": 2}, device="cpu")
+    with pytest.raises(ValueError, match="input shape"):
+        ex.run_sync(3)
+    assert "error at iteration 1" in ex.status.value and ex.history == []
+
+
+def test_redraws_are_throttled_and_the_last_frame_is_drawn(ex):
+    # Virtual time: 40 ms per iteration, so a 0.1 s throttle allows about one frame in 2.5.
+    ex.throttle = Throttle(0.1, clock=lambda: 0.04 * len(ex.history))
+    try:
+        ex.run_sync(20)
+    finally:
+        ex.throttle = Throttle()
+    shown = [iteration for iteration, _ in ex.frames]
+    assert shown[-1] == 20
+    assert all(b - a >= 3 for a, b in zip(shown[:-2], shown[1:-1]))  # >= 0.1 s of virtual time apart
+    assert len(shown) <= 20 * 0.04 / 0.1 + 2
+
+
+def test_throttle():
+    now = [0.0]
+    throttle = Throttle(0.1, clock=lambda: now[0])
+    assert throttle.ready() and not throttle.ready()
+    now[0] = 0.05
+    assert not throttle.ready() and math.isclose(throttle.wait(), 0.05)
+    now[0] = 0.1
+    assert throttle.ready()
+    with pytest.raises(ValueError, match="interval"):
+        Throttle(-1)
+
+
+def test_switching_problem_resets_the_controls_and_reuses_built_problems(ex):
+    ex.problem.value = "idt"
+    try:
+        assert [label for label, _ in ex.batch_ratio.options] == ["1/8", "2/8", "4/8", "8/8"]
+        assert math.isclose(ex.gamma.value, ex.safe_step, rel_tol=1e-9) and "LEDs" in ex.batch_ratio.description
+        assert len(ex.run_sync(2)) == 2
+    finally:
+        built = ex._problems["mri"]
+        ex.problem.value = "mri"
+    assert ex._problems["mri"] is built and ex.history == []
+
+
+def test_ratio_options_are_fractions_of_the_block_count():
+    assert [label for label, _ in ratio_options(180)][:4] == ["1/180", "2/180", "3/180", "4/180"]
+    assert ("45/180", 0.25) in ratio_options(180) and ratio_options(7) == [
+        ("1/7", 1 / 7), ("2/7", 2 / 7), ("4/7", 4 / 7), ("7/7", 1.0)]
+
+
+def test_closing_an_explorer_releases_it_and_its_figure():
+    ex = ReconstructionExplorer("mri", image_size=32, denoiser="gaussian", num_blocks={"mri": 2}, device="cpu")
+    ex.run_sync(2)
+    training = TrainingExplorer(RECORDS)
+    refs = [weakref.ref(ex), weakref.ref(ex.figure.fig), weakref.ref(training), weakref.ref(training.fig)]
+    ex.close()
+    training.close()
+    del ex, training
+    gc.collect()
+    gc.collect()  # a second pass frees what the first pass's finalizers (widgets' __del__) released
+    assert [ref() is None for ref in refs] == [True] * 4
+    assert plt.get_fignums() == []  # pyplot was never involved
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="problem must be one of"):
+        ReconstructionExplorer("pet")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        ReconstructionExplorer("mri", "admm")
+    with pytest.raises(ValueError, match="iterations"):
+        ReconstructionExplorer("mri", iterations=0)
+    with pytest.raises(TypeError, match="denoiser must be"):
+        ReconstructionExplorer("mri", denoiser=3)
+    with pytest.raises(ValueError, match="num_blocks keys"):
+        ReconstructionExplorer("mri", num_blocks={"pet": 3})
+    with pytest.raises(ValueError, match="image_size"):
+        make_problem("mri", image_size=8)
+
+
+# --- training explorer ------------------------------------------------------------------------
+RECORDS = [
+    {"app": "ct", "method": "full", "ratio": 1.0, "train_step_ms": 400.0, "train_peak_mib": 100.0, "test_psnr": 30.0},
+    {"app": "ct", "method": "oder", "ratio": 0.25, "train_step_ms": 150.0, "train_peak_mib": 35.0, "test_psnr": 29.8},
+    {"app": "ct", "method": "oder", "ratio": 0.5, "train_step_ms": 250.0, "train_peak_mib": 60.0, "test_psnr": 29.9},
+]
+
+
+def test_training_explorer_reads_a_benchmark_file_and_labels_it(tmp_path):
+    path = tmp_path / "oder.json"
+    path.write_text(json.dumps({"command": "oder-edu bench oder", "date": "today", "machine": {"cpu": "x86_64"},
+                                "records": RECORDS}))
+    explorer = TrainingExplorer(path)
+    assert explorer.ratio.value == 0.25 and [v for _, v in explorer.ratio.options] == [0.25, 0.5, 1.0]
+    table = explorer.table.value
+    assert "35.0 MiB" in table and "100.0 MiB" in table and "0.35×" in table and "-0.20 dB" in table
+    assert "benchmark file oder.json" in table and "live" not in table
+    explorer.ratio.value = 0.5
+    assert "60.0 MiB" in explorer.table.value and "0.60×" in explorer.table.value
+    assert explorer.image.value[:4] == b"\x89PNG" and explorer.measure_button.disabled
+    with pytest.raises(RuntimeError, match="measure"):
+        explorer.measure_sync()
+
+
+def test_training_explorer_live_runs_through_the_given_callable():
+    calls = []
+
+    def fake_measure(app, method, ratio):
+        calls.append((app, method, ratio))
+        return {"train_step_ms": 100.0 * ratio, "train_peak_mib": 80.0 * ratio, "test_psnr": 28.0 + ratio}
+
+    explorer = TrainingExplorer(None, measure=fake_measure, apps=("idt",), ratios=(0.25, 0.5))
+    assert "no measurement" in explorer.status.value
+    new = explorer.measure_sync()
+    assert calls == [("idt", "full", 1.0), ("idt", "oder", 0.25)] and len(new) == 2
+    assert "live run on this machine" in explorer.table.value and "20.0 MiB" in explorer.table.value
+    explorer.measure_sync()  # cached: nothing measured twice
+    explorer.ratio.value = 0.5
+    explorer.measure_button.click()
+    assert calls[-1] == ("idt", "oder", 0.5) and len(calls) == 3 and len(explorer.history) == 3
+
+
+def test_training_explorer_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="no results"):
+        TrainingExplorer(None)
+    with pytest.raises(FileNotFoundError, match="bench oder"):
+        TrainingExplorer(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="records"):
+        TrainingExplorer(bad)
+    explorer = TrainingExplorer(None, measure=lambda app, method, ratio: {"train_step_ms": 1.0})
+    with pytest.raises(ValueError, match="train_peak_mib"):
+        explorer.measure_sync()
+    with pytest.raises(TypeError, match="measure must be"):
+        TrainingExplorer(RECORDS, measure=3)
+
+
+def test_explorers_render_as_widgets(ex):
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+    assert torch.is_tensor(ex._problem.x_true)
