@@ -3,8 +3,9 @@
 Every exercise asks for a small function; its check calls that function on a problem with
 a known answer (built here, seeded), prints ``✓ ...`` or ``✗ ...`` with a hint aimed at the
 mistake it recognised, and returns True or False. It never raises for a wrong or unfinished
-answer (a stub raising ``NotImplementedError`` just prints the hint), so a student's notebook
-keeps running; only passing something that is not a function raises a TypeError.
+answer (an unfinished one is the stub of ``oder-edu labs``, whose ``NotImplementedError``
+carries the notebook's own hint, which is printed instead of the full recipe), so a student's
+notebook keeps running; only passing something that is not a function raises a TypeError.
 
     from oder_edu.exercises import check_power_iteration
     check_power_iteration(power_iteration)      # ✓ power_iteration: correct.
@@ -23,7 +24,7 @@ from .physics.base import BlockOperator, LeastSquares
 # --- the machinery shared by every check ----------------------------------------------------
 def _check(name: str, fn, hint: str, attempt) -> bool:
     """Run ``attempt()`` (None when the answer is right, else a sentence saying what is
-    wrong) and report. ``hint`` is printed with every failure."""
+    wrong) and report. ``hint`` is printed with every wrong answer."""
     if not callable(fn):
         raise TypeError(
             f"check_{name} expects your function itself (no parentheses after its name), "
@@ -31,8 +32,12 @@ def _check(name: str, fn, hint: str, attempt) -> bool:
         )
     try:
         problem = attempt()
-    except NotImplementedError:
-        problem = "not implemented yet (the stub still raises NotImplementedError)."
+    except NotImplementedError as error:
+        # The stub of a student notebook: show its own nudge, not the full recipe below.
+        print(f"✗ {name}: not implemented yet — replace the `raise NotImplementedError` line with your code.")
+        if str(error):
+            print(f"  {error}")
+        return False
     except Exception as error:  # the student's code crashed: say how, do not crash the notebook
         problem = f"your function raised {type(error).__name__}: {error}"
     if problem:
@@ -83,9 +88,9 @@ class _Matrix(BlockOperator):
         x = torch.einsum("brn,Nbr->Nn", self._buffer("M", y)[blocks], y)
         return x.reshape(y.shape[0], *self.image_shape)
 
-    def matrix(self, blocks=None) -> torch.Tensor:
-        M = self.M if blocks is None else self.M[torch.as_tensor(blocks)]
-        return M.reshape(-1, M.shape[-1])
+    def matrix(self) -> torch.Tensor:
+        """The whole matrix ``[B * r, C * H * W]``."""
+        return self.M.reshape(-1, self.M.shape[-1])
 
 
 def _matrix_operator(singular_values, num_blocks: int, seed: int) -> _Matrix:

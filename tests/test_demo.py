@@ -5,7 +5,6 @@ README quotes.
 """
 
 import pytest
-import torch
 
 from oder_edu.cli import main as cli_main
 from oder_edu.demo import format_table, run_demo
@@ -19,10 +18,10 @@ def small_demo():
 def test_learned_priors_beat_fbp(small_demo):
     rows, images, truth = small_demo
     by_name = {r["method"]: r for r in rows}
-    assert list(by_name) == ["FBP", "FISTA-TV", "PnP-FISTA (DnCNN)", "RED (DnCNN)", "online RED b/B=1/4"]
+    assert list(by_name) == ["FBP", "FISTA-TV", "PnP-ADMM (DnCNN)", "RED (DnCNN)", "online RED b/B=1/4"]
     fbp = by_name["FBP"]["psnr"]
-    for name in ("FISTA-TV", "PnP-FISTA (DnCNN)", "RED (DnCNN)", "online RED b/B=1/4"):
-        assert by_name[name]["psnr"] > fbp + 1.0, (name, by_name[name]["psnr"], fbp)
+    for name in ("FISTA-TV", "PnP-ADMM (DnCNN)", "RED (DnCNN)", "online RED b/B=1/4"):
+        assert by_name[name]["psnr"] >= fbp + 2.0, (name, by_name[name]["psnr"], fbp)
         assert by_name[name]["ssim"] > by_name["FBP"]["ssim"]
     assert all(images[name].shape == truth.shape == (1, 1, 64, 64) for name in by_name)
 

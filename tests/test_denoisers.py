@@ -1,8 +1,6 @@
 """Denoisers: the DnCNN interface and its Lipschitz bound, TV as an exact prox, Gaussian
 smoothing, the shipped weights and the quality bar against TV."""
 
-import re
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -84,7 +82,7 @@ def test_dncnn_rejects_bad_images():
 # --- Lipschitz bound ----------------------------------------------------------------
 
 
-def _conv_norm(conv_weight, size=64, iterations=60):
+def _conv_norm(conv_weight, size=48, iterations=40):
     """||conv|| on size x size images with zero padding, by power iteration on conv^T conv."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, conv_weight.shape[1], size, size, generator=gen, dtype=torch.float64)
@@ -105,16 +103,20 @@ def test_lipschitz_bound_is_a_tight_product_of_layer_norms(spectral_norm):
     for w in weights:
         product *= _conv_norm(w)
     bound = D.lipschitz_bound()
-    # Power iteration gives each layer's norm on 64^2 images from below; the bound is the
+    # Power iteration gives each layer's norm on 48^2 images from below; the bound is the
     # l2(Z^2) norm plus the grid's worst-case gap, so it is above and close.
     assert product <= bound <= 1.25 * product
 
 
 def test_spectral_norm_normalizes_each_kernel_matrix():
-    D = DnCNN(spectral_norm=True).eval()
+    D = DnCNN(depth=4, width=16, spectral_norm=True)
+    with torch.no_grad():  # each training-mode call refines the power iteration by one step
+        for _ in range(30):
+            D(torch.rand(1, 1, 8, 8), 0.1)
+    D.eval()
     for conv in (m for m in D.body if isinstance(m, torch.nn.Conv2d)):
         top = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
-        assert top == pytest.approx(1.0, rel=0.02)
+        assert top == pytest.approx(1.0, rel=0.01)
 
 
 def test_spectral_normalized_residual_respects_its_bound(phantoms):
@@ -123,15 +125,16 @@ def test_spectral_normalized_residual_respects_its_bound(phantoms):
     D = DnCNN(depth=5, width=16, spectral_norm=True)
     optimizer = torch.optim.Adam(D.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
+    clean = phantoms[:4, :, :32, :32]
     for _ in range(15):
-        noise = 0.1 * torch.randn(phantoms.shape, generator=gen)
-        loss = (D.residual(phantoms + noise, 0.1) - noise).square().mean()
+        noise = 0.1 * torch.randn(clean.shape, generator=gen)
+        loss = (D.residual(clean + noise, 0.1) - noise).square().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     D.eval()
     bound = D.lipschitz_bound()
-    x = _noisy(phantoms[:2], 0.1)
+    x = _noisy(phantoms[:1], 0.1)
     R = lambda z: D.residual(z, 0.1).detach()  # noqa: E731
     # Random pairs, near and far.
     ratios = []
@@ -139,10 +142,11 @@ def test_spectral_normalized_residual_respects_its_bound(phantoms):
         z = _noisy(x, scale, seed=5)
         ratios.append(((R(x) - R(z)).norm() / (x - z).norm()).item())
     # The worst direction at x: power iteration on J^T J of R (with autograd).
+    residual = lambda z: D.residual(z, 0.1)  # noqa: E731
+    _, vjp = torch.func.vjp(residual, x)
     v = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
-    for _ in range(20):
-        _, jv = torch.func.jvp(lambda z: D.residual(z, 0.1), (x,), (v / v.norm(),))
-        _, vjp = torch.func.vjp(lambda z: D.residual(z, 0.1), x)
+    for _ in range(10):
+        _, jv = torch.func.jvp(residual, (x,), (v / v.norm(),))
         v = vjp(jv)[0].detach()
     v = v / v.norm()
     ratios.append(((R(x + 1e-3 * v) - R(x)).norm() / 1e-3).item())
@@ -165,7 +169,7 @@ def test_tv_denoise_is_the_prox_and_matches_skimage(phantoms):
 
     lam = 0.1
     v = _noisy(phantoms[:1].double(), 0.1)
-    x = tv_denoise(v, lam, num_iter=300)
+    x = tv_denoise(v, lam, num_iter=1000)
     # skimage's denoise_tv_chambolle(image, weight) minimizes 1/2 ||x - v||^2 + weight TV(x)
     # with the same forward differences: weight = lam.
     reference = denoise_tv_chambolle(v[0, 0].numpy(), weight=lam, eps=1e-10, max_num_iter=5000)
@@ -238,15 +242,18 @@ def test_load_denoiser_shipped(shipped):
 def test_manifest_psnr_is_reproducible(shipped):
     """The recorded validation PSNR at sigma = 0.1 is what the shipped file gives today."""
     entry = checkpoints.read_manifest()["dncnn"]
-    n, size = map(int, re.match(r"(\d+) validation_phantoms of (\d+)\^2", entry["metrics"]["validation"]).groups())
-    images = validation_phantoms(n, size)
-    assert denoise_psnr(shipped, images, 0.1) == pytest.approx(entry["metrics"]["val_psnr"]["0.1"], abs=0.02)
+    validation = entry["metrics"]["validation"]
+    images = validation_phantoms(validation["images"], validation["size"], validation["seed"])
+    recorded = entry["metrics"]["val_psnr"]["0.1"]
+    assert denoise_psnr(shipped, images, 0.1, validation["noise_seed"]) == pytest.approx(recorded, abs=0.02)
 
 
 def test_shipped_dncnn_beats_best_tv_by_1p5_db(shipped):
-    images = validation_phantoms(8, 128, seed=7)  # held out: neither the training nor the manifest's seed
+    images = validation_phantoms(8, 96, seed=7)  # held out: neither the training nor the manifest's seed
     dncnn = denoise_psnr(shipped, images, 0.1, seed=11)
-    tv, lam = best_tv_psnr(images, 0.1, seed=11)
+    factors = (0.7, 0.85, 1.0, 1.15, 1.3)
+    tv, lam = best_tv_psnr(images, 0.1, seed=11, num_iter=150, factors=factors)
+    assert 0.07 < lam < 0.13, f"the best lam {lam} is at the edge of the grid: widen it"
     assert dncnn >= tv + 1.5, f"DnCNN {dncnn:.2f} dB vs TV {tv:.2f} dB (lam = {lam})"
 
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from oder_edu import cli
-from oder_edu.labs import BEGIN, END, has_solution, strip_solutions, student_notebook, write_student_versions
+from oder_edu.labs import BEGIN, DEFAULT_HINT, END, has_solution, strip_solutions, student_notebook, write_student_versions
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 INSTRUCTOR = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -166,6 +166,7 @@ def test_course_student_versions_are_valid_and_runnable(path):
         ast.parse(_python(theirs.source))
         if has_solution(ours.source):
             assert "raise NotImplementedError" in theirs.source
+            assert DEFAULT_HINT not in theirs.source, f"{path.name}: an exercise without a '# Hint:' line"
             exercise_defs |= _names(ast.parse(_python(ours.source)))[0]
         else:
             assert theirs.source == ours.source

@@ -96,6 +96,37 @@ def test_forward_over_all_blocks_is_the_concatenation_of_per_block_forwards():
     torch.testing.assert_close(A.adjoint(y), parts, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_sparse_and_scatter_forward_paths_agree(batch):
+    """Without autograd the CPU forward is a CSR product; with it, scatter_add (whose VJP the
+    adjoint tests use). Both must be the same matrix: short runs, long runs, all angles."""
+    A = ParallelBeamCT(24, num_angles=40, num_detectors=29)
+    x = torch.randn(batch, 1, 24, 24, generator=torch.Generator().manual_seed(batch), dtype=torch.float64)
+    for blocks in (None, [7], [39, 0, 5, 6], list(range(3, 20)) + [30, 2], list(range(1, 40))):
+        index = torch.arange(40) if blocks is None else torch.tensor(blocks)
+        reference = A._forward_scatter(x, index)
+        torch.testing.assert_close(A.forward(x, blocks), reference, rtol=0, atol=1e-13)
+        with torch.enable_grad():
+            through_autograd = A.forward(x.clone().requires_grad_(), blocks)
+        assert through_autograd.grad_fn is not None
+        torch.testing.assert_close(through_autograd.detach(), reference, rtol=0, atol=1e-13)
+        torch.testing.assert_close(A.forward(x.float(), blocks).double(), reference, rtol=0, atol=1e-5)
+
+
+def test_sparse_matrix_satisfies_torch_csr_invariants():
+    A = ParallelBeamCT(12, angles=[0.0, 10.0, 45.0, 90.0, 135.0, 179.0])
+    x = torch.rand(1, 1, 12, 12)
+    A.forward(x)
+    A.forward(x, [3])
+    A.forward(x, list(range(6)))
+    assert A.csr_col.dtype == torch.int32 and A.csr_crow[:, -1].eq(2 * 144).all()
+    with torch.sparse.check_sparse_tensor_invariants():
+        for key, matrix in A._csr_cache[torch.float32].items():
+            if key != "values":
+                torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), matrix.values(),
+                                        matrix.shape, check_invariants=True)
+
+
 def test_batched_images_are_independent():
     A = ParallelBeamCT(20, num_angles=9)
     x = torch.randn(4, 1, 20, 20, generator=torch.Generator().manual_seed(0))

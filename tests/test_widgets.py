@@ -20,6 +20,16 @@ from oder_edu.widgets.explorer import ratio_options
 from oder_edu.widgets.render import Throttle
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These problems are tiny (32²): torch's intra-op threads only add synchronisation, which
+    on a busy machine makes a 32² FFT 100x slower. Restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def shared():
     return ReconstructionExplorer("mri", image_size=32, denoiser="gaussian", num_blocks={"mri": 4, "idt": 8},
@@ -222,7 +232,7 @@ def test_switching_problem_resets_the_controls_and_reuses_built_problems(ex):
     ex.problem.value = "idt"
     try:
         assert [label for label, _ in ex.batch_ratio.options] == ["1/8", "2/8", "4/8", "8/8"]
-        assert math.isclose(ex.gamma.value, ex.safe_step, rel_tol=1e-9) and "LEDs" in ex.batch_ratio.description
+        assert math.isclose(ex.gamma.value, ex.safe_step, rel_tol=1e-9) and "8 LEDs" in ex.batch_ratio.tooltip
         assert len(ex.run_sync(2)) == 2
     finally:
         built = ex._problems["mri"]
@@ -300,11 +310,23 @@ def test_training_explorer_live_runs_through_the_given_callable():
     assert "no measurement" in explorer.status.value
     new = explorer.measure_sync()
     assert calls == [("idt", "full", 1.0), ("idt", "oder", 0.25)] and len(new) == 2
-    assert "live run on this machine" in explorer.table.value and "20.0 MiB" in explorer.table.value
+    assert "live runs on this machine" in explorer.table.value and "20.0 MiB" in explorer.table.value
     explorer.measure_sync()  # cached: nothing measured twice
     explorer.ratio.value = 0.5
     explorer.measure_button.click()
     assert calls[-1] == ("idt", "oder", 0.5) and len(calls) == 3 and len(explorer.history) == 3
+
+
+def test_training_explorer_keeps_file_and_live_figures_apart():
+    records = [dict(r, image_size=128, num_blocks=180) for r in RECORDS]
+    measure = lambda app, method, ratio: {"train_step_ms": 1.0, "train_peak_mib": 1.0, "test_psnr": 1.0}  # noqa: E731
+    explorer = TrainingExplorer(records, measure=measure, apps=("ct",))
+    assert [label for label, _ in explorer.setting.options] == ["ct 128², B = 180", "ct (live runs)"]
+    assert explorer.measure_button.disabled and "records given" in explorer.table.value
+    explorer.setting.value = ("ct", "live", None)
+    assert not explorer.measure_button.disabled and "no measurement" in explorer.status.value
+    explorer.measure_sync()
+    assert "1.0 MiB" in explorer.table.value and "100.0 MiB" not in explorer.table.value
 
 
 def test_training_explorer_rejects_bad_input(tmp_path):
@@ -328,3 +350,24 @@ def test_explorers_render_as_widgets(ex):
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
     assert torch.is_tensor(ex._problem.x_true)
+
+
+def test_bench_widgets_measures_through_the_explorer(tmp_path):
+    import argparse
+
+    from oder_edu.bench import widgets as bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path), "--image-size", "32", "--num-angles", "16",
+                              "--iterations", "4", "--changes", "3", "--denoiser", "gaussian", "--threads", "1"])
+    assert bench.main(args) == 0
+    data = json.loads((tmp_path / "widgets.json").read_text())
+    (record,) = data["records"]
+    assert record["threads"] == 1 and "--threads 1" in data["command"]
+    assert record["case"] == "RED, CT 32², 16 angles, b/B = 4/16"
+    for key in ("first_frame_ms", "first_frame_ms_max", "run_to_first_frame_ms", "iters_per_s",
+                "iters_per_s_with_reference", "solver_iters_per_s", "frame_render_ms"):
+        assert record[key] > 0, key
+    assert record["first_frame_ms"] <= record["first_frame_ms_max"] and record["changes"] == 3
+    assert (tmp_path / "widgets.md").exists()

@@ -84,7 +84,8 @@ def red(
       ``step_size(A, tau, lipschitz_R).value`` = 1/(L_g + τ·L_R).
     - ``batch_ratio`` b/B in (0, 1]: 1 uses the full gradient; below 1, online RED with
       blocks drawn each iteration by ``sampler`` ('uniform', 'stratified', 'cyclic' or a
-      callable) from ``generator``, and the B/b-scaled gradient of ``LeastSquares.grad``.
+      callable) from ``generator``, and the B/b-scaled gradient of ``LeastSquares.grad``
+      (same default γ: the estimate is unbiased, so its mean step is the full one).
     - ``accelerate``: Nesterov/FISTA momentum, s_k = x_k + (t_{k−1} − 1)/t_k (x_k − x_{k−1})
       (the test-time solver of the ODER reference code); otherwise s_k = x_k.
     - ``x0``: start image, default zeros. Stops at ``max_iter`` or when the residual < ``tol``.
@@ -92,6 +93,7 @@ def red(
     g, x0 = setup(A, y, x0)
     sigma = check_number("sigma", sigma)
     tau = check_number("tau", tau)
+    check_number("lipschitz_R", lipschitz_R)  # now, not when a divergence message needs it
     if not callable(D):
         raise TypeError(f"D must be a denoiser callable D(x, sigma), got {type(D).__name__}")
     gamma = step_size(A, tau, lipschitz_R).value if gamma is None else check_number("gamma", gamma, positive=True)

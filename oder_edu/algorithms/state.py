@@ -166,9 +166,10 @@ def gradient_oracle(g, batch_ratio: float, sampler, generator: torch.Generator |
     """``x -> (∇g(x), blocks)``: the full gradient when ``batch_ratio == 1`` (blocks None),
     else the unbiased minibatch estimate (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over S drawn by
     ``sampler`` each call (online PnP: Sun, Wohlberg, Kamilov, IEEE TCI 2019; online RED:
-    Wu, Sun, Matlock, Liu, Tian, Kamilov, "SIMBA", IEEE J. Sel. Topics Signal Process. 2020). ``sampler`` is a name for
-    ``make_sampler`` ('uniform', 'stratified', 'cyclic') or a callable ``generator -> blocks``
-    (which then decides b itself; ``batch_ratio`` is only checked).
+    Wu, Sun, Matlock, Liu, Tian, Kamilov, "SIMBA", IEEE J. Sel. Topics Signal Process.
+    2020). ``sampler`` is a name for ``make_sampler`` ('uniform', 'stratified', 'cyclic')
+    or a callable ``generator -> blocks`` (which then decides b itself; ``batch_ratio`` is
+    only checked).
     """
     if isinstance(batch_ratio, bool) or not isinstance(batch_ratio, (int, float)):
         raise TypeError(f"batch_ratio must be a number in (0, 1], got {type(batch_ratio).__name__}")

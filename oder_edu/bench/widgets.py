@@ -9,7 +9,8 @@
 - ``iters_per_s``: iterations per second of a live run without the full-batch reference,
   through the same loop (solver step, peak-memory count, PSNR and SSIM, readouts, throttled
   redraws); ``iters_per_s_with_reference`` with it; ``solver_iters_per_s``: the bare ``red``
-  generator on the same problem, nothing else.
+  generator on the same problem, nothing else (``solver_cpu_ms_per_iter``: its process CPU
+  time per iteration, summed over threads).
 
 Default setting: RED on CT 128², 180 angles, b/B = 45/180, shipped DnCNN (targets on a 2-core
 CPU: first frame <= 300 ms, >= 20 iterations/s).
@@ -36,6 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--changes", type=int, default=12, help="control changes timed, default 12")
     parser.add_argument("--denoiser", default="dncnn", help="dncnn (shipped), tv or gaussian; default dncnn")
     parser.add_argument("--seed", type=int, default=0, help="seed of the change times, default 0")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch CPU thread counts to measure with, one record each "
+                             "(default: torch's choice, then 1)")
 
 
 async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, list[float]]:
@@ -73,58 +77,75 @@ def _live_rate(ex, iterations: int) -> float:
     return len(history) / (time.perf_counter() - start)
 
 
-def _solver_rate(ex, iterations: int) -> float:
+def _solver_rate(ex, iterations: int) -> tuple[float, float]:
+    """Bare ``red`` iterations per second, and process CPU milliseconds per iteration (less
+    sensitive than wall time to other jobs on a shared machine)."""
     from ..algorithms import red
 
     p = ex._problem
     stream = red(p.A, p.y, ex.D, sigma=ex.sigma.value, tau=p.tau, gamma=ex.gamma.value,
-                 batch_ratio=ex.batch_ratio.value, x0=p.x0, max_iter=iterations, generator=torch.Generator().manual_seed(0))
-    start = time.perf_counter()
+                 batch_ratio=ex.batch_ratio.value, x0=p.x0, max_iter=iterations,
+                 generator=torch.Generator().manual_seed(0))
+    start, cpu = time.perf_counter(), time.process_time()
     count = sum(1 for _ in stream)
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) / count * 1e3
 
 
-def main(args) -> int:
-    from ..widgets import ReconstructionExplorer
-
-    ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
-                                num_blocks={"ct": args.num_angles}, reference=False)
-    B = ex._problem.A.num_blocks
-    options = [value for _, value in ex.batch_ratio.options]
-    ex.batch_ratio.value = min(options, key=lambda r: abs(r - args.ratio))
-    ratio = ex.batch_ratio.value
+def measure(ex, args) -> dict:
+    """One record: responsiveness and speed of ``ex`` with the current torch thread count."""
+    ex.reference.value = False
     ex.run_sync(3)  # warm-up: first calls pay for lazy initialisation (dispatch mode, caches)
-
     run_to_frame, latencies = asyncio.run(_first_frames(ex, args.changes, random.Random(args.seed)))
     rate = _live_rate(ex, args.iterations)
-    solver_rate = _solver_rate(ex, args.iterations)
+    solver_rate, solver_cpu_ms = _solver_rate(ex, args.iterations)
     ex.reference.value = True
     rate_with_reference = _live_rate(ex, max(10, args.iterations // 2))
-    x = ex._run.main.x
-    its = [r.iteration for r in ex.history]
-    render = median_ms(lambda: ex.figure.update(x, its, [r.psnr for r in ex.history],
-                                                [r.reference_psnr for r in ex.history]), repeat=7, warmup=1)
-    ex.close()
-
-    record = {
+    history, x = ex.history, ex._run.main.x
+    render = median_ms(lambda: ex.figure.update(x, [r.iteration for r in history], [r.psnr for r in history],
+                                                [r.reference_psnr for r in history]), repeat=7, warmup=1)
+    B, ratio = ex._problem.A.num_blocks, ex.batch_ratio.value
+    return {
         "case": f"RED, CT {args.image_size}², {B} angles, b/B = {round(ratio * B)}/{B}",
         "denoiser": args.denoiser,
         "device": str(ex.device),
+        "threads": torch.get_num_threads(),
         "first_frame_ms": statistics.median(latencies),
         "first_frame_ms_max": max(latencies),
         "run_to_first_frame_ms": run_to_frame,
         "iters_per_s": rate,
         "iters_per_s_with_reference": rate_with_reference,
         "solver_iters_per_s": solver_rate,
+        "solver_cpu_ms_per_iter": solver_cpu_ms,
         "frame_render_ms": render,
         "changes": len(latencies),
     }
+
+
+def main(args) -> int:
+    from ..widgets import ReconstructionExplorer
+
+    default_threads = torch.get_num_threads()
+    thread_counts = list(dict.fromkeys(args.threads or [default_threads, 1]))
+    ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
+                                num_blocks={"ct": args.num_angles}, reference=False)
+    options = [value for _, value in ex.batch_ratio.options]
+    ex.batch_ratio.value = min(options, key=lambda r: abs(r - args.ratio))
+    records = []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        records.append(measure(ex, args))
+    torch.set_num_threads(default_threads)
+    ex.close()
+
     caption = (
-        f"Reconstruction explorer, measured headless through its asyncio loop (changes arrive between "
-        f"iterations, as slider messages do). first_frame_ms: median over {len(latencies)} changes of σ, γ, b/B "
-        f"(max beside it), including the 0.1 s redraw throttle; iters_per_s: live run without the full-batch "
-        f"reference. Targets on a 2-core CPU: first frame <= 300 ms, >= 20 iterations/s. "
-        f"torch threads: {torch.get_num_threads()}; if the machine was shared with other jobs, figures are pessimistic."
+        "Reconstruction explorer, measured headless through its asyncio loop (changes arrive between "
+        f"iterations, as slider messages do). first_frame_ms: median over {args.changes} changes of σ, γ, b/B "
+        "(max beside it), including the 0.1 s redraw throttle; iters_per_s: live run without the full-batch "
+        "reference; one record per torch thread count. Targets on a 2-core CPU: first frame <= 300 ms, "
+        ">= 20 iterations/s. If the machine was shared with other jobs, wall-clock figures are pessimistic."
     )
-    write_results("widgets", [record], args.out, caption)
+    command = (f"oder-edu bench widgets --image-size {args.image_size} --num-angles {args.num_angles} "
+               f"--ratio {args.ratio} --iterations {args.iterations} --changes {args.changes} "
+               f"--denoiser {args.denoiser} --seed {args.seed} --threads {' '.join(map(str, thread_counts))}")
+    write_results("widgets", records, args.out, caption, command)
     return 0

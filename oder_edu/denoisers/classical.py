@@ -8,6 +8,7 @@ tensor) and return ``[N, C, H, W]``. ``tv_denoise`` is the proximal operator of
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ def as_strength(x: torch.Tensor, value, what: str = "sigma") -> torch.Tensor:
     except a single number to the whole batch.
     """
     n = x.shape[0]
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) or torch.is_tensor(value)):
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or torch.is_tensor(value)):
         raise TypeError(f"{what} must be a float or a tensor of shape [{n}], got {type(value).__name__}")
     value = torch.as_tensor(value)
     if value.is_complex():

@@ -28,19 +28,20 @@ class DnCNN(nn.Module):
     ``depth`` 3x3 convolutions of ``width`` channels with ReLUs in between; the input has
     ``channels + 1`` channels (the image and the constant map sigma), the output ``channels``
     (the residual). ``sigma`` is a float or an ``[N]`` tensor, >= 0 and finite; the shipped
-    weights were trained for sigma in ``sigma_range``.
+    weights were trained for sigma in ``sigma_range`` (beyond it the network extrapolates).
 
     ``spectral_norm=True`` wraps every convolution in
     ``torch.nn.utils.parametrizations.spectral_norm`` (T. Miyato et al., ICLR 2018), which
-    scales each kernel, reshaped to an ``[out, in * 9]`` matrix M, to ``||M||_2 = 1``. That
-    bounds each layer as an operator on images by 3 (each pixel enters 9 patches), a loose
-    bound; ``lipschitz_bound()`` computes a tight one (within 1 % per layer) for any weights.
+    divides each kernel, reshaped to an ``[out, in * 9]`` matrix M, by an estimate of
+    ``||M||_2`` (one power-iteration step per training-mode call), so ``||M||_2 ~ 1``. That
+    bounds each layer as an operator on images by about 3 (each pixel enters 9 patches), a
+    loose bound; ``lipschitz_bound()`` computes a tight one (within 1 % per layer) from the
+    weights actually in use, whether or not they are normalized.
     """
 
     def __init__(self, channels: int = 1, depth: int = 7, width: int = 32, spectral_norm: bool = False,
                  sigma_range: tuple[float, float] = (0.0, 0.2)):
         super().__init__()
-        # 3x3 kernels only: lipschitz_bound relies on it.
         if channels < 1 or depth < 2 or width < 1:
             raise ValueError(f"need channels >= 1, depth >= 2, width >= 1; got {channels}, {depth}, {width}")
         self.channels, self.depth, self.width = int(channels), int(depth), int(width)
@@ -49,7 +50,7 @@ class DnCNN(nn.Module):
         sizes = [channels + 1] + [width] * (depth - 1) + [channels]
         layers = []
         for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+            conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)  # 3x3: lipschitz_bound relies on it
             if spectral_norm:
                 conv = nn.utils.parametrizations.spectral_norm(conv)
             layers.append(conv)
@@ -66,7 +67,7 @@ class DnCNN(nn.Module):
         check_image(x, "DnCNN")
         if x.shape[1] != self.channels:
             raise ValueError(f"DnCNN expects images [N, {self.channels}, H, W], got {tuple(x.shape)}")
-        weight = self.body[0].weight
+        weight = next(self.parameters())  # not .weight: with spectral_norm that runs a power step
         if x.device != weight.device or x.dtype != weight.dtype:
             raise ValueError(
                 f"DnCNN weights are {weight.dtype} on {weight.device} but the image is {x.dtype} on "
@@ -100,6 +101,8 @@ class DnCNN(nn.Module):
         frequency, a + b cos(w_1 - phi) along w_1, and a grid point within pi / grid of its
         peak sees at least cos(pi / grid) of its supremum; once per frequency axis.
         """
+        if grid < 4:
+            raise ValueError(f"grid must be >= 4, got {grid}")
         bound = 1.0
         for i, layer in enumerate(m for m in self.body if isinstance(m, nn.Conv2d)):
             weight = layer.weight.double()  # the (spectrally normalized) weight in use

@@ -15,7 +15,7 @@ from .classical import as_strength, check_image, gaussian_denoise, tv_denoise
 from .dncnn import DnCNN
 
 # How the strength sigma (noise std of images in [0, 1]) becomes TV's weight lam: on
-# validation_phantoms the best lam is about sigma (0.9 to 1.1 sigma for sigma in
+# validation_phantoms the best lam is about sigma (0.85 to 1.1 sigma for sigma in
 # [0.05, 0.2]; `oder-edu train denoiser` records the best lam at sigma = 0.1).
 TV_LAM_PER_SIGMA = 1.0
 

@@ -1,7 +1,7 @@
 """RED-DEQ and ODER: a deep equilibrium model whose layer is one RED step.
 
 RED-DEQ (Gilton, Ongie, Willett, "Deep equilibrium architectures for inverse problems in
-imaging", IEEE TCI 2021; the RED form of Liu et al. 2022, eq. (4)) learns the prior R_theta
+imaging", IEEE TCI 2021; in the RED form used by Liu et al. 2022) learns the prior R_theta
 through the fixed point of
 
     T_theta(x) = x - gamma (grad g(x) + tau R_theta(x)),   g(x) = 1/2 sum_i ||A_i x - y_i||^2,
@@ -94,6 +94,12 @@ class REDDEQ(DEQ):
 
     The learnable parameters are those of ``denoiser`` and ``f.log_gamma``, ``f.log_tau``;
     ``model.f.gamma`` and ``model.f.tau`` give their current values.
+
+    Anderson acceleration is a root-finder: it returns the root of grad g + tau R_theta = 0
+    even when T is not a contraction, and that root does not depend on gamma. Training with
+    it can therefore grow gamma beyond the contractive range (gamma * ||A||^2 > 2; the
+    shipped CT checkpoints did); such a model must be run with Anderson -- plain or Nesterov
+    iteration on it diverge and raise ``NonContractiveError``.
     """
 
     def __init__(self, denoiser: nn.Module, sigma: float, gamma: float, tau: float,

@@ -13,7 +13,8 @@ def add_noise_snr(y: torch.Tensor, snr_db: float, generator: torch.Generator | N
 
     Each measurement ``y[n]`` (the leading dimension indexes measurements; a 1-D ``y`` is a
     single one) gets its own noise, drawn from ``generator`` and then rescaled so that its
-    SNR is exactly ``snr_db``, as the ``addwgn`` helper of the ODER reference code does.
+    SNR is exactly ``snr_db`` (the exact-norm scaling of the ``addwgn`` helper found in the
+    Kamilov group's reference codes, rather than an SNR that holds only on average).
     Complex ``y`` (MRI k-space) gets circular complex noise. Returns a new tensor of y's
     shape, dtype and device; the noise is a constant (no gradient flows through its scale).
 
@@ -25,7 +26,9 @@ def add_noise_snr(y: torch.Tensor, snr_db: float, generator: torch.Generator | N
     if not (y.is_floating_point() or y.is_complex()):
         raise TypeError(f"add_noise_snr expects a floating-point or complex tensor, got dtype {y.dtype}")
     if y.ndim < 1 or y.numel() == 0:
-        raise ValueError(f"add_noise_snr expects a non-empty tensor with at least one dimension, got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"add_noise_snr expects a non-empty tensor with at least one dimension, got shape {tuple(y.shape)}"
+        )
     scalar_tensor = torch.is_tensor(snr_db) and snr_db.numel() == 1 and not snr_db.is_complex()
     if isinstance(snr_db, bool) or not (isinstance(snr_db, numbers.Real) or scalar_tensor):
         raise TypeError(f"snr_db must be a real number (dB), got {snr_db!r}")

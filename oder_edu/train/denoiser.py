@@ -67,12 +67,12 @@ def denoise_psnr(denoiser, images: torch.Tensor, sigma: float, seed: int = VALID
     return psnr(denoiser(noisy, sigma).clamp(0, 1), images).mean().item()
 
 
-def best_tv_psnr(images: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED + 1,
-                 num_iter: int = 200) -> tuple[float, float]:
-    """TV denoising at its best ``lam`` on ``TV_LAM_PER_SIGMA_GRID * sigma``: ``(psnr, lam)``."""
+def best_tv_psnr(images: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED + 1, num_iter: int = 200,
+                 factors=TV_LAM_PER_SIGMA_GRID) -> tuple[float, float]:
+    """TV denoising at its best ``lam`` among ``factors * sigma``: ``(psnr, lam)``."""
     results = [
         (denoise_psnr(lambda y, s: tv_denoise(y, c * s, num_iter), images, sigma, seed), c * sigma)
-        for c in TV_LAM_PER_SIGMA_GRID
+        for c in factors
     ]
     return max(results)
 
@@ -137,18 +137,19 @@ def main(args: argparse.Namespace) -> int:
     sigma_range = (args.sigma_min, args.sigma_max)
     model = DnCNN(1, args.depth, args.width, args.spectral_norm, sigma_range).to(device)
     generator = torch.Generator().manual_seed(args.seed)  # the data, on the CPU on every device
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     losses = train(model, args.steps, args.batch_size, args.patch_size, args.lr, sigma_range, generator,
                    progress=not args.no_progress)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - start_cpu  # all threads; wall time depends on the machine's load
 
     images = validation_phantoms(args.val_images, args.val_size).to(device)
     val_psnr = {str(s): round(denoise_psnr(model, images, s), 2) for s in VALIDATION_SIGMAS}
     noisy_psnr = {str(s): round(denoise_psnr(lambda y, _: y, images, s), 2) for s in VALIDATION_SIGMAS}
     tv_psnr, tv_lam = best_tv_psnr(images, 0.1)
     metrics = {
-        "validation": f"{args.val_images} validation_phantoms of {args.val_size}^2 (seed {VALIDATION_SEED}), "
-                      f"noise seed {VALIDATION_SEED + 1}",
+        "validation": {"function": "phantoms.validation_phantoms", "images": args.val_images,
+                       "size": args.val_size, "seed": VALIDATION_SEED, "noise_seed": VALIDATION_SEED + 1},
         "val_psnr": val_psnr,
         "noisy_psnr": noisy_psnr,
         "tv_best_psnr_sigma_0.1": round(tv_psnr, 2),
@@ -161,6 +162,7 @@ def main(args: argparse.Namespace) -> int:
     extra = {"sigma_range": list(sigma_range), "parameters": params, "steps": args.steps,
              "batch_size": args.batch_size, "patch_size": args.patch_size,
              "device": str(device), "torch_threads": torch.get_num_threads(),
+             "cpu_seconds": round(cpu_seconds, 1), "seconds_per_step": round(seconds / args.steps, 3),
              "lipschitz_bound": round(model.lipschitz_bound(), 3)}
     checkpoints.record(name, out, command, args.seed, metrics, extra, seconds=seconds)
 

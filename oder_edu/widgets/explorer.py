@@ -21,6 +21,7 @@ the full-batch method. The reference run repeats every iteration with b = B and 
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import statistics
 import time
@@ -34,6 +35,7 @@ from ..algorithms import pnp_pgd, red, step_size
 from ..device import default_device
 from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
+from ..physics import batch_size_for
 from .problems import LABELS, PROBLEMS, make_problem
 from .render import ReconstructionFigure, Throttle
 
@@ -45,9 +47,11 @@ ENDLESS = 10**9  # a solver stream is restarted on every control change, never e
 class Record:
     """One iteration of a run: the controls it used and what was measured.
 
-    ``batch_ratio`` = b/B with ``blocks`` = b; ``seconds``: compute time of the iteration;
-    ``peak_bytes``: its peak tensor memory (``PeakTensorMemory``); ``reference_*``: the same
-    for the full-batch run (b = B) at the same iteration, None without a reference.
+    ``batch_ratio`` = b/B with ``blocks`` = b; ``seconds``: the solver's compute time for the
+    iteration (``State.seconds``); ``peak_bytes``: its peak tensor memory (``PeakTensorMemory``,
+    measured on the first two iterations after each change of the controls, see ``_Chain``);
+    ``reference_*``: the same for the full-batch run (b = B) at the same iteration, None
+    without a reference.
     """
 
     run: int
@@ -69,22 +73,36 @@ class Record:
 
 
 class _Chain:
-    """One iterate sequence whose solver restarts from the current x when its settings change."""
+    """One iterate sequence whose solver restarts from the current x when its settings change.
+
+    Peak tensor memory is measured on the first two iterations after each restart; later
+    iterations run the same operations on the same shapes and repeat the second figure.
+    (The first may include one-time set-up, such as an operator caching a buffer; counting
+    every allocation costs Python time per tensor operation, too much to pay every time.)
+    """
+
+    MEASURED = 2
 
     def __init__(self, x0: torch.Tensor):
         self.x, self.stream, self.settings, self.elapsed = x0, None, None, 0.0
+        self.count, self.peak = 0, 0
 
     def step(self, settings, make_stream):
         """Advance one iteration; returns (state, seconds, peak_bytes)."""
         if settings != self.settings:
-            self.stream, self.settings, self.elapsed = make_stream(self.x), settings, 0.0
+            self.stream, self.settings, self.elapsed, self.count = make_stream(self.x), settings, 0.0, 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # divergence is shown in the panel
-            with PeakTensorMemory(self.x.device) as memory:
+            if self.count < self.MEASURED:
+                with PeakTensorMemory(self.x.device) as memory:
+                    state = next(self.stream)
+                self.peak = memory.peak_bytes
+            else:
                 state = next(self.stream)
+        self.count += 1
         seconds, self.elapsed = state.seconds - self.elapsed, state.seconds
         self.x = state.x
-        return state, seconds, memory.peak_bytes
+        return state, seconds, self.peak
 
     def follow(self, other: "_Chain") -> None:
         """Continue from ``other``'s iterate (with b = B the two runs are the same run)."""
@@ -115,10 +133,6 @@ def close_all(widget: w.Widget) -> None:
     for child in getattr(widget, "children", ()):
         close_all(child)
     widget.close()
-
-
-def _mib(nbytes) -> str:
-    return "–" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
 
 
 class ReconstructionExplorer:
@@ -171,7 +185,7 @@ class ReconstructionExplorer:
         self.throttle = Throttle()
         self.frames: list[tuple[int, float]] = []  # (iteration shown, perf_counter) per redraw
 
-        style = {"description_width": "70px"}
+        style = {"description_width": "80px"}
         layout = w.Layout(width="420px")
         self.problem = w.Dropdown(options=[(LABELS[p], p) for p in PROBLEMS], value=problem,
                                   description="problem", style=style)
@@ -179,7 +193,7 @@ class ReconstructionExplorer:
                                     description="algorithm", style=style)
         self.gamma = w.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.05, description="step γ",
                                       readout_format=".3g", style=style, layout=layout)
-        self.sigma = w.FloatSlider(value=0.05, min=0.0, max=0.2, step=0.005, description="σ (denoiser)",
+        self.sigma = w.FloatSlider(value=0.05, min=0.0, max=0.2, step=0.005, description="denoiser σ",
                                    readout_format=".3f", style=style, layout=layout)
         self.batch_ratio = w.SelectionSlider(options=[("1/1", 1.0)], value=1.0, description="b/B",
                                              style=style, layout=layout)
@@ -321,7 +335,7 @@ class ReconstructionExplorer:
         except Exception as error:  # noqa: BLE001 - shown in the panel, re-raised by run/run_sync
             self.error = error
             self.status.value = (f"<span class='oder-warning' style='color:#b00'>error at iteration "
-                                 f"{len(run.history) + 1}: {type(error).__name__}: {error}</span>")
+                                 f"{len(run.history) + 1}: {type(error).__name__}: {html.escape(str(error))}</span>")
             return False
 
     def _iterate(self, run: _Run) -> bool:
@@ -347,13 +361,17 @@ class ReconstructionExplorer:
         else:
             ref = {}
         record = Record(run.id, len(run.history) + 1, algorithm, gamma, sigma, ratio,
-                        round(ratio * p.A.num_blocks), seconds=seconds, peak_bytes=peak,
+                        batch_size_for(p.A.num_blocks, ratio), seconds=seconds, peak_bytes=peak,
                         diverged=state.diverged, **values, **ref)
         run.history.append(record)
         self._show_readout(run)
         if state.diverged:
+            hint = "Lower γ and press Run."
+            if ratio < 1.0:  # the solver's advice is the full-batch bound, already too large here
+                hint = (f"The minibatch gradient (B/b)·∇g_S can be up to B/b = {1 / ratio:.3g} times steeper "
+                        f"than ∇g: lower γ below that bound, or raise b, and press Run.")
             self.status.value = (f"<span class='oder-warning' style='color:#b00'>⚠ diverged, run stopped: "
-                                 f"{state.message}. Lower γ and press Run.</span>")
+                                 f"{html.escape(state.message)}. {hint}</span>")
             return False
         if self.throttle.ready():
             self._draw(run)
@@ -379,6 +397,7 @@ class ReconstructionExplorer:
         x = run.main.x if run is not None else self._problem.x0
         self.image.value = self.figure.update(
             x, [r.iteration for r in history], [r.psnr for r in history], [r.reference_psnr for r in history],
+            total=run.iterations if run is not None else self.iterations.value,
             title=f"iteration {history[-1].iteration}" if history else "start image x₀",
         )
         self.frames.append((history[-1].iteration if history else 0, time.perf_counter()))
@@ -386,37 +405,45 @@ class ReconstructionExplorer:
 
     def _show_readout(self, run: _Run) -> None:
         last = run.history[-1]
-        recent = run.history[-10:]
-        seconds = statistics.fmean(r.seconds for r in recent)
-        has_ref = last.reference_psnr is not None
-        ref_seconds = statistics.fmean(r.reference_seconds for r in recent if r.reference_seconds is not None) if has_ref else None
-
-        def cell(cls, text):
-            return f"<td class='oder-readout {cls}' style='padding:0 12px'>{text}</td>"
-
-        def row(name, cls, mine, full):
-            return f"<tr><td>{name}</td>{cell(cls, mine)}{cell(cls + '-full', full if has_ref else '–')}</tr>"
-
-        B = self._problem.A.num_blocks
+        # Time per iteration at the current cost settings: the last 10 iterations since they
+        # changed; medians, as an iteration whose memory was being counted is slower.
+        recent = []
+        for r in reversed(run.history[-10:]):
+            if (r.algorithm, r.batch_ratio) != (last.algorithm, last.batch_ratio):
+                break
+            recent.append(r)
+        seconds = statistics.median(r.seconds for r in recent)
+        ref = [r.reference_seconds for r in recent if r.reference_seconds is not None]
+        ref_seconds = statistics.median(ref) if ref else None
         kind = PeakTensorMemory(self.device).kind
+        rows = (
+            ("PSNR", "oder-psnr", last.psnr, last.reference_psnr, "{:.2f} dB"),
+            ("SSIM", "oder-ssim", last.ssim, last.reference_ssim, "{:.3f}"),
+            ("seconds / iteration", "oder-seconds", seconds * 1e3,
+             None if ref_seconds is None else ref_seconds * 1e3, "{:.1f} ms"),
+            (f"{kind} / iteration", "oder-memory", last.peak_bytes / 2**20,
+             None if last.reference_peak_bytes is None else last.reference_peak_bytes / 2**20, "{:.2f} MiB"),
+        )
+        cells = "".join(
+            f"<tr><td>{name}</td><td class='oder-readout {cls}' style='padding:0 12px'>{form.format(mine)}</td>"
+            f"<td class='oder-readout {cls}-full' style='padding:0 12px'>"
+            f"{'–' if full is None else form.format(full)}</td></tr>"
+            for name, cls, mine, full, form in rows
+        )
+        B = self._problem.A.num_blocks
         self.readout.value = (
             "<table style='font-family:monospace'>"
             f"<tr><th style='text-align:left'>iteration {last.iteration}/{run.iterations}</th>"
-            f"<th>this run (b = {last.blocks}/{B})</th><th>full batch (b = {B}/{B})</th></tr>"
-            + row("PSNR", "oder-psnr", f"{last.psnr:.2f} dB", f"{last.reference_psnr or 0:.2f} dB")
-            + row("SSIM", "oder-ssim", f"{last.ssim:.3f}", f"{last.reference_ssim or 0:.3f}")
-            + row("seconds / iteration", "oder-seconds", f"{seconds * 1e3:.1f} ms",
-                  f"{(ref_seconds or 0) * 1e3:.1f} ms")
-            + row(f"{kind} / iteration", "oder-memory", _mib(last.peak_bytes), _mib(last.reference_peak_bytes))
-            + "</table>"
+            f"<th>this run (b = {last.blocks}/{B} {self._problem.block_name})</th>"
+            f"<th>full batch (b = {B}/{B})</th></tr>{cells}</table>"
         )
 
     def _show_bound(self) -> None:
         safe = self.safe_step
         what = "1/(L_g + τ·L_R)" if self.algorithm.value != "pnp" else "1/L_g"
-        ratio = self.batch_ratio.value
-        note = "" if ratio == 1 else "; a minibatch gradient is noisier and may need a smaller γ"
-        self.bound.value = (f"<span class='oder-bound'>γ = {self.gamma.value / safe:.2f} × (1/L); "
+        note = "" if self.batch_ratio.value == 1 else " (for b = B)"
+        self.bound.value = (f"<span class='oder-bound' title='the safe step for the full gradient; a minibatch "
+                            f"gradient may need a smaller one'>γ = {self.gamma.value / safe:.2f} × 1/L; "
                             f"safe bound 1/L = {what} = {safe:.3g}{note}</span>")
 
     def _set_problem(self) -> None:
@@ -433,7 +460,7 @@ class ReconstructionExplorer:
         options = ratio_options(p.A.num_blocks)
         self.batch_ratio.options = options
         self.batch_ratio.value = 1.0
-        self.batch_ratio.description = f"b/B ({p.block_name})"
+        self.batch_ratio.tooltip = f"minibatch ratio: b of the B = {p.A.num_blocks} {p.block_name} per iteration"
         centre = math.log10(self.safe_step)
         slider = self.gamma
         slider.min, slider.max = min(slider.min, centre - 2), max(slider.max, centre + 1.5)

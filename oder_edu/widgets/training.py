@@ -43,7 +43,8 @@ def read_results(path) -> tuple[list[dict], str]:
         raise ValueError(f"{path} holds no 'records' list; expected the output of `oder-edu bench oder`")
     machine = data.get("machine", {})
     where = machine.get("gpu") or machine.get("cpu") or "unknown machine"
-    label = f"benchmark file {path.name} ({data.get('command', 'oder-edu bench oder')}, {data.get('date', '?')}, {where})"
+    command, date = data.get("command", "oder-edu bench oder"), data.get("date", "?")
+    label = f"benchmark file {path.name} ({command}, {date}, {where})"
     return [dict(r, source="benchmark") for r in records], label
 
 
@@ -56,16 +57,31 @@ def _check_record(record, app, method, ratio) -> dict:
     return {**record, "app": app, "method": method, "ratio": ratio, "source": "live"}
 
 
+def setting(record: dict) -> tuple:
+    """What a record was measured on: (app, image_size, num_blocks), or (app, 'live', None)
+    for live runs, which are never mixed with the file's figures."""
+    if record.get("source") == "live":
+        return (record.get("app"), "live", None)
+    return (record.get("app"), record.get("image_size"), record.get("num_blocks"))
+
+
+def _setting_label(key: tuple) -> str:
+    app, size, blocks = key
+    if size == "live":
+        return f"{app} (live runs)"
+    return f"{app}" + (f" {size}²" if size else "") + (f", B = {blocks}" if blocks else "")
+
+
 class TrainingExplorer:
     """DEQ versus ODER training: memory, step time and test PSNR versus b/B.
 
     ``results``: a path to an ``oder.json`` (default: the repository's
     ``benchmarks/results/oder.json`` if it exists), a list of such records, or None.
     ``measure``: optional callable ``measure(app, method, ratio) -> dict`` for live runs
-    (``method`` is 'full' with ratio 1, or 'oder'); ``apps`` and ``ratios`` choose what the
-    live runs offer when no file does. ``measure_sync()`` (or the "Measure live" button)
-    measures the selected app and ratio and full DEQ once (cached); ``history`` lists the
-    live records, ``records`` all of them with their ``source``.
+    (``method`` is 'full' with ratio 1, or 'oder'), offered for each of ``apps`` at
+    ``ratios`` as separate "(live runs)" settings. ``measure_sync()`` (or the "Measure
+    live" button) measures full DEQ and ODER at the selected ratio, each once; ``history``
+    lists the live records, ``records`` all of them with their ``source``.
     """
 
     def __init__(self, results=DEFAULT_RESULTS, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
@@ -85,25 +101,27 @@ class TrainingExplorer:
             raise TypeError(f"results must be a path, a list of records or None, got {type(results).__name__}")
         if not self.records and measure is None:
             raise ValueError("no results to show: run `oder-edu bench oder`, or pass measure=... for live runs")
-        file_apps = [r["app"] for r in self.records]
-        app_options = list(dict.fromkeys(file_apps + (list(apps) if measure else [])))
-        self.app = w.Dropdown(options=app_options, value=app_options[0], description="application")
+        keys = [setting(r) for r in self.records if r.get("method") in ("full", "oder")]
+        keys += [(app, "live", None) for app in apps] if measure is not None else []
+        keys = list(dict.fromkeys(keys))
+        self.setting = w.Dropdown(options=[(_setting_label(k), k) for k in keys], value=keys[0], description="setting")
         self.ratio = w.SelectionSlider(options=[("1/1", 1.0)], description="b/B", layout=w.Layout(width="380px"))
         self.ratio.add_class("oder-ratio")
         self.live_ratios = tuple(ratios)
-        self.measure_button = w.Button(description="Measure live", icon="play", disabled=measure is None,
-                                       tooltip="short training runs on this machine (needs measure=...)")
+        self.measure_button = w.Button(description="Measure live", icon="play",
+                                       tooltip="short training runs on this machine (a '(live runs)' setting)")
         self.measure_button.add_class("oder-measure")
         self.table, self.status, self.image = w.HTML(), w.HTML(), w.Image(format="png")
         self.measure_button.on_click(lambda _: self.measure_sync())
-        self.app.observe(lambda _: self._set_app(), names="value")
+        self.setting.observe(lambda _: self._set_setting(), names="value")
         self.ratio.observe(lambda _: self._show(), names="value")
-        self.widget = w.VBox([w.HBox([self.app, self.ratio, self.measure_button]), self.status, self.table, self.image])
+        self.widget = w.VBox([w.HBox([self.setting, self.ratio, self.measure_button]), self.status, self.table,
+                              self.image])
         self.fig = Figure(figsize=(10.5, 2.8), dpi=72)
         FigureCanvasAgg(self.fig)
         self.axes = self.fig.subplots(1, 3)
         self.fig.subplots_adjust(left=0.06, right=0.99, bottom=0.2, top=0.85, wspace=0.3)
-        self._set_app()
+        self._set_setting()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -112,27 +130,28 @@ class TrainingExplorer:
         """Close every widget (which releases this explorer and its figure)."""
         close_all(self.widget)
 
+    @property
+    def live(self) -> bool:
+        return self.setting.value[1] == "live"
+
     # --- data ------------------------------------------------------------------------------
-    def lookup(self, method: str, ratio: float | None = None) -> dict | None:
-        """The record of the selected app for ``method`` (and ``ratio``); live beats file."""
-        found = [r for r in self.records if r.get("app") == self.app.value and r.get("method") == method
-                 and (ratio is None or math.isclose(float(r.get("ratio", 1.0)), ratio))]
-        found.sort(key=lambda r: r["source"] == "live")
+    def lookup(self, method: str, ratio: float) -> dict | None:
+        """The selected setting's record for ``method`` at ``ratio`` (the last one if repeated)."""
+        found = [r for r in self.records if setting(r) == self.setting.value and r.get("method") == method
+                 and math.isclose(float(r.get("ratio", 1.0)), ratio)]
         return found[-1] if found else None
 
     def measure_sync(self) -> list[dict]:
         """Measure full DEQ and ODER at the selected ratio live (each once per app and ratio)."""
-        if self.measure is None:
-            raise RuntimeError("no measure callable was given; pass measure=... to run live")
-        app, ratio = self.app.value, float(self.ratio.value)
+        if self.measure is None or not self.live:
+            raise RuntimeError("live runs need measure=... and a '(live runs)' setting selected")
+        app, ratio = self.setting.value[0], float(self.ratio.value)
         new = []
         for method, r in (("full", 1.0), ("oder", ratio)):
-            if r == 1.0 and method == "oder":
+            if (method == "oder" and r == 1.0) or self.lookup(method, r) is not None:
                 continue
-            known = self.lookup(method, r)
-            if known is not None and known["source"] == "live":
-                continue
-            self.status.value = f"<span class='oder-status'>measuring {method} at b/B = {r:g} on {html.escape(app)}…</span>"
+            self.status.value = (f"<span class='oder-status'>measuring {method} at b/B = {r:g} "
+                                 f"on {html.escape(app)}…</span>")
             new.append(_check_record(self.measure(app, method, r), app, method, r))
         self.records += new
         self.history += new
@@ -141,12 +160,14 @@ class TrainingExplorer:
 
     # --- display ---------------------------------------------------------------------------
     def _ratios(self) -> list[float]:
-        ratios = {float(r["ratio"]) for r in self.records if r.get("app") == self.app.value and r.get("method") == "oder"}
-        if self.measure is not None:
+        ratios = {float(r["ratio"]) for r in self.records
+                  if setting(r) == self.setting.value and r.get("method") == "oder"}
+        if self.live:
             ratios |= set(self.live_ratios)
         return sorted(ratios | {1.0})
 
-    def _set_app(self) -> None:
+    def _set_setting(self) -> None:
+        self.measure_button.disabled = not self.live
         ratios = self._ratios()
         self.ratio.options = [(_fraction(r), r) for r in ratios]
         self.ratio.value = 0.25 if 0.25 in ratios else ratios[0]
@@ -165,16 +186,15 @@ class TrainingExplorer:
                 versus = f"{b / a:.2f}×" if a and b is not None else "–"
             rows.append(f"<tr><td>{name}</td><td class='oder-readout oder-{key}-full'>{_fmt(a, unit)}</td>"
                         f"<td class='oder-readout oder-{key}'>{_fmt(b, unit)}</td><td>{versus}</td></tr>")
-        sources = {r["source"] for r in (full, oder) if r is not None}
-        label = " and ".join(sorted("live run on this machine" if s == "live" else self.source for s in sources))
+        label = "live runs on this machine" if self.live else self.source
         self.table.value = (
             "<table style='font-family:monospace'><tr><th></th><th>full DEQ (b = B)</th>"
             f"<th>ODER (b/B = {_fraction(ratio)})</th><th>ODER vs full</th></tr>" + "".join(rows) + "</table>"
-            f"<div class='oder-source'>source: {html.escape(label or 'nothing measured yet for this ratio')}</div>"
+            f"<div class='oder-source'>source: {html.escape(label)}</div>"
         )
         self.status.value = "" if oder else (
             "<span class='oder-status'>no measurement at this ratio yet"
-            + (": press Measure live" if self.measure else "") + "</span>")
+            + (": press Measure live" if self.live else "") + "</span>")
         self._plot(ratio, full)
 
     def _plot(self, ratio: float, full: dict | None) -> None:
