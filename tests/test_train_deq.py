@@ -62,6 +62,23 @@ def test_a_few_steps_lower_the_loss(method, ratio):
     assert all((r["backward_iters"] >= 1) == (method != "unrolled") for r in rows)
 
 
+@pytest.mark.parametrize("app", ["mri", "idt"])
+def test_every_app_takes_a_training_step(app):
+    A = train_deq.make_operator(app, 16, 4)
+    gen = torch.Generator().manual_seed(0)
+    x = train_deq.training_batch(app, 2, 16, gen)
+    y = train_deq.simulate(A, x, 40.0, gen)
+    x0 = train_deq.initial_image(app, A, y)
+    assert x0.shape == x.shape and x0.dtype == x.dtype
+    config = {**tiny_config("oder", 0.5), "app": app, "image_size": 16, "num_blocks": 4, "tau_scale": 1.0}
+    torch.manual_seed(0)
+    model = train_deq.build_model(config, A)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    row = train_deq.train_step(model, optimizer, x, x0, LeastSquares(A, y), gen)
+    assert row["loss"] > 0 and row["backward_iters"] >= 1
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_weights_round_trip(tmp_path):
     A, x, y, x0 = tiny_problem()
     config = {**tiny_config("oder", 0.25)}

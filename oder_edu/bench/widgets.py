@@ -49,8 +49,10 @@ async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, li
     while not any(i > 0 for i, _ in ex.frames):
         await asyncio.sleep(0)
     run_to_frame = (next(t for i, t in ex.frames if i > 0) - pressed) * 1e3
-    safe = ex.safe_step
+    safe, start = ex.safe_step, ex.batch_ratio.value
     options = [value for _, value in ex.batch_ratio.options]
+    here = options.index(start)
+    neighbour = options[here + 1] if here + 1 < len(options) else options[here - 1]
     latencies = []
     for k in range(changes):
         await asyncio.sleep(rng.uniform(0.15, 0.35))  # a random phase relative to the redraws
@@ -59,9 +61,8 @@ async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, li
             ex.sigma.value = round(ex.sigma.value + (0.005 if k % 2 else -0.005), 3)
         elif kind == 1:
             ex.gamma.value = safe * (0.9 if ex.gamma.value >= safe else 1.0)
-        else:
-            here = options.index(ex.batch_ratio.value)
-            ex.batch_ratio.value = options[here + 1] if here + 1 < len(options) else options[here - 1]
+        else:  # toggle between the stated b/B and the next one
+            ex.batch_ratio.value = neighbour if ex.batch_ratio.value == start else start
         changed, first_new = time.perf_counter(), len(ex.history) + 1
         while not (ex.frames and ex.frames[-1][0] >= first_new):
             await asyncio.sleep(0)
@@ -95,7 +96,9 @@ def measure(ex, args) -> dict:
     """One record: responsiveness and speed of ``ex`` with the current torch thread count."""
     ex.reference.value = False
     ex.run_sync(3)  # warm-up: first calls pay for lazy initialisation (dispatch mode, caches)
+    controls = (ex.gamma.value, ex.sigma.value, ex.batch_ratio.value)
     run_to_frame, latencies = asyncio.run(_first_frames(ex, args.changes, random.Random(args.seed)))
+    ex.gamma.value, ex.sigma.value, ex.batch_ratio.value = controls  # the rates are for the stated b/B
     rate = _live_rate(ex, args.iterations)
     solver_rate, solver_cpu_ms = _solver_rate(ex, args.iterations)
     ex.reference.value = True

@@ -11,7 +11,8 @@ PSNR of ODER next to full-batch DEQ (b = B), from one of two sources, always lab
   ``test_psnr``, ...), read when present;
 - short live runs on this machine, through a ``measure(app, method, ratio) -> dict``
   callable you pass in (returning at least ``train_step_ms``, ``train_peak_mib`` and
-  ``test_psnr``); the widget never decides how to train.
+  ``test_psnr``); the widget never decides how to train. Live runs appear as settings of
+  their own ("ct (live runs)"), never mixed with the file's figures.
 """
 
 from __future__ import annotations
@@ -203,14 +204,15 @@ class TrainingExplorer:
         ticks = ratios + [1.0]
         for ax, (key, name, unit) in zip(self.axes, METRICS):
             ax.clear()
-            points = [(math.log2(r), rec[key]) for r in ratios if (rec := self.lookup("oder", r)) is not None]
+            value = lambda record: None if record is None else record.get(key)  # noqa: E731
+            points = [(math.log2(r), v) for r in ratios if (v := value(self.lookup("oder", r))) is not None]
             if points:
                 ax.plot(*zip(*points), "o-", color="C0", label="ODER")
-            if full is not None:
-                ax.axhline(full[key], color="0.3", ls="--", label="full DEQ")
-            chosen = self.lookup("oder", ratio) if ratio < 1.0 else None
+            if value(full) is not None:
+                ax.axhline(value(full), color="0.3", ls="--", label="full DEQ")
+            chosen = value(self.lookup("oder", ratio)) if ratio < 1.0 else None
             if chosen is not None:
-                ax.plot([math.log2(ratio)], [chosen[key]], "o", ms=11, mfc="none", mec="C3", mew=2)
+                ax.plot([math.log2(ratio)], [chosen], "o", ms=11, mfc="none", mec="C3", mew=2)
             ax.set_xticks([math.log2(r) for r in ticks], [_fraction(r) for r in ticks])
             ax.set_xlim(math.log2(ticks[0]) - 0.5, 0.5)
             ax.set_xlabel("b/B", fontsize=9)
