@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -110,5 +111,8 @@ def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict 
     manifest = read_manifest(path.parent)
     manifest[name] = entry
     text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
-    (path.parent / MANIFEST).write_text(text)
+    # Write then rename, so a reader never sees a half-written manifest.
+    partial = path.parent / (MANIFEST + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path.parent / MANIFEST)
     return entry

@@ -10,8 +10,9 @@ sigma ~ U[sigma_min, sigma_max], and minimizes the residual-learning loss of DnC
 At the end it measures PSNR per sigma on held-out phantoms (``validation_phantoms``, a
 seed never used for training), and TV at its best lam at sigma = 0.1 for comparison,
 saves ``{"config", "state_dict"}`` and records the run in ``MANIFEST.json``.
+The shipped weights came from (two runs here gave bit-identical files with one thread):
 
-    oder-edu train denoiser --out oder_edu/weights/dncnn.pt --steps 2000 --seed 0
+    oder-edu train denoiser --out oder_edu/weights/dncnn.pt --steps 2000 --seed 0 --threads 1
 """
 
 from __future__ import annotations
