@@ -11,9 +11,12 @@ from browser import CHROMIUM, CHROMIUM_ARGS, lab_server
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Debian Chromium driven by Playwright; skips (locally) or fails (CI) without it."""
+    """A headless Debian Chromium driven by Playwright; skips (locally) or fails (CI) without it.
+
+    Module-scoped: Playwright's sync API keeps an asyncio loop running in this thread while
+    it is open, which would break later tests that call ``asyncio.run``."""
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
         if os.environ.get("CI") == "true":

@@ -111,7 +111,7 @@ def test_oder_backward_reaches_every_parameter():
 
 @pytest.mark.parametrize("bad", [{"batch_ratio": 0.0}, {"batch_ratio": 1.5}, {"gamma": 0.0},
                                  {"gamma": -1.0}, {"tau": 0.0}, {"tau": float("nan")},
-                                 {"resample": "sometimes"}])
+                                 {"resample": "sometimes"}, {"sampler": "random"}])
 def test_bad_settings_raise(bad):
     options = {"sigma": 0.0, "gamma": 1e-3, "tau": 1.0, **bad}
     with pytest.raises(ValueError, match=next(iter(bad)).split("_")[-1]):

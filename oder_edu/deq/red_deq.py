@@ -41,6 +41,7 @@ from torch import nn
 from ..algorithms.red import red_step
 from ..algorithms.step import check_number, step_size
 from ..physics import LeastSquares, make_sampler
+from ..physics.samplers import SAMPLERS
 from .layer import DEQ
 from .solvers import NonContractiveError, anderson
 
@@ -115,6 +116,8 @@ class REDDEQ(DEQ):
             raise ValueError(f"batch_ratio must lie in (0, 1], got {batch_ratio}")
         if resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {RESAMPLE}, got {resample!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
         return ratio, resample, sampler
 
     def forward(self, x0: torch.Tensor, g: LeastSquares, batch_ratio: float | None = None,
@@ -129,9 +132,9 @@ class REDDEQ(DEQ):
             draw = make_sampler(self.sampler, g.A.num_blocks, ratio)
             blocks = draw(generator) if resample == "call" else (lambda: draw(generator))
         # A spectral-normalized weight is recomputed, with one more power iteration in
-        # training mode, at every access: T would change slightly at every iteration and the
-        # solve would stall at that noise. Caching makes T one fixed map per call; the first
-        # access (below, with autograd on) keeps the normalization on the gradient's path.
+        # training mode, at every access: T would change slightly from one iteration to the
+        # next, and pay for it. Caching makes T one fixed map per call; the first access
+        # (below, with autograd on) keeps the normalization on the gradient's path.
         with nn.utils.parametrize.cached():
             for module in self.modules():
                 if nn.utils.parametrize.is_parametrized(module):

@@ -328,8 +328,8 @@ def main(args: argparse.Namespace) -> int:
     args.snr = DEFAULT_SNR_DB[args.app] if args.snr is None else args.snr
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    device = ddp.device_for(args.device)  # one GPU per process under torchrun
     rank, _ = ddp.setup(args.device)
-    device = ddp.device_for(args.device)
     log_dir = Path(args.log_dir or f"runs/deq_{args.app}_{args.method}")
     out = Path(args.out) if args.out else log_dir / "model.pt"
     if rank == 0:
