@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from browser import CHROMIUM, CHROMIUM_ARGS, lab_server
 
@@ -35,3 +36,13 @@ def lab(tmp_path_factory):
     """``(base_url, token)`` of a private JupyterLab serving a copy of notebooks/."""
     with lab_server(NOTEBOOKS, tmp_path_factory.mktemp("jupyterlab")) as server:
         yield server
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors run fastest on one thread; on a busy 2-core machine a second OpenMP
+    thread waiting for a core made small-tensor tests up to 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,14 +11,7 @@ from torch import nn
 from oder_edu.deq import DEQ, anderson, forward_iteration, unrolled
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; on a busy 2-core machine a second OpenMP
-    thread waiting for a core made these tests up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = 6
 

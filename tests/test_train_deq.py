@@ -12,14 +12,7 @@ from oder_edu.physics import LeastSquares
 from oder_edu.train import deq as train_deq
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run fastest on one thread; on a busy 2-core machine a second OpenMP
-    thread waiting for a core made these tests up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = ["--app", "ct", "--image-size", "32", "--num-blocks", "24", "--pretrained", "none", "--depth", "3",

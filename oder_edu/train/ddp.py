@@ -69,5 +69,8 @@ def parameter_digest(model: torch.nn.Module) -> str:
 
 
 def cleanup() -> None:
+    """Leave the process group together: without the barrier a rank that finishes early
+    tears down its gloo connections while rank 0 still writes results, and can abort."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
