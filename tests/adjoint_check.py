@@ -8,11 +8,15 @@ compare A^T w with the vector-Jacobian product of ``forward`` itself, in float64
 import torch
 
 
-def adjoint_error(A, blocks=None, batch: int = 2, seed: int = 0) -> float:
-    """Relative error ||A^T w - vjp(forward, w)|| / ||vjp|| for random x, w (float64)."""
+def adjoint_error(A, blocks=None, batch: int = 2, seed: int = 0, forward=None) -> float:
+    """Relative error ||A^T w - vjp(forward, w)|| / ||vjp|| for random x, w (float64).
+
+    ``forward(x, blocks)`` defaults to ``A.forward``; an operator whose autograd already
+    uses its adjoint passes an independent differentiable forward instead.
+    """
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, *A.image_shape, generator=gen, dtype=torch.float64, requires_grad=True)
-    y = A.forward(x, blocks)
+    y = (forward or A.forward)(x, blocks)
     if y.is_complex():
         w = torch.complex(torch.randn(y.shape, generator=gen, dtype=torch.float64),
                           torch.randn(y.shape, generator=gen, dtype=torch.float64))

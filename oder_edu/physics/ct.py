@@ -89,13 +89,14 @@ class ParallelBeamCT(BlockOperator):
     of ``gather``/``scatter_add``) and its upper-bin weight w (float32, a multiple of
     2^-24, so that 1 - w is exact in any precision). The adjoint gathers the sinogram at
     those bins (parallel, and exactly the transpose of the scatter below). The forward
-    model has two paths computing the same matrix: on the CPU without autograd, a sparse
-    CSR matrix-vector product (rows = (angle, bin), MKL; about 3x faster than the serial
-    ``scatter_add``); otherwise (CUDA/MPS, or when ``x`` requires grad) ``scatter_add``,
-    whose autograd backward is a gather, so the vector-Jacobian product that the tests
-    compare with ``adjoint`` comes from an independent code path. Storage: 12 bytes per
-    (angle, pixel) pair for the gather/scatter arrays plus 16 for the CSR matrix, e.g.
-    79 MiB at 128² / 180 angles and 630 MiB at 512² / 90 angles.
+    model has two paths computing the same matrix: on the CPU a sparse CSR matrix-vector
+    product (rows = (angle, bin), MKL; about 3x faster than the serial ``scatter_add``),
+    elsewhere (CUDA/MPS) ``scatter_add``. Under autograd both maps are differentiated by
+    each other (``_Linear``: the VJP of ``A_S`` is ``A_S^T``), so a step saves no tables;
+    the tests check the adjoint against plain autograd of ``scatter_add`` (a gather), an
+    independent code path. Storage: 12 bytes per (angle, pixel) pair for the gather/scatter
+    arrays plus 16 for the CSR matrix, e.g. 79 MiB at 128² / 180 angles and 630 MiB at
+    512² / 90 angles.
     """
 
     def __init__(self, image_size: int, num_angles: int | None = None, angles=None,
@@ -221,10 +222,19 @@ class ParallelBeamCT(BlockOperator):
         return matrix
 
     def _forward(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _Linear.apply(x, self, blocks, False)
+        return self._project(x, blocks)
+
+    def _adjoint(self, y: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and y.requires_grad:
+            return _Linear.apply(y, self, blocks, True)
+        return self._back_project(y, blocks)
+
+    def _project(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """``A_S x`` without autograd: CSR products on the CPU, ``scatter_add`` elsewhere."""
         sparse_ok = self.num_blocks * 2 * self.image_size**2 < 2**31  # int32 CSR offsets
-        if sparse_ok and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not (
-            torch.is_grad_enabled() and x.requires_grad
-        ):
+        if sparse_ok and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
             return self._forward_sparse(x, blocks)
         return self._forward_scatter(x, blocks)
 
@@ -276,7 +286,8 @@ class ParallelBeamCT(BlockOperator):
                 yield start, stop, index.index_select(0, rows), weight.index_select(0, rows)
 
     def _forward_scatter(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """Forward by ``scatter_add`` (any device, differentiable): the reference path."""
+        """Forward by ``scatter_add`` (any device): differentiated by plain autograd, whose
+        VJP (a gather) is the independent reference that the adjoint tests compare with."""
         batch, pixels, d = x.shape[0], self.image_size**2, self.num_detectors
         flat = x.reshape(batch, 1, pixels)
         out = x.new_zeros(batch, blocks.numel(), d + 2)
@@ -289,7 +300,8 @@ class ParallelBeamCT(BlockOperator):
             part[..., 1:].scatter_add_(2, index, upper)
         return out[..., 1:-1].contiguous()
 
-    def _adjoint(self, y: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    def _back_project(self, y: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """``A_S^T y``: gather each pixel's two bins and interpolate (the transpose of the scatter)."""
         batch, n = y.shape[0], self.image_size
         padded = torch.nn.functional.pad(y, (1, 1))  # [batch, b, d + 2], zero padding bins
         out = y.new_zeros(batch, n * n)
@@ -304,6 +316,27 @@ class ParallelBeamCT(BlockOperator):
     def __repr__(self) -> str:
         return (f"ParallelBeamCT(image_size={self.image_size}, num_angles={self.num_blocks}, "
                 f"num_detectors={self.num_detectors})")
+
+
+class _Linear(torch.autograd.Function):
+    """``A_S x`` (``transpose=False``) or ``A_S^T y`` (``True``) under autograd.
+
+    A linear map is its own Jacobian, so the vector-Jacobian product of ``A_S`` is
+    ``A_S^T w`` and that of ``A_S^T`` is ``A_S w``. Autograd then keeps only ``A`` and
+    ``S``: differentiating the gathers and scatters instead would save the interpolation
+    table rows of every chunk -- copies for a subset of angles, so that ODER's b < B steps
+    would keep more memory than full-batch ones.
+    """
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, A: "ParallelBeamCT", blocks: torch.Tensor, transpose: bool):
+        ctx.A, ctx.blocks, ctx.transpose = A, blocks, transpose
+        return A._back_project(v, blocks) if transpose else A._project(v, blocks)
+
+    @staticmethod
+    def backward(ctx, w: torch.Tensor):
+        # through apply, so that a double backward (create_graph=True) differentiates this too
+        return _Linear.apply(w.contiguous(), ctx.A, ctx.blocks, not ctx.transpose), None, None, None
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

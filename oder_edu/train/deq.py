@@ -41,14 +41,17 @@ import math
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .. import checkpoints
+from ..algorithms.red import red
 from ..deq import REDDEQ, make_prior
 from ..deq.red_deq import RESAMPLE
-from ..deq.solvers import SOLVERS
+from ..deq.solvers import SOLVERS, NonContractiveError
 from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
 from ..physics import LeastSquares
@@ -196,27 +199,60 @@ def train_step(net, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSquare
 
 @torch.no_grad()
 def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, app: str, seed: int,
-             batch_size: int = 4, **overrides) -> dict:
+             batch_size: int = 4, online_iters: int | None = None, **overrides) -> dict:
     """Mean PSNR / SSIM of ``model`` on ``images`` ``[n, 1, H, W]`` (eval mode, no autograd).
 
     Noise and ODER's blocks come from generators seeded with ``seed``. ``overrides``
-    (``batch_ratio``, ``resample``) are passed to the model call. Also reports x0's PSNR
-    and the mean forward iterations.
+    (``batch_ratio``, ``resample``) are passed to the model call; with ``online_iters``,
+    the images are instead reconstructed by :func:`online_red` at ``overrides["batch_ratio"]``.
+    Also reports x0's PSNR and the mean forward iterations (and, online, the step used).
     """
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    scores = {"psnr": [], "ssim": [], "x0_psnr": [], "iters": []}
+    scores = {"psnr": [], "ssim": [], "x0_psnr": [], "iters": [], "gamma": []}
     for batch in images.split(batch_size):
         y = simulate(A, batch, snr_db, generator)
         x0 = initial_image(app, A, y)
-        x_hat = model(x0, LeastSquares(A, y), generator=generator, **overrides).clamp(0, 1)
+        if online_iters:
+            x_hat, gamma = online_red(model, A, y, x0, overrides["batch_ratio"], online_iters, generator)
+            scores["iters"].append(online_iters)
+            scores["gamma"].append(gamma)
+        else:
+            x_hat = model(x0, LeastSquares(A, y), generator=generator, **overrides)
+            scores["iters"].append(model.forward_trace.iterations)
+        x_hat = x_hat.clamp(0, 1)
         scores["psnr"] += psnr(x_hat, batch).tolist()
         scores["ssim"] += ssim(x_hat, batch).tolist()
         scores["x0_psnr"] += psnr(x0.clamp(0, 1), batch).tolist()
-        scores["iters"].append(model.forward_trace.iterations)
     model.train(was_training)
-    return {key: sum(v) / len(v) for key, v in scores.items()}
+    return {key: sum(v) / len(v) for key, v in scores.items() if v}
+
+
+def online_red(model: REDDEQ, A, y: torch.Tensor, x0: torch.Tensor, batch_ratio: float, iters: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, float]:
+    """Reconstruct with ``model``'s learned prior by online RED: ``iters`` steps
+    x <- x - gamma (grad_S g(x) + tau R_theta(x)), a fresh S of b = batch_ratio * B blocks
+    drawn by ``model.sampler`` every step (the authors' test protocol for ODER).
+
+    A stochastic map tolerates a smaller step than the fixed map that Anderson solved in
+    training (and Anderson lets the learned gamma leave the contractive range, see
+    ``REDDEQ``), so gamma starts at the learned value and is halved after every run that
+    diverges. Returns ``(x [N, C, H, W], gamma used)``.
+    """
+    f = model.f
+    gamma = f.gamma.item()
+    with nn.utils.parametrize.cached(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the divergence guard's warning: handled here
+        for _ in range(30):
+            for state in red(A, y, f.denoiser, sigma=f.sigma, tau=f.tau.item(), gamma=gamma,
+                             batch_ratio=batch_ratio, sampler=model.sampler, x0=x0, max_iter=iters,
+                             generator=generator):
+                pass
+            if not state.diverged:
+                return state.x, gamma
+            gamma /= 2
+    raise NonContractiveError(f"online RED diverged even with gamma = {gamma:.3g}")
 
 
 def save_weights(path: Path, model: REDDEQ, config: dict, metrics: dict | None = None) -> None:
