@@ -8,6 +8,7 @@
 - ``shepp_logan``: scikit-image's Shepp-Logan phantom, resized.
 - ``shepp_logan_variations``: the modified Shepp-Logan table (P. Toft, "The Radon
   transform", PhD thesis, DTU 1996) with every parameter randomly perturbed.
+- ``random_cells``: sparse fields of cell-like ellipses on an empty background (IDT samples).
 - ``training_images``: a mix of the above and random crops of the grayscale versions of
   images bundled with scikit-image.
 
@@ -127,6 +128,28 @@ def random_ellipses(n: int, image_size: int, generator: torch.Generator) -> torc
     return render_ellipses(torch.cat([body, inner], dim=1), image_size).clamp(0, 1)
 
 
+def random_cells(n: int, image_size: int, generator: torch.Generator, count: int = 14) -> torch.Tensor:
+    """``n`` sparse fields of ``count`` cell-like ellipses on an empty background,
+    ``[n, 1, H, W]`` in [0, 1]: the thin, weakly scattering samples that IDT images.
+
+    A phase-only IDT measurement loses the image mean (its transfer functions vanish at
+    zero frequency); a sparse sample on a zero background has a mean near zero, and the
+    empty background is what lets a prior pin it down. Cells have intensity in [0.4, 1],
+    semi-axes in [0.06, 0.14] and centres uniform in the disc of radius 0.75.
+    """
+    _check(n, image_size, generator)
+
+    def u(low, high):
+        return low + (high - low) * torch.rand(n, count, generator=generator, dtype=torch.float64)
+
+    radius, angle = u(0, 1).sqrt() * 0.75, u(-math.pi, math.pi)
+    params = torch.stack(  # rows (intensity, a, b, x0, y0, rotation) as render_ellipses takes them
+        [u(0.4, 1.0), u(0.06, 0.14), u(0.06, 0.14), radius * angle.cos(), radius * angle.sin(), u(-math.pi, math.pi)],
+        dim=-1,
+    )
+    return render_ellipses(params, image_size).clamp(0, 1)
+
+
 def shepp_logan(image_size: int) -> torch.Tensor:
     """scikit-image's Shepp-Logan phantom resized (anti-aliased) to ``[1, 1, H, W]``, in [0, 1]."""
     from skimage.data import shepp_logan_phantom
@@ -220,12 +243,15 @@ def training_images(n: int, image_size: int, generator: torch.Generator) -> torc
     return images
 
 
-def validation_phantoms(n: int, image_size: int, seed: int = VALIDATION_SEED) -> torch.Tensor:
+def validation_phantoms(n: int, image_size: int, seed: int = VALIDATION_SEED, cells: bool = False) -> torch.Tensor:
     """Held-out phantoms ``[n, 1, H, W]``: the first ``n - n // 4`` are random ellipses,
-    the rest Shepp-Logan variations, drawn from a generator seeded with ``seed``
-    (by default ``VALIDATION_SEED``, never used for training)."""
+    the rest Shepp-Logan variations (or, with ``cells``, ``n`` random cell fields, the
+    samples of IDT), drawn from a generator seeded with ``seed`` (by default
+    ``VALIDATION_SEED``, never used for training)."""
     _check(n, image_size)
     generator = torch.Generator().manual_seed(seed)
+    if cells:
+        return random_cells(n, image_size, generator)
     k = n // 4
     parts = [random_ellipses(n - k, image_size, generator)]
     if k:

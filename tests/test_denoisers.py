@@ -285,7 +285,7 @@ def test_load_denoiser_unknown_name():
 def test_phantoms_are_seeded_images_in_unit_range():
     from oder_edu import phantoms as P
 
-    for make in (P.random_ellipses, P.shepp_logan_variations, P.natural_crops, P.training_images):
+    for make in (P.random_ellipses, P.random_cells, P.shepp_logan_variations, P.natural_crops, P.training_images):
         a = make(3, 32, torch.Generator().manual_seed(4))
         b = make(3, 32, torch.Generator().manual_seed(4))
         c = make(3, 32, torch.Generator().manual_seed(5))
@@ -296,6 +296,21 @@ def test_phantoms_are_seeded_images_in_unit_range():
     assert sl.shape == (1, 1, 48, 48) and sl.max() <= 1 and sl.std() > 0.1
     # held-out data does not come from the training seed
     assert not torch.equal(P.validation_phantoms(2, 32), P.random_ellipses(2, 32, torch.Generator().manual_seed(0)))
+
+
+def test_cells_are_sparse_samples_for_idt():
+    """IDT's training and held-out images: cells on an empty background (mean near zero,
+    most pixels exactly zero), unlike the body-filling CT phantoms."""
+    from oder_edu import phantoms as P
+    from oder_edu.train.deq import held_out, training_batch
+
+    cells = training_batch("idt", 4, 64, torch.Generator().manual_seed(0))
+    body = training_batch("ct", 4, 64, torch.Generator().manual_seed(0))
+    assert cells.mean() < 0.15 < body.mean()
+    assert (cells == 0).float().mean() > 0.6 and cells.amax(dim=(1, 2, 3)).min() >= 0.4
+    torch.testing.assert_close(held_out("idt", 3, 64), P.validation_phantoms(3, 64, cells=True), rtol=0, atol=0)
+    assert not torch.equal(held_out("idt", 2, 64), P.random_cells(2, 64, torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(held_out("ct", 3, 64), P.validation_phantoms(3, 64), rtol=0, atol=0)
 
 
 def test_phantoms_reject_bad_arguments():

@@ -16,13 +16,14 @@ the backward (Liu et al., NeurIPS 2022, Algorithm 1); ``unrolled`` = K plain RED
 backpropagated one by one (the memory-hungry baseline).
 
 Data (nothing downloaded): CT trains on random-ellipse phantoms (``phantoms.random_ellipses``).
-IDT does too: a thin sample (cells) in a medium is compact objects on a zero-contrast
-background, and that background is what lets a prior recover the mean phase, which IDT
-does not measure (its transfer functions vanish at zero frequency). MRI trains on
+IDT trains on fields of cells (``phantoms.random_cells``): a thin sample in a medium is
+compact objects on a zero-contrast background, and that background is what lets a prior
+recover the mean phase, which IDT does not measure (its transfer functions vanish at zero
+frequency; on body-filling ellipse phantoms, whose mean is large, training diverged). MRI trains on
 ``phantoms.training_images``, a mix of ellipse phantoms, Shepp-Logan variations and crops of
 scikit-image's bundled pictures, because anatomy has texture at many scales that pure
-ellipses lack. Every app is validated on ``phantoms.validation_phantoms`` (a seed never
-used for training).
+ellipses lack. Every app is validated on ``held_out`` images (``phantoms.validation_phantoms``,
+a seed never used for training).
 
 Logs: ``LOG_DIR/log.csv`` gets one row per step as it happens (loss, PSNR, seconds, peak
 tensor memory, forward and backward iterations, gamma, tau); ``LOG_DIR/log.json`` holds
@@ -91,11 +92,21 @@ def make_operator(app: str, image_size: int, num_blocks: int):
 
 def training_batch(app: str, n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` fresh training images ``[n, 1, H, W]`` in [0, 1] (see the module docstring)."""
-    from ..phantoms import random_ellipses, training_images
+    from ..phantoms import random_cells, random_ellipses, training_images
 
-    if app in ("ct", "idt"):
+    if app == "ct":
         return random_ellipses(n, image_size, generator)
+    if app == "idt":
+        return random_cells(n, image_size, generator)
     return training_images(n, image_size, generator)
+
+
+def held_out(app: str, n: int, image_size: int) -> torch.Tensor:
+    """``n`` validation images of ``app`` ``[n, 1, H, W]``, drawn with ``VALIDATION_SEED``:
+    ``validation_phantoms`` (cell fields for IDT, like its training data)."""
+    from ..phantoms import validation_phantoms
+
+    return validation_phantoms(n, image_size, cells=app == "idt")
 
 
 def simulate(A, x: torch.Tensor, snr_db: float, generator: torch.Generator) -> torch.Tensor:
@@ -437,10 +448,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def validate(model: REDDEQ, A, args: argparse.Namespace, device) -> dict:
-    """``evaluate`` on ``args.val_images`` held-out ``validation_phantoms`` (fixed seeds)."""
-    from ..phantoms import VALIDATION_SEED, validation_phantoms
+    """``evaluate`` on ``args.val_images`` ``held_out`` images (fixed seeds)."""
+    from ..phantoms import VALIDATION_SEED
 
-    images = validation_phantoms(args.val_images, args.image_size).to(device)
+    images = held_out(args.app, args.val_images, args.image_size).to(device)
     return evaluate(model, A, images, args.snr, args.app, seed=VALIDATION_SEED + 1)
 
 
@@ -451,7 +462,8 @@ def _finish(args, model, A, config, rows, seconds, replicas, out, log_dir, comma
     scores = validate(model, A, args, device)
     tail = rows[-min(len(rows), 20):]
     metrics = {
-        "validation": f"{args.val_images} validation_phantoms of {args.image_size}^2 (seed {VALIDATION_SEED}), "
+        "validation": f"{args.val_images} validation_phantoms{' (cells)' if args.app == 'idt' else ''} of "
+                      f"{args.image_size}^2 (seed {VALIDATION_SEED}), "
                       f"noise and blocks seed {VALIDATION_SEED + 1}",
         "val_psnr": round(scores["psnr"], 2), "val_ssim": round(scores["ssim"], 4),
         "val_psnr_before_training": None if before is None else round(before["psnr"], 2),

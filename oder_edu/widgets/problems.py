@@ -10,12 +10,11 @@ Noise is ``physics.add_noise_snr``; the SNR is per measurement, as in ODER's exp
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ..phantoms import render_ellipses, shepp_logan
+from ..phantoms import random_cells, shepp_logan
 from ..physics import IntensityDiffractionTomography, MultiCoilMRI, ParallelBeamCT, add_noise_snr, fbp
 
 PROBLEMS = ("ct", "mri", "idt")
@@ -51,23 +50,6 @@ class Problem:
         return BLOCK_NAMES[self.name]
 
 
-def cells(image_size: int, generator: torch.Generator, count: int = 14) -> torch.Tensor:
-    """A sparse field of ``count`` cell-like ellipses on an empty background, ``[1, 1, H, W]``
-    in [0, 1]: the kind of thin weakly scattering sample IDT images. A phase-only
-    measurement loses the image mean (its transfer functions vanish at zero frequency), so
-    a sparse sample with a near-zero mean is what IDT can actually recover."""
-    def u(low, high):
-        return low + (high - low) * torch.rand(1, count, generator=generator, dtype=torch.float64)
-
-    radius, angle = u(0, 1).sqrt() * 0.75, u(-math.pi, math.pi)
-    # rows (intensity, semi-axes a, b, centre x, y, rotation), as ``phantoms.render_ellipses`` takes
-    params = torch.stack(
-        [u(0.4, 1.0), u(0.06, 0.14), u(0.06, 0.14), radius * angle.cos(), radius * angle.sin(), u(-math.pi, math.pi)],
-        dim=-1,
-    )
-    return render_ellipses(params, image_size).clamp(0, 1)
-
-
 def make_problem(name: str, image_size: int = 64, num_blocks: int | None = None, device=None, seed: int = 0) -> Problem:
     """Build problem ``name`` ('ct', 'mri' or 'idt') at ``image_size``² on ``device``.
 
@@ -77,7 +59,7 @@ def make_problem(name: str, image_size: int = 64, num_blocks: int | None = None,
       undersampling, Shepp-Logan phantom, 30 dB SNR, started from the coil-combined
       zero-filled image Aᵀy;
     - 'idt': ``IntensityDiffractionTomography`` with ``num_blocks`` LEDs (default 64), a
-      field of cells (``cells``), 30 dB SNR, started from zeros.
+      field of cells (``phantoms.random_cells``), 30 dB SNR, started from zeros.
 
     τ (as a multiple of L_g) and σ are the best RED setting after 60 iterations of a sweep
     over τ/L_g in {0.01, 0.03, 0.1, 0.3} and σ in {0.01, 0.03, 0.06} with the shipped DnCNN
@@ -100,7 +82,7 @@ def make_problem(name: str, image_size: int = 64, num_blocks: int | None = None,
         x_true, snr_db, tau, sigma = shepp_logan(image_size), 30.0, 0.3, 0.03
     else:
         A = IntensityDiffractionTomography(image_size, num_leds=B)
-        x_true, snr_db, tau, sigma = cells(image_size, generator), 30.0, 0.3, 0.03
+        x_true, snr_db, tau, sigma = random_cells(1, image_size, generator), 30.0, 0.3, 0.03
     x_true = x_true.to(device)
     y = add_noise_snr(A.forward(x_true), snr_db, generator)
     if name == "ct":
