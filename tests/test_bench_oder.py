@@ -30,7 +30,8 @@ def test_split_cost_recovers_a_fixed_and_a_per_block_part():
 
 def test_small_run_writes_every_record(tmp_path, one_thread):
     code = cli(["bench", "oder", "--apps", "ct", "--cost-size", "32", "--cost-blocks", "16", "--ratios", "1/4",
-                "--iters", "2", "--repeat", "1", "--test-images", "1", "--online-iters", "20", "--device", "cpu", "--out", str(tmp_path)])
+                "--iters", "2", "--repeat", "1", "--test-images", "1", "--online-iters", "20", "--device", "cpu",
+                "--out", str(tmp_path)])
     assert code == 0
     written = json.loads((tmp_path / "oder.json").read_text())
     rows = {(r["method"], r["ratio"]): r for r in written["records"]}

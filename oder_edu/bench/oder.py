@@ -19,11 +19,11 @@ Two measurements per (app, method, ratio), written as one record each:
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
 import shlex
 import statistics
 import sys
 import time
+from fractions import Fraction
 
 import torch
 
@@ -66,6 +66,11 @@ def parse_ratios(text: str) -> tuple[float, ...]:
             raise ValueError(f"--ratios must lie in (0, 1) (b/B = 1 is the full DEQ row), got {item.strip()}")
         ratios.append(ratio)
     return tuple(ratios)
+
+
+def _fraction(ratio: float) -> Fraction:
+    """0.333... -> 1/3, for labels."""
+    return Fraction(ratio).limit_denominator(64)
 
 
 def cases(ratios=RATIOS):
@@ -144,7 +149,8 @@ def accuracy(app: str, method: str, ratio: float, n_images: int, device: torch.d
 
     tested = scores(ratio if method == "oder" else None)
     record = {
-        "test_checkpoint": name if method != "oder" or ratio == c["batch_ratio"] else f"{name} at b/B={Fraction(ratio).limit_denominator(64)}",
+        "test_checkpoint": (name if method != "oder" or ratio == c["batch_ratio"]
+                            else f"{name} at b/B={_fraction(ratio)}"),
         "test_image_size": c["image_size"], "test_num_blocks": c["num_blocks"],
         "test_psnr": round(tested["psnr"], 2), "test_ssim": round(tested["ssim"], 4),
         "test_forward_iters": round(tested["iters"], 1),
@@ -223,7 +229,7 @@ def _ratio_lines(records: list[dict], app: str, online_iters: int) -> list[str]:
             continue
         memory, speed = row["train_peak_mib"] / full["train_peak_mib"], row["train_step_ms"] / full["train_step_ms"]
         target = " (targets at b/B = 1/4: memory <= 0.4x, time <= 0.45x)" if ratio == 0.25 else ""
-        line = (f"{app.upper()}: ODER at b/B = {Fraction(ratio).limit_denominator(64)} vs full DEQ: peak memory "
+        line = (f"{app.upper()}: ODER at b/B = {_fraction(ratio)} vs full DEQ: peak memory "
                 f"{memory:.2f}x, step time {speed:.2f}x{target}")
         if row.get("test_psnr_all_blocks") is not None and full["test_psnr"] is not None:
             gap = {k: full["test_psnr"] - row[k] for k in ("test_psnr", "test_psnr_online", "test_psnr_all_blocks")}
@@ -237,8 +243,8 @@ def _ratio_lines(records: list[dict], app: str, online_iters: int) -> list[str]:
         if fit:
             fixed, grows = fit
             lines.append(f"{app.upper()} {what.lower()}, fitted as fixed + (b/B) x per-block part over the full and "
-                         f"ODER rows: {fixed:.1f} {unit} that does not depend on b (R_theta, the solvers, image-sized tensors) + {grows:.1f} {unit} "
-                         f"x b/B (the measurement blocks).")
+                         f"ODER rows: {fixed:.1f} {unit} that does not depend on b (R_theta, the solvers, image-sized "
+                         f"tensors) + {grows:.1f} {unit} x b/B (the measurement blocks).")
     return lines
 
 
@@ -308,8 +314,8 @@ def caption(records: list[dict], args, seconds: float, shipped: bool, device) ->
         f"peak tensor memory of one more step (PeakTensorMemory; weights, Adam state and operator tables "
         f"allocated before the step are not counted). R_theta is the "
         f"{'shipped DnCNN, spectral-normalized' if shipped else 'untrained spectral-normalized DnCNN (no shipped dncnn)'}. "
-        f"test_psnr / test_ssim: mean over {args.test_images} held-out validation_phantoms (cells for IDT) at the checkpoint's "
-        f"own size (test_image_size, test_num_blocks), noise and block draws seeded; oder rows at ratios other "
+        f"test_psnr / test_ssim: mean over {args.test_images} held-out validation_phantoms (cells for IDT) at "
+        f"the checkpoint's own size (test_image_size, test_num_blocks), noise and block draws seeded; oder rows at ratios other "
         f"than 1/4 use the ODER-1/4 checkpoint run at that ratio (test_checkpoint says so); an empty test_psnr "
         f"means no checkpoint is shipped for that method.",
     ]
