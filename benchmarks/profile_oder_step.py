@@ -12,27 +12,15 @@ Its output on an H100 is kept in ``benchmarks/results/gpu/profile_oder_step.txt`
 """
 
 import functools
-import time
 
 import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from oder_edu.bench import median_ms
 from oder_edu.deq import REDDEQ, make_prior
 from oder_edu.physics import LeastSquares
 from oder_edu.train.deq import initial_image, make_operator, simulate, train_step, training_batch
-
-
-def median_ms(fn, repeat: int = 20) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[repeat // 2] * 1e3
 
 
 def main() -> None:
@@ -52,7 +40,7 @@ def main() -> None:
                        tol=0.0, backward_max_iter=10, backward_tol=0.0).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
         step = functools.partial(train_step, model, optimizer, x, x0, g, generator, measure_memory=False)
-        print(f"\nb/B = {ratio:g}: step wall time {median_ms(step, 10):.1f} ms (median of 10, no profiler)")
+        print(f"\nb/B = {ratio:g}: step wall time {median_ms(step, repeat=10):.1f} ms (median of 10, no profiler)")
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize()
@@ -61,8 +49,8 @@ def main() -> None:
         print(f"under the profiler: {len(kernels)} kernels, {busy:.1f} ms of kernel time")
         print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=8, max_name_column_width=32))
         with torch.no_grad(), torch.nn.utils.parametrize.cached():
-            r_ms = median_ms(lambda: model.f.denoiser.residual(x0, 0.05))
-            g_ms = median_ms(lambda: g.grad(x0))
+            r_ms = median_ms(lambda: model.f.denoiser.residual(x0, 0.05), repeat=20)
+            g_ms = median_ms(lambda: g.grad(x0), repeat=20)
         print(f"one R_theta application {r_ms:.2f} ms, one full data gradient A^T (A x - y) {g_ms:.2f} ms")
 
 

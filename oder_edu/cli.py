@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 COMMANDS = {
@@ -49,6 +50,20 @@ def _parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
             if add is not None:
                 add(p)
     return parser, chosen
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command being run, to record beside its results: ``oder-edu`` and the arguments
+    as typed, or (when ``main`` was called from Python) an equivalent line rebuilt from ``args``."""
+    words = [args.command] + ([args.target] if getattr(args, "target", None) else [])
+    if sys.argv[1:1 + len(words)] == words:
+        return "oder-edu " + shlex.join(sys.argv[1:])
+    line = ["oder-edu", *words]
+    for key, value in vars(args).items():
+        if key in ("command", "target", "module") or value is None or value is False:
+            continue
+        line += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return shlex.join(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from oder_edu.cli import COMMANDS, main
+from oder_edu.cli import COMMANDS, command_line, main
 
 
 def test_help_lists_commands(capsys):
@@ -35,3 +35,14 @@ def test_unknown_command_fails():
     done = subprocess.run([sys.executable, "-m", "oder_edu.cli", "frobnicate"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+def test_command_line_records_what_was_typed_or_an_equivalent(monkeypatch):
+    import argparse
+
+    args = argparse.Namespace(command="train", target="deq", module="oder_edu.train.deq", app="ct", steps=3,
+                              resume=None, no_progress=True, fast=False)
+    monkeypatch.setattr(sys, "argv", ["oder-edu", "train", "deq", "--steps", "3", "--app", "ct"])
+    assert command_line(args) == "oder-edu train deq --steps 3 --app ct"
+    monkeypatch.setattr(sys, "argv", ["python", "-c"])  # main() called from Python: rebuilt from args
+    assert command_line(args) == "oder-edu train deq --app ct --steps 3 --no-progress"

@@ -21,13 +21,13 @@ from __future__ import annotations
 import functools
 import shlex
 import statistics
-import sys
 import time
 from fractions import Fraction
 
 import torch
 
 from .. import checkpoints
+from ..cli import command_line
 from ..physics import LeastSquares
 from . import DEFAULT_OUT, write_results
 
@@ -156,11 +156,11 @@ def accuracy(app: str, method: str, ratio: float, n_images: int, device: torch.d
         "test_forward_iters": round(tested["iters"], 1),
     }
     if method == "oder":  # properties of the checkpoint: shown on its own row only
-        own = ratio == c["batch_ratio"]
-        record["test_psnr_all_blocks"] = round(scores(1.0)["psnr"], 2) if own else None
-        online = scores(ratio, online_iters) if own else None
-        record["test_psnr_online"] = round(online["psnr"], 2) if own else None
-        record["online_gamma_ratio"] = round(online["gamma"] / model.f.gamma.item(), 4) if own else None
+        record.update(test_psnr_all_blocks=None, test_psnr_online=None, online_gamma_ratio=None)
+        if ratio == c["batch_ratio"]:
+            online = scores(ratio, online_iters)
+            record.update(test_psnr_all_blocks=round(scores(1.0)["psnr"], 2), test_psnr_online=round(online["psnr"], 2),
+                          online_gamma_ratio=round(online["gamma"] / model.f.gamma.item(), 4))
     return record
 
 
@@ -198,7 +198,7 @@ def main(args) -> int:
             print(f"{app} {method} {ratio:g}: {record['train_step_ms']:.0f} ms, {record['train_peak_mib']:.1f} MiB, "
                   f"PSNR {record['test_psnr']}", flush=True)
     seconds = time.perf_counter() - start
-    command = "oder-edu " + shlex.join(sys.argv[1:]) if sys.argv[1:3] == ["bench", "oder"] else ""
+    command = command_line(args)
     write_results("oder", records, args.out, caption(records, args, seconds, shipped, device), command)
     return 0
 
@@ -315,8 +315,8 @@ def caption(records: list[dict], args, seconds: float, shipped: bool, device) ->
         f"allocated before the step are not counted). R_theta is the "
         f"{'shipped DnCNN, spectral-normalized' if shipped else 'untrained spectral-normalized DnCNN (no shipped dncnn)'}. "
         f"test_psnr / test_ssim: mean over {args.test_images} held-out validation_phantoms (cells for IDT) at "
-        f"the checkpoint's own size (test_image_size, test_num_blocks), noise and block draws seeded; oder rows at ratios other "
-        f"than 1/4 use the ODER-1/4 checkpoint run at that ratio (test_checkpoint says so); an empty test_psnr "
+        f"the checkpoint's own size (test_image_size, test_num_blocks), noise and block draws seeded; oder rows "
+        f"at ratios other than 1/4 use the ODER-1/4 checkpoint run at that ratio (test_checkpoint says so); an empty test_psnr "
         f"means no checkpoint is shipped for that method.",
     ]
     lines += [line for app in ("ct", "idt") for line in _ratio_lines(records, app, args.online_iters)]

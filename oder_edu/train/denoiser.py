@@ -18,14 +18,13 @@ The shipped weights came from (two runs here gave bit-identical files with one t
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from .. import checkpoints
+from ..cli import command_line
 from ..denoisers import DnCNN, tv_denoise
 from ..metrics import psnr
 from ..phantoms import VALIDATION_SEED, training_images, validation_phantoms
@@ -78,18 +77,6 @@ def best_tv_psnr(images: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED
     return max(results)
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The command line as typed, or (when called from Python) an equivalent one."""
-    if sys.argv[1:3] == ["train", "denoiser"]:
-        return "oder-edu " + shlex.join(sys.argv[1:])
-    words = ["oder-edu", "train", "denoiser"]
-    for key, value in vars(args).items():
-        if key in ("command", "target", "module") or value is None or value is False:
-            continue
-        words += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    return shlex.join(words)
-
-
 def train(model: DnCNN, steps: int, batch_size: int, patch_size: int, lr: float,
           sigma_range: tuple[float, float], generator: torch.Generator, progress: bool = True) -> list[float]:
     """Adam with cosine learning-rate decay on fresh ``training_images`` batches; returns the losses."""
@@ -129,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     name = args.name or out.stem
-    command = _command(args)
+    command = command_line(args)
     device = torch.device(args.device)
 
     if args.threads is not None:

@@ -39,8 +39,6 @@ import contextlib
 import csv
 import json
 import math
-import shlex
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -49,6 +47,7 @@ import torch
 from torch import nn
 
 from .. import checkpoints
+from ..cli import command_line
 from ..algorithms.red import red
 from ..deq import REDDEQ, make_prior
 from ..deq.red_deq import RESAMPLE
@@ -337,19 +336,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-progress", action="store_true", help="hide the tqdm progress bar")
 
 
-def _command(args: argparse.Namespace) -> str:
-    """The command line as typed, or (when called from Python) an equivalent one."""
-    if sys.argv[1:3] == ["train", "deq"]:
-        prefix = "torchrun ... -m oder_edu.cli" if ddp.world_size() > 1 else "oder-edu"
-        return prefix + " " + shlex.join(sys.argv[1:])
-    words = ["oder-edu", "train", "deq"]
-    for key, value in vars(args).items():
-        if key in ("command", "target", "module") or value is None or value is False:
-            continue
-        words += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    return shlex.join(words)
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """ValueError for a configuration that cannot train, naming the bad value."""
     if not 0 < args.ratio <= 1:
@@ -382,7 +368,9 @@ def main(args: argparse.Namespace) -> int:
     if rank == 0:
         log_dir.mkdir(parents=True, exist_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-    command = _command(args)
+    command = command_line(args)
+    if ddp.world_size() > 1:
+        command = command.replace("oder-edu", "torchrun ... -m oder_edu.cli", 1)
     # The shipped denoiser may be retrained later: record which one this run started from.
     args.pretrained_sha256 = checkpoints.read_manifest().get(args.pretrained, {}).get("sha256")
 
