@@ -1,30 +1,38 @@
-"""Shipped weights are data: the one place that reads and writes ``weights/MANIFEST.json``.
+"""Weights are data: the one place that saves, records and loads them.
 
-The manifest maps a name (e.g. ``"dncnn"``) to an entry::
+A weight file holds ``{"kind", "config", "state_dict", "metrics"}`` (tensors and plain
+containers only, loaded with ``torch.load(weights_only=True)``: never code). ``kind`` is
+``"denoiser"`` or ``"red_deq"``, so a file of the wrong kind gives a clear error instead of
+a missing key. The shipped files live in ``oder_edu/weights`` beside ``MANIFEST.json``, which
+maps a name to an entry::
 
     {"file": "dncnn.pt", "sha256": "...", "command": "oder-edu train denoiser ...",
-     "seed": 0, "seconds": 612.3, "metrics": {...}, "date": "2025-...", "torch": "2.13.0", ...}
+     "seed": 0, "seconds": 612.3, "metrics": {...}, "data": {...}, "device": "cpu", ...}
 
-``load_state`` refuses a file whose sha256 differs from the manifest, and every failure
-names the file and the command (from the manifest) that regenerates it. Files are loaded
-with ``torch.load(weights_only=True)``: tensors and plain containers only, never code.
+``load_state`` refuses a file whose sha256 differs from its manifest entry, and every failure
+names the file and the command that regenerates it. ``save_state`` and ``record`` never replace
+an existing file or entry unless asked (``force=True``), and write atomically (a temporary
+file, then a rename), so an interrupted save leaves the old file intact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 
 MANIFEST = "MANIFEST.json"
+KINDS = ("denoiser", "red_deq")
 
 
 class CheckpointError(RuntimeError):
-    """A shipped weight file is missing, unrecorded or corrupted."""
+    """A weight file is missing, unrecorded, corrupted, of the wrong kind or would be overwritten."""
 
 
 def weights_dir() -> Path:
@@ -52,67 +60,124 @@ def read_manifest(directory=None) -> dict:
         raise CheckpointError(f"{path} is not valid JSON ({error}); restore it from the repository") from None
 
 
-def load_state(name: str, directory=None, map_location="cpu") -> dict:
-    """Load checkpoint ``name`` (a manifest key) after checking its sha256.
-
-    Returns whatever was saved (typically ``{"state_dict": ..., "config": ...}``).
-    Raises ``CheckpointError`` naming the file and the regenerating command when the
-    manifest has no entry, the file is missing, or its sha256 does not match.
-    """
-    directory = Path(directory or weights_dir())
-    manifest = read_manifest(directory)
-    if name not in manifest:
+def _locate(source) -> tuple[Path, dict | None]:
+    """``(path, manifest entry or None)`` of a manifest name or a ``.pt`` path."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"weights must be named by a manifest name or a path to a .pt file, got {type(source).__name__}")
+    path = Path(source)
+    if path.suffix == ".pt":
+        if not path.exists():
+            raise CheckpointError(f"no weight file at {path}")
+        entry = read_manifest(path.parent).get(path.stem)
+        return path, entry if entry and entry.get("file") == path.name else None
+    manifest = read_manifest()
+    if str(source) not in manifest:
         known = ", ".join(sorted(manifest)) or "none"
-        raise CheckpointError(
-            f"no weights named {name!r} in {directory / MANIFEST} (recorded: {known}); "
-            f"train them with the matching `oder-edu train ...` command, which records the entry"
-        )
-    entry = manifest[name]
-    path = directory / entry["file"]
-    command = entry.get("command", "<no command recorded>")
-    if not path.exists():
-        raise CheckpointError(f"weights file {path} is missing; regenerate it with:\n    {command}")
-    actual = sha256(path)
-    if actual != entry["sha256"]:
-        raise CheckpointError(
-            f"weights file {path} is corrupted or was changed: sha256 {actual[:16]}... but "
-            f"{MANIFEST} records {entry['sha256'][:16]}...; regenerate it with:\n    {command}"
-        )
+        raise CheckpointError(f"no weights named {str(source)!r} in {weights_dir() / MANIFEST} (recorded: {known}); "
+                              f"train them with the matching `oder-edu train ...` command, which records the entry")
+    entry = manifest[str(source)]
+    return weights_dir() / entry.get("file", f"{source}.pt"), entry
+
+
+def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
+    """Load a weight file by manifest name (or path) after checking its sha256.
+
+    Returns ``{"kind", "config", "state_dict", "metrics"}``; ``kind`` (if given) must match.
+    Raises ``CheckpointError`` naming the file and the regenerating command when the entry is
+    missing or lacks a sha256, the file is missing, truncated or changed, or holds another kind.
+    """
+    path, entry = _locate(source)
+    command = (entry or {}).get("command", "the `oder-edu train ...` command that made it")
+    if entry is not None:
+        if not path.exists():
+            raise CheckpointError(f"weights file {path} is missing; regenerate it with:\n    {command}")
+        if "sha256" not in entry:
+            raise CheckpointError(f"{MANIFEST} records no sha256 for {path.name}; regenerate it with:\n    {command}")
+        actual = sha256(path)
+        if actual != entry["sha256"]:
+            raise CheckpointError(f"weights file {path} is corrupted or was changed: sha256 {actual[:16]}... but "
+                                  f"{MANIFEST} records {entry['sha256'][:16]}...; regenerate it with:\n    {command}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a matching sha256 with an unreadable file: saved by a broken run
-        raise CheckpointError(f"cannot load {path} ({error}); regenerate it with:\n    {command}") from None
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or holding code
+        raise CheckpointError(f"cannot load {path} ({type(error).__name__}: {str(error)[:200]}); "
+                              f"regenerate it with:\n    {command}") from None
+    if not isinstance(state, dict) or not {"kind", "config", "state_dict"} <= set(state):
+        raise CheckpointError(f"{path} is not an oder-edu weight file (no kind, config and state_dict)")
+    if kind is not None and state["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {state['kind']!r} model, not a {kind!r}: "
+                              f"{'load_denoiser' if state['kind'] == 'denoiser' else 'deq.load_model'} loads it")
+    return state
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, force: bool):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds."""
+    if path.exists() and not force:
+        raise CheckpointError(f"{path} exists; refusing to overwrite it (pass force=True, or --force on the "
+                              f"command line, to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: dict | None = None,
+               force: bool = False) -> Path:
+    """Save ``model``'s weights (float32, CPU) with its ``config`` atomically; never overwrite
+    an existing file, shipped or not, unless ``force``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    path = Path(path)
+    state = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
+    with _atomic(path, force) as temporary:
+        torch.save({"kind": kind, "config": config, "state_dict": state, "metrics": metrics or {}}, temporary)
+    return path
 
 
 def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict | None = None,
-           seconds: float | None = None) -> dict:
-    """Add or replace the manifest entry ``name`` for the weight file ``path``.
-
-    The manifest is the ``MANIFEST.json`` beside ``path``. The entry holds the file name,
-    its sha256, the exact ``command`` that made it, ``seed``, training ``seconds``,
-    ``metrics`` (e.g. validation PSNR per sigma), the date, the torch version, and the
-    keys of ``extra`` (e.g. the sigma range). Returns the entry.
-    """
+           seconds: float | None = None, force: bool = False) -> dict:
+    """Add the manifest entry ``name`` for the weight file ``path`` (the ``MANIFEST.json`` beside
+    it): file name, sha256, the exact ``command``, ``seed``, training ``seconds``, ``metrics``,
+    date, torch version and the keys of ``extra``. An existing entry of another file is only
+    replaced with ``force``. The manifest is locked while it is read, changed and written, so
+    parallel trainings cannot lose each other's entries."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"cannot record {path}: the file does not exist")
     entry = {
-        "file": path.name,
-        "sha256": sha256(path),
-        "bytes": path.stat().st_size,
-        "command": command,
-        "seed": seed,
-        "seconds": None if seconds is None else round(float(seconds), 1),
-        "metrics": metrics,
+        "file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size, "command": command,
+        "seed": seed, "seconds": None if seconds is None else round(float(seconds), 1), "metrics": metrics,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        **(extra or {}),
+        "torch": torch.__version__, **(extra or {}),
     }
-    manifest = read_manifest(path.parent)
-    manifest[name] = entry
-    text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
-    # Write then rename, so a reader never sees a half-written manifest.
-    partial = path.parent / (MANIFEST + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path.parent / MANIFEST)
+    with _locked(path.parent / (MANIFEST + ".lock")):
+        manifest = read_manifest(path.parent)
+        old = manifest.get(name)
+        if old is not None and old.get("sha256") != entry["sha256"] and not force:
+            raise CheckpointError(f"{path.parent / MANIFEST} already records {name!r} for another file; "
+                                  f"refusing to replace it (pass force=True / --force)")
+        manifest[name] = entry
+        with _atomic(path.parent / MANIFEST, force=True) as temporary:
+            temporary.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
     return entry
+
+
+@contextlib.contextmanager
+def _locked(lock: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; single trainings are still safe
+        yield
+        return
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

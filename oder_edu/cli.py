@@ -1,12 +1,13 @@
 """The ``oder-edu`` command.
 
     oder-edu demo                      headless CT comparison (FBP, TV, PnP, RED, online RED)
-    oder-edu bench physics|widgets|oder|notebooks [--out DIR]
+    oder-edu bench physics|widgets|oder|priors|notebooks [--out DIR]
     oder-edu train denoiser|deq ...    make the shipped weights
     oder-edu labs [--out DIR]          write student versions of the notebooks
 
-Each command lives in its own module exposing ``add_arguments(parser)`` and ``main(args)``;
-modules are imported only when their command runs, so ``oder-edu --help`` is instant.
+Each command lives in a module of ``oder_edu.commands`` exposing ``add_arguments(parser)`` and
+``main(args)``; modules are imported only when their command runs, so ``oder-edu --help`` is
+instant.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ import shlex
 import sys
 
 COMMANDS = {
-    "demo": ("oder_edu.demo", "reconstruct a sparse-view CT phantom five ways and print a table"),
-    "labs": ("oder_edu.labs", "write student versions of the notebooks"),
-    "bench physics": ("oder_edu.bench.physics", "forward/adjoint/gradient speed and memory"),
-    "bench widgets": ("oder_edu.bench.widgets", "explorer responsiveness and iterations/s"),
-    "bench oder": ("oder_edu.bench.oder", "ODER vs full DEQ: memory, time, accuracy"),
-    "bench notebooks": ("oder_edu.bench.notebooks", "time and peak memory of each notebook"),
-    "train denoiser": ("oder_edu.train.denoiser", "train the shipped DnCNN denoiser"),
-    "train deq": ("oder_edu.train.deq", "train a RED-DEQ / ODER model"),
+    "demo": ("demo", "reconstruct a sparse-view CT phantom five ways and print a table"),
+    "labs": ("labs", "write student versions of the notebooks"),
+    "bench physics": ("bench_physics", "forward/adjoint/gradient speed and memory"),
+    "bench widgets": ("bench_widgets", "explorer responsiveness and iterations/s"),
+    "bench oder": ("bench_oder", "ODER vs full DEQ: memory, time, accuracy"),
+    "bench priors": ("bench_priors", "TV, PnP, RED and the DEQ/ODER checkpoints on real slices"),
+    "bench notebooks": ("bench_notebooks", "time and peak memory of each notebook"),
+    "train denoiser": ("train_denoiser", "train a DnCNN denoiser"),
+    "train deq": ("train_deq", "train a RED-DEQ / ODER model"),
 }
 
 
-def _parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oder-edu", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
-    chosen = None
     for name, (module, help_text) in COMMANDS.items():
         words = name.split()
         if len(words) == 1:
@@ -42,14 +43,11 @@ def _parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
                 g = sub.add_parser(words[0], help=f"{words[0]} commands")
                 groups[words[0]] = g.add_subparsers(dest="target", metavar="TARGET", required=True)
             p = groups[words[0]].add_parser(words[1], help=help_text)
+        module = f"oder_edu.commands.{module}"
         p.set_defaults(module=module)
-        # Only the command being run imports its module (to add its own options).
-        if argv[: len(words)] == words:
-            chosen = module
-            add = getattr(importlib.import_module(module), "add_arguments", None)
-            if add is not None:
-                add(p)
-    return parser, chosen
+        if argv[: len(words)] == words:  # only the command being run imports its module
+            importlib.import_module(module).add_arguments(p)
+    return parser
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -62,19 +60,19 @@ def command_line(args: argparse.Namespace) -> str:
     for key, value in vars(args).items():
         if key in ("command", "target", "module") or value is None or value is False:
             continue
-        line += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+        values = [] if value is True else list(map(str, value)) if isinstance(value, (list, tuple)) else [str(value)]
+        line += [f"--{key.replace('_', '-')}", *values]
     return shlex.join(line)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser, _ = _parser(argv)
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "module", None) is None:
         parser.print_help()
         return 2
-    result = importlib.import_module(args.module).main(args)
-    return int(result or 0)
+    return int(importlib.import_module(args.module).main(args) or 0)
 
 
 if __name__ == "__main__":

@@ -24,22 +24,26 @@ def default_device() -> torch.device:
 
     An unknown or unavailable name raises a ValueError listing what is available.
     """
-    available = available_devices()
     name = os.environ.get("ODER_EDU_DEVICE", "").strip()
-    if not name:
-        return torch.device(available[0])
+    return as_device(name, "ODER_EDU_DEVICE") if name else torch.device(available_devices()[0])
+
+
+def as_device(device, what: str = "device") -> torch.device:
+    """``device`` (a name such as ``"cuda:1"``, a ``torch.device``, or None for
+    ``default_device()``) as a ``torch.device`` that exists on this machine; a ValueError or
+    TypeError listing what is available otherwise."""
+    if device is None:
+        return default_device()
+    available = available_devices()
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{what} must be a device name such as 'cpu' or 'cuda', or a torch.device; "
+                        f"got {device!r} (available: {', '.join(available)})")
     try:
-        device = torch.device(name)
+        resolved = torch.device(device)
     except RuntimeError:
-        raise ValueError(
-            f"ODER_EDU_DEVICE={name!r} is not a device name; available: {', '.join(available)}"
-        ) from None
-    if device.type not in available:
-        raise ValueError(
-            f"ODER_EDU_DEVICE={name!r} is not available on this machine; available: {', '.join(available)}"
-        )
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"ODER_EDU_DEVICE={name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
-        )
-    return device
+        raise ValueError(f"{what}={device!r} is not a device name; available: {', '.join(available)}") from None
+    if resolved.type not in available:
+        raise ValueError(f"{what}={device!r} is not available on this machine; available: {', '.join(available)}")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"{what}={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return resolved

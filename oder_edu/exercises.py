@@ -82,10 +82,14 @@ class _Matrix(BlockOperator):
         self.M = M.reshape(num_blocks, rows // num_blocks, cols)
 
     def _forward(self, x, blocks):
-        return torch.einsum("brn,Nn->Nbr", self._buffer("M", x)[blocks], x.flatten(1))
+        M = self._buffer("M", x)
+        blocks = range(self.num_blocks) if blocks is None else blocks.tolist()
+        return torch.stack([x.flatten(1) @ M[i].T for i in blocks], dim=1)  # [N, b, r], block by block
 
     def _adjoint(self, y, blocks):
-        x = torch.einsum("brn,Nbr->Nn", self._buffer("M", y)[blocks], y)
+        M = self._buffer("M", y)
+        blocks = range(self.num_blocks) if blocks is None else blocks.tolist()
+        x = sum(y[:, j] @ M[i] for j, i in enumerate(blocks))
         return x.reshape(y.shape[0], *self.image_shape)
 
     def matrix(self) -> torch.Tensor:

@@ -9,8 +9,8 @@
 - ``shepp_logan_variations``: the modified Shepp-Logan table (P. Toft, "The Radon
   transform", PhD thesis, DTU 1996) with every parameter randomly perturbed.
 - ``random_cells``: sparse fields of cell-like ellipses on an empty background (IDT samples).
-- ``training_images``: a mix of the above and random crops of the grayscale versions of
-  images bundled with scikit-image.
+
+Real images and the training mix of phantoms and natural patches are in ``oder_edu.images``.
 
 Every random function takes an explicit ``torch.Generator``; held-out validation data
 (``validation_phantoms``) uses its own fixed seed, ``VALIDATION_SEED``.
@@ -19,11 +19,12 @@ All images are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
+
+from . import checks
 
 VALIDATION_SEED = 2022  # held-out data; training runs use other seeds (0 by default)
 
@@ -42,20 +43,11 @@ MODIFIED_SHEPP_LOGAN = (
     (0.1, 0.023, 0.046, 0.06, -0.605, 0.0),
 )
 
-# Grayscale images bundled with scikit-image (no network); ``brain`` etc. need a download.
-SKIMAGE_IMAGES = (
-    "camera", "astronaut", "coins", "moon", "page", "chelsea", "coffee",
-    "grass", "gravel", "brick", "clock", "rocket",
-)
-
 
 def _check(n: int, image_size: int, generator=None) -> None:
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if int(image_size) != image_size or image_size < 8:
-        raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    checks.integer("n", n, 1)
+    checks.integer("image_size", image_size, 8)
+    checks.generator(generator)
 
 
 def _uniform(shape, low, high, generator) -> torch.Tensor:
@@ -186,61 +178,6 @@ def shepp_logan_variations(n: int, image_size: int, generator: torch.Generator) 
     base[:, :, 5] += alpha
     images = render_ellipses(base, image_size).clamp(min=0)
     return images / images.amax(dim=(1, 2, 3), keepdim=True)
-
-
-@functools.lru_cache(maxsize=1)
-def _skimage_images() -> tuple[torch.Tensor, ...]:
-    """The bundled scikit-image pictures as grayscale float32 ``[H, W]`` tensors in [0, 1]."""
-    import numpy as np
-    import skimage.data
-    from skimage.color import rgb2gray
-
-    images = []
-    for name in SKIMAGE_IMAGES:
-        image = getattr(skimage.data, name)()
-        image = rgb2gray(image) if image.ndim == 3 else image.astype(np.float64) / 255.0
-        images.append(torch.from_numpy(np.ascontiguousarray(image)).float())
-    return tuple(images)
-
-
-def natural_crops(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` random crops ``[n, 1, H, W]`` of scikit-image's bundled grayscale pictures.
-
-    A square crop of random side in [image_size, 3 * image_size] (bounded by the picture)
-    is resized to ``image_size`` with anti-aliasing, then randomly flipped and rotated.
-    """
-    _check(n, image_size, generator)
-    pictures = _skimage_images()
-    crops = []
-    for _ in range(n):
-        picture = pictures[int(torch.randint(len(pictures), (1,), generator=generator))]
-        h, w = picture.shape
-        limit = min(h, w, 3 * image_size)
-        side = int(torch.randint(min(image_size, limit), limit + 1, (1,), generator=generator))
-        top = int(torch.randint(h - side + 1, (1,), generator=generator))
-        left = int(torch.randint(w - side + 1, (1,), generator=generator))
-        crop = picture[top : top + side, left : left + side][None, None]
-        if side != image_size:
-            crop = F.interpolate(crop, size=(image_size, image_size), mode="bilinear", antialias=True)
-        crop = torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), dims=(2, 3))
-        if torch.rand(1, generator=generator) < 0.5:
-            crop = crop.flip(-1)
-        crops.append(crop)
-    return torch.cat(crops).clamp(0, 1)
-
-
-def training_images(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    """A shuffled mix ``[n, 1, H, W]`` in [0, 1]: about 45 % random-ellipse phantoms,
-    20 % Shepp-Logan variations and 35 % crops of scikit-image's bundled pictures."""
-    _check(n, image_size, generator)
-    kind = torch.multinomial(torch.tensor([0.45, 0.20, 0.35]), n, replacement=True, generator=generator)
-    images = torch.empty(n, 1, image_size, image_size)
-    makers = (random_ellipses, shepp_logan_variations, natural_crops)
-    for k, make in enumerate(makers):
-        index = (kind == k).nonzero().flatten()
-        if len(index):
-            images[index] = make(len(index), image_size, generator)
-    return images
 
 
 def validation_phantoms(n: int, image_size: int, seed: int = VALIDATION_SEED, cells: bool = False) -> torch.Tensor:

@@ -7,7 +7,7 @@ README quotes.
 import pytest
 
 from oder_edu.cli import main as cli_main
-from oder_edu.demo import format_table, run_demo
+from oder_edu.commands.demo import format_table, run_demo
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from oder_edu import exercises
-from oder_edu.labs import has_solution, strip_solutions
+from oder_edu.commands.labs import has_solution, strip_solutions
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHECKS = sorted(name.removeprefix("check_") for name in dir(exercises) if name.startswith("check_"))
@@ -154,7 +154,7 @@ def test_a_crashing_answer_is_reported_not_raised(capsys):
 
     assert exercises.check_power_iteration(broken) is False
     out = capsys.readouterr().out
-    assert "your function raised ValueError" in out and "expects images of shape" in out
+    assert "your function raised ValueError" in out and "must have shape [N, C, H, W]" in out
 
 
 def test_passing_a_result_instead_of_the_function_is_a_type_error():

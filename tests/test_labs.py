@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from oder_edu import cli
-from oder_edu.labs import BEGIN, DEFAULT_HINT, END, has_solution, strip_solutions, student_notebook, write_student_versions
+from oder_edu.commands.labs import BEGIN, DEFAULT_HINT, END, has_solution, strip_solutions, student_notebook, write_student_versions
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 INSTRUCTOR = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -116,6 +116,22 @@ def test_labs_refuses_to_overwrite_or_to_run_on_nothing(tmp_path):
     nbformat.write(_tiny_notebook(), tmp_path / "a.ipynb")
     with pytest.raises(ValueError, match="would be overwritten"):
         write_student_versions(tmp_path, tmp_path)
+
+
+def test_labs_never_overwrites_students_work_unless_forced(tmp_path, capsys):
+    """A student's edited notebook in --out survives a second `oder-edu labs` (exit != 0)."""
+    source, out = tmp_path / "notebooks", tmp_path / "student"
+    source.mkdir()
+    nbformat.write(_tiny_notebook(), source / "01_tiny.ipynb")
+    assert cli.main(["labs", "--source", str(source), "--out", str(out)]) == 0
+    edited = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    edited.cells[2].source = "def area(r):\n    return 3.14159 * r * r  # my answer"
+    nbformat.write(edited, out / "01_tiny.ipynb")
+    with pytest.raises(SystemExit, match="refusing to overwrite"):
+        cli.main(["labs", "--source", str(source), "--out", str(out)])
+    assert "my answer" in nbformat.read(out / "01_tiny.ipynb", as_version=4).cells[2].source
+    assert cli.main(["labs", "--source", str(source), "--out", str(out), "--force"]) == 0
+    assert "my answer" not in nbformat.read(out / "01_tiny.ipynb", as_version=4).cells[2].source
 
 
 def test_student_version_of_a_notebook_runs_top_to_bottom(tmp_path):

@@ -1,6 +1,7 @@
 """Parallel-beam CT: exact adjoint, blocks = angles, skimage conventions, FBP, noise, bad input."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adjoint_check import adjoint_error
-from oder_edu.memory import saved_activation_bytes
+from oder_edu.memory import PeakTensorMemory, saved_activation_bytes
 from oder_edu.metrics import psnr
 from oder_edu.physics import LeastSquares, ParallelBeamCT, add_noise_snr, as_blocks, fbp
 
@@ -87,31 +88,14 @@ def test_property_adjoint_with_arbitrary_angles(angles, size):
 
 
 # --- blocks = angles -------------------------------------------------------------------------------
-def test_forward_over_all_blocks_is_the_concatenation_of_per_block_forwards():
-    A = ParallelBeamCT(40, num_angles=30)
-    x = torch.randn(3, 1, 40, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    full = A.forward(x)
-    assert full.shape == (3, 30, 40)
-    per_block = torch.cat([A.forward(x, [i]) for i in range(30)], dim=1)
-    torch.testing.assert_close(full, per_block, rtol=0, atol=1e-12)
-    # a subset in any order gives those rows, in that order
-    order = torch.tensor([17, 3, 29, 0])
-    torch.testing.assert_close(A.forward(x, order), full[:, order], rtol=0, atol=1e-12)
-    # the adjoint of the full sinogram is the sum of the per-angle back-projections
-    y = torch.randn(3, 30, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    parts = sum(A.adjoint(y[:, i:i + 1], [i]) for i in range(30))
-    torch.testing.assert_close(A.adjoint(y), parts, rtol=1e-12, atol=1e-12)
-
-
 @pytest.mark.parametrize("batch", [1, 3])
 def test_sparse_and_scatter_forward_paths_agree(batch):
-    """Without autograd the CPU forward is a CSR product; with it, scatter_add (whose VJP the
-    adjoint tests use). Both must be the same matrix: short runs, long runs, all angles."""
+    """The CPU forward is a CSR product (one for all angles in order, one per angle
+    otherwise); scatter_add, whose VJP the adjoint tests use, must give the same matrix."""
     A = ParallelBeamCT(24, num_angles=40, num_detectors=29)
     x = torch.randn(batch, 1, 24, 24, generator=torch.Generator().manual_seed(batch), dtype=torch.float64)
-    for blocks in (None, [7], [39, 0, 5, 6], list(range(3, 20)) + [30, 2], list(range(1, 40))):
-        index = torch.arange(40) if blocks is None else torch.tensor(blocks)
-        reference = A._forward_scatter(x, index)
+    for blocks in (None, [7], [39, 0, 5, 6], list(range(3, 20)) + [30, 2], list(range(1, 40)), list(range(40))):
+        reference = A._forward_scatter(x, as_blocks(blocks, 40))
         torch.testing.assert_close(A.forward(x, blocks), reference, rtol=0, atol=1e-13)
         with torch.enable_grad():
             through_autograd = A.forward(x.clone().requires_grad_(), blocks)
@@ -141,22 +125,80 @@ def test_a_subset_of_angles_saves_no_tables_for_backward():
     image_bytes = x.numel() * x.element_size()
     for blocks in (None, torch.randperm(180, generator=torch.Generator().manual_seed(0))[:45]):
         S = as_blocks(blocks, 180)
-        saved = saved_activation_bytes(lambda: A.adjoint(A.forward(x, S) - y[:, S], S))
-        assert saved <= 2 * image_bytes, saved  # a 45-angle table copy alone is 2.2 MB
+        ys = y if S is None else y[:, S]
+        saved = saved_activation_bytes(lambda: A.adjoint(A.forward(x, S) - ys, S))
+        assert saved <= 2 * image_bytes, saved  # a 45-angle table copy alone is 1.5 MB
+
+
+def peak_bytes(call) -> int:
+    """Peak tensor memory of ``call()``, measured after one warm-up call (which fills caches)."""
+    call()
+    with PeakTensorMemory() as memory:
+        call()
+    return memory.peak_bytes
+
+
+def test_a_subset_of_angles_never_needs_more_memory_than_all_angles():
+    """ODER's minibatch steps must be cheaper than full ones: for forward, adjoint and
+    gradient, a subset's peak tensor memory is at most the full call's, and a quarter of the
+    angles needs less. The forward's memory is all per angle (exactly b/B of the full
+    call's); the adjoint and gradient add two image-sized buffers to it. Before, a subset
+    copied its rows of the interpolation tables and needed more than all angles."""
+    A = ParallelBeamCT(48, num_angles=60)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 48, 48, generator=gen)
+    y = A.forward(x)
+    data = LeastSquares(A, y + 0.01 * torch.randn(y.shape, generator=gen))
+    quarter = torch.randperm(60, generator=gen)[:15]
+    subsets = [quarter, torch.arange(1, 60), torch.tensor([17]), torch.arange(59, 0, -1)]
+    cases = [(None, y)] + [(S, y[:, S]) for S in subsets]
+    image = x.numel() * x.element_size()
+    for name, call in (("forward", lambda S, y_S: A.forward(x, S)),
+                       ("adjoint", lambda S, y_S: A.adjoint(y_S, S)),
+                       ("grad", lambda S, y_S: data.grad(x, S))):
+        full, *peaks = [peak_bytes(lambda: call(S, y_S)) for S, y_S in cases]
+        assert max(peaks) <= full, (name, full, peaks)
+        fixed = 0 if name == "forward" else 2 * image  # the adjoint's image-sized buffers
+        assert peaks[0] <= fixed + (full - fixed) * 15 / 60 * 1.05, (name, full, peaks[0])
+
+
+def test_no_call_changes_the_number_of_threads(monkeypatch):
+    """The operator never calls torch.set_num_threads (a process-wide setting): not for
+    small products, not for subsets, not under autograd."""
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    threads = torch.get_num_threads()
+    A = ParallelBeamCT(32, num_angles=40)
+    x = torch.rand(2, 1, 32, 32, requires_grad=True)
+    y = A.forward(x.detach())
+    data = LeastSquares(A, y)
+    for blocks in (None, [5], [0, 1, 2, 3, 20], torch.randperm(40, generator=torch.Generator().manual_seed(0))[:10]):
+        S = as_blocks(blocks, 40)
+        ys = y if S is None else y[:, S]
+        A.forward(x.detach()[:1], S)
+        A.adjoint(ys.double(), S)
+        data.grad(x.detach(), S)
+        A.adjoint(A.forward(x, S) - ys, S).sum().backward()
+    assert calls == [] and torch.get_num_threads() == threads
 
 
 def test_sparse_matrix_satisfies_torch_csr_invariants():
     A = ParallelBeamCT(12, angles=[0.0, 10.0, 45.0, 90.0, 135.0, 179.0])
     x = torch.rand(1, 1, 12, 12)
     A.forward(x)
-    A.forward(x, [3])
-    A.forward(x, list(range(6)))
-    assert A.csr_col.dtype == torch.int32 and A.csr_crow[:, -1].eq(2 * 144).all()
+    A.forward(x, [3, 1])
+    A.forward(x.double(), [5])
+    assert A.csr.col.dtype == torch.int32 and A.csr.crow[:, -1].eq(2 * 144).all()
+    assert set(A.csr.views) == {(torch.float32, None), (torch.float32, 3), (torch.float32, 1),
+                                (torch.float64, None), (torch.float64, 5)}
     with torch.sparse.check_sparse_tensor_invariants():
-        for key, matrix in A._csr_cache[torch.float32].items():
-            if key != "values":
-                torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), matrix.values(),
-                                        matrix.shape, check_invariants=True)
+        for matrix in A.csr.views.values():
+            torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), matrix.values(),
+                                    matrix.shape, check_invariants=True)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):  # subsets add single-angle views only: the cache stays bounded
+        A.forward(x, torch.randperm(6, generator=gen)[:3])
+    assert len([key for key in A.csr.views if key[0] == torch.float32]) <= A.num_blocks + 1
 
 
 def test_batched_images_are_independent():
@@ -168,20 +210,23 @@ def test_batched_images_are_independent():
         torch.testing.assert_close(A.adjoint(y)[i:i + 1], A.adjoint(y[i:i + 1]), rtol=1e-5, atol=1e-4)
 
 
-def test_large_angle_chunks_match_small_ones(monkeypatch):
-    """The chunked loop (angles processed a few at a time) gives the same result as one chunk."""
+def test_device_paths_match_the_cpu_paths_in_any_chunking(monkeypatch):
+    """scatter_add and gather (the forward and adjoint on CUDA/MPS) take runs of consecutive
+    angles in chunks; one angle per chunk or one chunk for everything, they give what the
+    CPU's CSR product and angle-by-angle adjoint give."""
     import oder_edu.physics.ct as ct
 
     A = ParallelBeamCT(32, num_angles=50)
-    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    blocks = torch.tensor([4, 9, 10, 11, 30, 2])
-    y, yb = A.forward(x), A.forward(x, blocks)
-    xa, xb = A.adjoint(y), A.adjoint(yb, blocks)
-    monkeypatch.setattr(ct, "_CPU_CHUNK", 1)  # one angle per chunk
-    torch.testing.assert_close(A.forward(x), y)
-    torch.testing.assert_close(A.forward(x, blocks), yb)
-    torch.testing.assert_close(A.adjoint(y), xa)
-    torch.testing.assert_close(A.adjoint(yb, blocks), xb)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 32, 32, generator=gen, dtype=torch.float64)
+    for blocks in (None, torch.tensor([4, 9, 10, 11, 30, 2]), torch.arange(49, -1, -1)):
+        y = A.forward(x, blocks)
+        w = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+        xw = A.adjoint(w, blocks)
+        for chunk in (1, 32 * 32 * 7, ct._CHUNK):  # one angle, a few angles, everything
+            monkeypatch.setattr(ct, "_CHUNK", chunk)
+            torch.testing.assert_close(A._forward_scatter(x, blocks), y, rtol=0, atol=1e-12)
+            torch.testing.assert_close(A._back_project_gather(w, blocks), xw, rtol=0, atol=1e-12)
 
 
 # --- conventions -----------------------------------------------------------------------------------
@@ -420,11 +465,17 @@ def test_constructor_bad_input():
         ParallelBeamCT(16)
     with pytest.raises(ValueError, match="exactly one"):
         ParallelBeamCT(16, num_angles=4, angles=[0.0])
-    for bad in (0, -3, 2.5, True):
+    for bad in (0, -3):
         with pytest.raises(ValueError, match="num_angles"):
             ParallelBeamCT(16, num_angles=bad)
-    for bad in (1, 0, 16.0, True, "16"):
+    for bad in (2.5, True):
+        with pytest.raises(TypeError, match="num_angles"):
+            ParallelBeamCT(16, num_angles=bad)
+    for bad in (1, 0):
         with pytest.raises(ValueError, match="image_size"):
+            ParallelBeamCT(bad, num_angles=4)
+    for bad in (16.0, True, "16"):
+        with pytest.raises(TypeError, match="image_size"):
             ParallelBeamCT(bad, num_angles=4)
     with pytest.raises(ValueError, match="non-empty"):
         ParallelBeamCT(16, angles=[])
@@ -436,23 +487,53 @@ def test_constructor_bad_input():
         ParallelBeamCT(16, angles=torch.tensor([1j]))
     with pytest.raises(TypeError, match="degrees"):
         ParallelBeamCT(16, angles="0, 90")
-    for bad in (0, -1, 3.0):
+    for bad in (0, -1):
         with pytest.raises(ValueError, match="num_detectors"):
             ParallelBeamCT(16, num_angles=4, num_detectors=bad)
+    with pytest.raises(TypeError, match="num_detectors"):
+        ParallelBeamCT(16, num_angles=4, num_detectors=3.0)
+
+
+def test_numpy_integer_sizes_are_accepted():
+    A = ParallelBeamCT(np.int64(20), num_angles=np.int32(6), num_detectors=np.int64(23))
+    B = ParallelBeamCT(20, num_angles=6, num_detectors=23)
+    assert (A.image_size, A.num_blocks, A.num_detectors) == (20, 6, 23)
+    assert all(type(v) is int for v in (A.image_size, A.num_blocks, A.num_detectors))
+    x = torch.rand(1, 1, 20, 20)
+    torch.testing.assert_close(A.forward(x), B.forward(x), rtol=0, atol=0)
+
+
+def test_an_operator_too_large_is_refused_before_anything_is_allocated():
+    """100000² pixels x 180 angles would need ~40 TiB: refused at once, naming the sizes."""
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="image_size=100000") as error:
+        ParallelBeamCT(100000, num_angles=180)
+    assert time.perf_counter() - start < 1.0
+    assert "GiB" in str(error.value)
+
+
+def test_the_size_estimate_covers_what_the_operator_stores():
+    import oder_edu.physics.ct as ct
+
+    for n, B, d in ((64, 90, None), (33, 7, 50)):
+        A = ParallelBeamCT(n, num_angles=B, num_detectors=d)
+        stored = sum(t.untyped_storage().nbytes() for t in (A.bin_index, A.bin_weight, *A.csr[:4]))
+        estimate = ct._operator_bytes(n, B, A.num_detectors)
+        assert stored <= estimate <= 1.001 * stored + 64 * max(2**17, n * n)  # + temporaries
 
 
 def test_forward_and_adjoint_bad_input():
     A = ParallelBeamCT(16, num_angles=8)
     x = torch.zeros(1, 1, 16, 16)
-    with pytest.raises(ValueError, match=r"\[N, 1, 16, 16\]"):
+    with pytest.raises(ValueError, match=r"shape \[N, C, H, W\]"):
         A.forward(torch.zeros(1, 16, 16))  # missing channel: not broadcast
     with pytest.raises(ValueError, match=r"\[N, 1, 16, 16\]"):
         A.forward(torch.zeros(1, 1, 16, 15))
     with pytest.raises(ValueError, match=r"\[N, 1, 16, 16\]"):
         A.forward(torch.zeros(1, 2, 16, 16))
-    with pytest.raises(TypeError, match="real floating-point image"):
+    with pytest.raises(TypeError, match="real floating-point tensor"):
         A.forward(x.to(torch.complex64))
-    with pytest.raises(TypeError, match="real floating-point image"):
+    with pytest.raises(TypeError, match="real floating-point tensor"):
         A.forward(x.long())
     with pytest.raises(TypeError, match="Tensor"):
         A.forward(np.zeros((1, 1, 16, 16)))
@@ -481,7 +562,7 @@ def test_data_term_mismatches():
     A = ParallelBeamCT(16, num_angles=8)
     y = torch.zeros(1, 8, 16, dtype=torch.float64)
     g = LeastSquares(A, y)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match="float64"):
         g.grad(torch.zeros(1, 1, 16, 16, dtype=torch.float32))
     with pytest.raises(ValueError, match="meta"):
         g.grad(torch.zeros(1, 1, 16, 16, dtype=torch.float64, device="meta"))
@@ -499,15 +580,17 @@ def test_bench_physics_quick_writes_the_records(tmp_path):
 
     from oder_edu.cli import main
 
-    assert main(["bench", "physics", "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "physics", "--quick", "--device", "cpu", "--threads", "1", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "physics.json").read_text())
-    assert (tmp_path / "physics.md").exists() and data["command"] == "oder-edu bench physics --quick"
+    assert (tmp_path / "physics.md").exists()
+    assert data["command"].startswith("oder-edu bench physics") and "--quick" in data["command"]
     records = data["records"]
     assert [r["operator"] for r in records] == ["ParallelBeamCT", "MultiCoilMRI", "IntensityDiffractionTomography"]
-    keys = {"operator", "image_size", "num_blocks", "forward_ms", "adjoint_ms", "grad_full_ms",
-            "grad_quarter_ms", "operator_mib", "peak_mib"}
+    keys = {"operator", "image_size", "num_blocks", "threads", "forward_ms", "adjoint_ms", "grad_full_ms",
+            "grad_quarter_ms", "operator_mib", "grad_full_peak_mib", "grad_quarter_peak_mib"}
     for r in records:
         assert keys <= set(r)
         for key in keys - {"operator"}:
             assert isinstance(r[key], (int, float)) and math.isfinite(r[key]) and r[key] > 0, (key, r)
+        assert r["grad_quarter_peak_mib"] <= r["grad_full_peak_mib"]
     assert records[0]["skimage_radon_ms"] > 0 and "skimage_radon_ms" not in records[1]

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from oder_edu.widgets import Record, ReconstructionExplorer, TrainingExplorer, make_problem
+from oder_edu.problems import make_problem
+from oder_edu.widgets import Record, ReconstructionExplorer, ReconstructionRun, Settings, TrainingExplorer
 from oder_edu.widgets.explorer import ratio_options
 from oder_edu.widgets.render import Throttle
 
@@ -44,8 +45,9 @@ def ex(shared):
         shared.problem.value = "mri"
     shared.algorithm.value = "red"
     shared.batch_ratio.value = 1.0
-    shared.gamma.value = shared.safe_step
     shared.sigma.value = 0.05
+    shared.tau.value = 0.1
+    shared.gamma.value = shared.safe_step
     shared.reference.value = True
     shared.iterations.value = 6
     return shared
@@ -68,7 +70,8 @@ def test_run_sync_records_every_iteration_with_its_controls(ex):
     history = ex.run_sync(5)
     assert [r.iteration for r in history] == [1, 2, 3, 4, 5] and ex.history is history
     assert all(isinstance(r, Record) for r in history)
-    assert all((r.gamma, r.sigma, r.batch_ratio, r.blocks) == (ex.safe_step, 0.05, 1.0, 4) for r in history)
+    assert all((r.settings.gamma, r.settings.sigma, r.settings.batch_ratio, r.blocks) == (ex.safe_step, 0.05, 1.0, 4)
+               for r in history)
     start = make_problem("mri", 32, 4)
     from oder_edu.metrics import psnr
 
@@ -83,11 +86,11 @@ def test_run_sync_records_every_iteration_with_its_controls(ex):
 def test_minibatch_run_uses_less_memory_than_its_full_batch_reference(ex):
     ex.batch_ratio.value = 0.25
     history = ex.run_sync(4)
-    assert all(r.blocks == 1 and r.batch_ratio == 0.25 for r in history)
+    assert all(r.blocks == 1 and r.settings.batch_ratio == 0.25 for r in history)
     # Measured, per iteration: one coil's k-space instead of four.
     assert all(r.peak_bytes < r.reference_peak_bytes for r in history)
     assert all(r.reference_psnr != r.psnr for r in history)
-    assert "1/4" in ex.readout.value and "4/4" in ex.readout.value
+    assert "1/4" in ex.readout.value and "4/4" in ex.readout.value and "minibatch constant" in ex.bound.value
 
 
 def test_changing_sigma_mid_run_changes_the_records_from_the_next_iteration(ex):
@@ -105,7 +108,7 @@ def test_changing_sigma_mid_run_changes_the_records_from_the_next_iteration(ex):
     k = asyncio.run(scenario())
     history = ex.history
     assert len(history) == 8 and [r.iteration for r in history] == list(range(1, 9))
-    assert all(r.sigma == 0.05 for r in history[:k]) and all(r.sigma == 0.12 for r in history[k:])
+    assert all(r.settings.sigma == 0.05 for r in history[:k]) and all(r.settings.sigma == 0.12 for r in history[k:])
     assert [r.psnr for r in history[:k]] == baseline[:k]  # same run until the change...
     assert all(a != b for a, b in zip([r.psnr for r in history[k:]], baseline[k:]))  # ...different after
 
@@ -178,9 +181,10 @@ def test_fifty_rapid_changes_leave_one_consistent_run(ex):
     assert {r.run for r in history} == {history[0].run}
     assert [r.iteration for r in history] == list(range(1, len(history) + 1))
     for r in history:
-        assert math.isclose(r.gamma, gammas[0]) or math.isclose(r.gamma, gammas[1]) or math.isclose(r.gamma, safe)
-        assert r.sigma in sigmas + (0.05,) and r.batch_ratio in ratios
-        assert r.algorithm in ("red", "red-nesterov", "pnp") and math.isfinite(r.psnr) and not r.diverged
+        s = r.settings
+        assert math.isclose(s.gamma, gammas[0]) or math.isclose(s.gamma, gammas[1]) or math.isclose(s.gamma, safe)
+        assert s.sigma in sigmas + (0.05,) and s.batch_ratio in ratios
+        assert s.algorithm in ("red", "red-nesterov", "pnp") and math.isfinite(r.psnr) and not r.diverged
 
 
 def test_divergence_warns_stops_and_the_widget_stays_usable(ex):
@@ -231,7 +235,7 @@ def test_throttle():
 def test_switching_problem_resets_the_controls_and_reuses_built_problems(ex):
     ex.problem.value = "idt"
     try:
-        assert [label for label, _ in ex.batch_ratio.options] == ["1/8", "2/8", "4/8", "8/8"]
+        assert [label for label, _ in ex.batch_ratio.options] == ["1/8", "1/4", "1/2", "1"]
         assert math.isclose(ex.gamma.value, ex.safe_step, rel_tol=1e-9) and "8 LEDs" in ex.batch_ratio.tooltip
         assert len(ex.run_sync(2)) == 2
     finally:
@@ -240,10 +244,11 @@ def test_switching_problem_resets_the_controls_and_reuses_built_problems(ex):
     assert ex._problems["mri"] is built and ex.history == []
 
 
-def test_ratio_options_are_fractions_of_the_block_count():
-    assert [label for label, _ in ratio_options(180)][:4] == ["1/180", "2/180", "3/180", "4/180"]
-    assert ("45/180", 0.25) in ratio_options(180) and ratio_options(7) == [
-        ("1/7", 1 / 7), ("2/7", 2 / 7), ("4/7", 4 / 7), ("7/7", 1.0)]
+def test_ratio_options_are_clean_fractions_of_the_block_count():
+    assert ratio_options(180) == [("1/4", 0.25), ("1/2", 0.5), ("1", 1.0)]
+    assert [label for label, _ in ratio_options(256)] == ["1/256", "1/128", "1/64", "1/32", "1/16", "1/8", "1/4",
+                                                          "1/2", "1"]
+    assert ratio_options(7) == [("1", 1.0)]
 
 
 def test_closing_an_explorer_releases_it_and_its_figure():
@@ -272,7 +277,7 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="num_blocks keys"):
         ReconstructionExplorer("mri", num_blocks={"pet": 3})
     with pytest.raises(ValueError, match="image_size"):
-        make_problem("mri", image_size=8)
+        make_problem("mri", image_size=4)
 
 
 # --- training explorer ------------------------------------------------------------------------
@@ -291,7 +296,7 @@ def test_training_explorer_reads_a_benchmark_file_and_labels_it(tmp_path):
     assert explorer.ratio.value == 0.25 and [v for _, v in explorer.ratio.options] == [0.25, 0.5, 1.0]
     table = explorer.table.value
     assert "35.0 MiB" in table and "100.0 MiB" in table and "0.35×" in table and "-0.20 dB" in table
-    assert "benchmark file oder.json" in table and "live" not in table
+    assert "oder.json (oder-edu bench oder, today, x86_64)" in table and "live" not in table
     explorer.ratio.value = 0.5
     assert "60.0 MiB" in explorer.table.value and "0.60×" in explorer.table.value
     assert explorer.image.value[:4] == b"\x89PNG" and explorer.measure_button.disabled
@@ -349,25 +354,63 @@ def test_explorers_render_as_widgets(ex):
     bundle = ex._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
-    assert torch.is_tensor(ex._problem.x_true)
+    assert "oder-setting" in ex.readout.value or "start image" in ex.readout.value
 
 
 def test_bench_widgets_measures_through_the_explorer(tmp_path):
-    import argparse
+    from oder_edu.cli import main
 
-    from oder_edu.bench import widgets as bench
-
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--image-size", "32", "--num-angles", "16",
-                              "--iterations", "4", "--changes", "3", "--denoiser", "gaussian", "--threads", "1"])
-    assert bench.main(args) == 0
+    assert main(["bench", "widgets", "--out", str(tmp_path), "--image-size", "32", "--num-angles", "16",
+                 "--iterations", "4", "--changes", "3", "--denoiser", "gaussian", "--threads", "1"]) == 0
     data = json.loads((tmp_path / "widgets.json").read_text())
     (record,) = data["records"]
     assert record["threads"] == 1 and "--threads 1" in data["command"]
-    assert record["case"] == "RED, CT 32², 16 angles, b/B = 4/16"
+    assert record["case"] == "RED, CT 32², 16 angles, b/B = 1/4"
     for key in ("first_frame_ms", "first_frame_ms_max", "run_to_first_frame_ms", "iters_per_s",
                 "iters_per_s_with_reference", "solver_iters_per_s", "frame_render_ms"):
         assert record[key] > 0, key
     assert record["first_frame_ms"] <= record["first_frame_ms_max"] and record["changes"] == 3
     assert (tmp_path / "widgets.md").exists()
+
+
+def test_training_explorer_leaves_out_records_it_cannot_place():
+    """A record with ratio 0, no method or no ratio is skipped, not a crash."""
+    broken = [{"app": "ct", "method": "oder", "ratio": 0, "train_step_ms": 1.0}, {"app": "ct", "ratio": 0.5},
+              {"app": "ct", "method": "oder"}]
+    explorer = TrainingExplorer(RECORDS + broken)
+    assert [v for _, v in explorer.ratio.options] == [0.25, 0.5, 1.0]
+
+
+def test_the_default_training_explorer_reads_the_shipped_results():
+    """From any working directory (the results ship inside the package), labelled with their setting."""
+    explorer = TrainingExplorer()
+    assert "shipped with oder_edu" in explorer.table.value
+    assert all("²" in label and "B = " in label for label, _ in explorer.setting.options)
+
+
+def test_tau_zero_switches_the_prior_off(ex):
+    """τ = 0 (not σ = 0) removes the prior: RED is then plain gradient descent on g."""
+    from oder_edu.algorithms import gradient_descent
+
+    ex.tau.value = 0.0
+    ex.gamma.value = ex.safe_step
+    history = ex.run_sync(4)
+    p = ex._problem
+    plain = list(gradient_descent(p.A, p.y, gamma=ex.gamma.value, x0=p.x0, max_iter=4))
+    assert history[-1].psnr == pytest.approx(__import__("oder_edu.metrics", fromlist=["psnr"]).psnr(
+        plain[-1].x, p.x_true).item(), abs=1e-6)
+
+
+def test_a_headless_run_changes_settings_between_iterations():
+    """ReconstructionRun, the explorer without widgets: settings may change at any iteration."""
+    from oder_edu.denoisers import load_denoiser
+
+    problem = make_problem("idt", 32, 8, device="cpu")
+    run = ReconstructionRun(problem, load_denoiser("gaussian", device="cpu"), iterations=6)
+    first = Settings("red", 1e-3, 0.05, 0.1 * problem.A.norm() ** 2, 1.0)
+    for k in range(6):
+        run.step(first if k < 3 else Settings("red", 1e-3, 0.05, first.tau, 0.25))
+    assert run.done and [r.blocks for r in run.history] == [8, 8, 8, 2, 2, 2]
+    assert all(r.reference_psnr is not None for r in run.history)
+    with pytest.raises(ValueError, match="batch_ratio"):
+        Settings("red", 1e-3, 0.05, 1.0, 0.0)

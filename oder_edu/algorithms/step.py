@@ -1,88 +1,99 @@
-"""The default step size γ = 1/(L_g + τ·L_R), and the divergence guard every solver shares.
+"""What every solver takes a step with: the data term, its (minibatch) gradient and a step size.
 
-For the RED update x⁺ = x − γ(∇g(x) + τ R(x)) (Romano, Elad, Milanfar, SIAM J. Imaging Sci.
-2017), the map ∇g + τR is (L_g + τ·L_R)-Lipschitz, with L_g = ||A||² for
-g(x) = ½||Ax − y||² and L_R the Lipschitz constant of the denoiser residual R = I − D.
-A gradient step no longer than the inverse of that constant is the classical safe choice
-(Nesterov, Introductory Lectures on Convex Optimization, 2004; for RED, Reehorst
-& Schniter, IEEE TCI 2019). With τ = 0 it is the 1/L_g step of gradient descent and PnP-PGD.
+The default step γ = 1/(L + τ·L_R), and why. RED iterates T(x) = x − γ(∇g(x) + τR(x))
+(Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017). ∇g is 1/L-cocoercive for convex,
+L-smooth g = ½||Ax − y||² (Baillon–Haddad; L = ||A||²). If the denoiser D is firmly
+nonexpansive, R = I − D is firmly nonexpansive too, hence 1-cocoercive (L_R = 1). A sum of a
+1/L- and a 1/(τL_R)-cocoercive map is 1/(L + τL_R)-cocoercive, so T is averaged for every
+γ < 2/(L + τL_R), and its iterates converge to a fixed point whenever one exists
+(Krasnosel'skii–Mann; Bauschke & Combettes, *Convex Analysis and Monotone Operator Theory*,
+2nd ed., Springer 2017, chapters 4 and 5). The default takes half of that bound. Lipschitz
+continuity and monotonicity of R alone are *not* enough (a rotation is both, and its gradient
+iteration spirals out); and a trained CNN denoiser is in general not firmly nonexpansive,
+so for it the default is a heuristic whose outcome the notebooks measure.
+
+Online methods use the minibatch gradient (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i), which is steeper
+than ∇g: its Lipschitz constant is bounded by the minibatch constant
+``A.minibatch_lipschitz(b)`` ≥ L_g, and the default step uses that bound instead of L_g.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-GROWTH = 1000.0  # a step this many times the first step (and larger than x) means divergence
-
-
-def check_number(name: str, value, *, positive: bool = False) -> float:
-    """``value`` as a float; TypeError if it is not a real number, ValueError if it is
-    non-finite, negative, or (with ``positive``) zero."""
-    if torch.is_tensor(value) and value.numel() == 1 and not value.is_complex():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
-    return value
+from .. import checks
+from ..physics import LeastSquares, make_sampler
+from ..physics.samplers import batch_size_for
 
 
 @dataclass(frozen=True)
 class StepSize:
-    """γ = 1/(L_g + τ·L_R) with the constants it came from; ``explain`` says so in words."""
+    """γ = 1/(L + τ·L_R) with the constants it came from; ``explain`` says so in words."""
 
     value: float
-    lipschitz_g: float
+    lipschitz: float
     tau: float
     lipschitz_R: float
+    batch_ratio: float = 1.0
 
     @property
     def explain(self) -> str:
-        return (
-            f"γ = 1/(L_g + τ·L_R) = 1/({self.lipschitz_g:.4g} + {self.tau:.4g}·{self.lipschitz_R:.4g})"
-            f" = {self.value:.4g}, because ∇g + τR is (L_g + τ·L_R)-Lipschitz, with L_g = ||A||²"
-            f" from power iteration and L_R the denoiser residual's Lipschitz bound, and a gradient"
-            f" step of at most one over that constant cannot make the iterates blow up."
-        )
+        which = ("L = L_g = ||A||²" if self.batch_ratio == 1 else
+                 f"L = {self.lipschitz:.4g}, the minibatch constant at b/B = {self.batch_ratio:g} (≥ L_g)")
+        return (f"γ = 1/(L + τ·L_R) = 1/({self.lipschitz:.4g} + {self.tau:.4g}·{self.lipschitz_R:.4g}) = "
+                f"{self.value:.4g}, with {which}: half the bound 2/(L + τ·L_R) under which T is averaged "
+                f"and converges, when D is firmly nonexpansive (then L_R = 1).")
 
     def __float__(self) -> float:
         return self.value
 
 
-def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0) -> StepSize:
-    """The safe step γ = 1/(L_g + τ·L_R) for operator ``A`` (``L_g = A.norm()**2``).
+def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0, batch_ratio: float = 1.0) -> StepSize:
+    """The default step γ = 1/(L + τ·L_R) for operator ``A`` (module docstring), with L = ||A||²
+    or, for ``batch_ratio`` < 1, the minibatch constant. ``tau = 0`` gives 1/L."""
+    tau = checks.number("tau", tau, minimum=0)
+    lipschitz_R = checks.number("lipschitz_R", lipschitz_R, minimum=0)
+    batch_ratio = checks.ratio("batch_ratio", batch_ratio)
+    L = A.minibatch_lipschitz(batch_size_for(A.num_blocks, batch_ratio))
+    return StepSize(1.0 / (L + tau * lipschitz_R), L, tau, lipschitz_R, batch_ratio)
 
-    ``lipschitz_R = 1`` holds when the denoiser is firmly non-expansive (a proximal operator,
-    or a denoiser whose symmetric Jacobian has eigenvalues in [0, 1], as RED assumes); a
-    merely non-expansive D gives R = I − D a bound of 2. ``tau = 0`` gives 1/L_g.
+
+def setup(A, y: torch.Tensor, x0: torch.Tensor | None):
+    """The data term ``LeastSquares(A, y)`` and a checked start ``x0``.
+
+    ``x0=None`` starts from zeros ``[N, C, H, W]`` (the batch, device and real precision of
+    ``y``): no solver then depends on how well Aᵀy happens to be scaled. A given ``x0`` must
+    have A's image shape and ``y``'s batch, device and precision, and be finite.
     """
-    tau = check_number("tau", tau)
-    lipschitz_R = check_number("lipschitz_R", lipschitz_R)
-    L_g = float(A.norm()) ** 2
-    total = L_g + tau * lipschitz_R
-    if total <= 0:
-        raise ValueError(f"L_g + τ·L_R must be > 0 to define a step size, got {total}")
-    return StepSize(1.0 / total, L_g, tau, lipschitz_R)
+    g = LeastSquares(A, y)  # checks y's shape, dtype and finiteness
+    real = y.real.dtype if y.is_complex() else y.dtype
+    if x0 is None:
+        return g, torch.zeros(y.shape[0], *A.image_shape, dtype=real, device=y.device)
+    g.check(x0)
+    return g, checks.finite("x0", x0).detach()
 
 
-def divergence_reason(step: float, first_step: float | None, prev_norm: float) -> str | None:
-    """Why the iterates are diverging, or None.
-
-    ``step`` = ||x_k − x_{k−1}||, ``first_step`` the first non-zero step of the run,
-    ``prev_norm`` = ||x_{k−1}||. Two signs: a non-finite iterate (its step is then NaN or
-    Inf), or a step that has grown ``GROWTH``× over the first one *and* exceeds the whole
-    previous iterate. The relative residual alone cannot tell: under geometric blow-up
-    x_k ≈ ρ x_{k−1} it stays near ρ − 1 while the step grows like ρ^k. The second condition
-    keeps a warm start (a tiny first step) from raising a false alarm.
+def gradient_oracle(g: LeastSquares, batch_ratio: float, sampler, generator: torch.Generator | None):
+    """``x -> (∇g(x), {"blocks": S})``: the full gradient when ``batch_ratio == 1`` (S None),
+    else the unbiased minibatch estimate (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over S drawn by
+    ``sampler`` each call (online PnP: Sun, Wohlberg, Kamilov, IEEE TCI 2019; online RED:
+    Wu, Sun, Matlock, Liu, Tian, Kamilov, "SIMBA", IEEE J. Sel. Topics Signal Process. 2020).
+    ``sampler`` is a name for ``make_sampler`` ('uniform', 'stratified', 'cyclic') or a
+    callable ``generator -> blocks`` that decides b itself.
     """
-    if not math.isfinite(step):
-        return "non-finite values"
-    if first_step is not None and step > GROWTH * first_step and step > prev_norm:
-        return f"the step grew over {GROWTH:.0f}× its first size"
-    return None
+    batch_ratio = checks.ratio("batch_ratio", batch_ratio)
+    checks.generator(generator)
+    if isinstance(sampler, str):
+        draw = make_sampler(sampler, g.A.num_blocks, batch_ratio)  # checks the name
+        if batch_ratio == 1:
+            return lambda x: (g.grad(x), {"blocks": None})
+    else:
+        draw = checks.function("sampler", sampler, "generator -> blocks, or a name")
+
+    def oracle(x):
+        blocks = draw(generator)
+        return g.grad(x, blocks), {"blocks": blocks}
+
+    return oracle

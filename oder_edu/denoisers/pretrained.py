@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import checkpoints
-from ..device import default_device
+from ..device import as_device
 from .classical import as_strength, check_image, gaussian_denoise, tv_denoise
 from .dncnn import DnCNN
 
@@ -50,18 +50,15 @@ class ClassicalDenoiser(torch.nn.Module):
 def load_denoiser(name: str = "dncnn", device=None) -> torch.nn.Module:
     """A denoiser ``D(x, sigma)`` by name, in eval mode on ``device`` (default ``default_device()``).
 
-    ``"dncnn"`` (and any other network recorded in ``oder_edu/weights/MANIFEST.json``) loads
-    the shipped weights through ``checkpoints.load_state``, which checks their sha256;
-    ``"tv"`` and ``"gaussian"`` return a ``ClassicalDenoiser``.
+    ``"dncnn"``, ``"dncnn_contractive"`` (or any denoiser recorded in
+    ``oder_edu/weights/MANIFEST.json``, or a path to a ``.pt`` file) load their weights through
+    ``checkpoints.load_state``, which checks the sha256; ``"tv"`` and ``"gaussian"`` return a
+    ``ClassicalDenoiser``.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a string, got {type(name).__name__}")
-    device = torch.device(device) if device is not None else default_device()
+    device = as_device(device)
     if name in ("tv", "gaussian"):
-        return ClassicalDenoiser(name).eval()
-    state = checkpoints.load_state(name)
-    if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
-        raise checkpoints.CheckpointError(f"weights {name!r} hold no DnCNN config and state_dict")
+        return ClassicalDenoiser(name).to(device).eval()
+    state = checkpoints.load_state(name, kind="denoiser")
     model = DnCNN(**state["config"])
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval()

@@ -1,34 +1,44 @@
 """RED-DEQ and ODER: a deep equilibrium model whose layer is one RED step.
 
-RED-DEQ (Gilton, Ongie, Willett, "Deep equilibrium architectures for inverse problems in
-imaging", IEEE TCI 2021; in the RED form used by Liu et al. 2022) learns the prior R_theta
-through the fixed point of
+The model (RED-DEQ: Gilton, Ongie, Willett, IEEE TCI 2021, in the RED form of Liu et al. 2022):
 
-    T_theta(x) = x - gamma (grad g(x) + tau R_theta(x)),   g(x) = 1/2 sum_i ||A_i x - y_i||^2,
+    x* = T(x*),   T(x) = x − γ (∇g(x) + τ R_θ(x)),
 
-where R_theta(x) = x - D_theta(x, sigma) is the residual of a spectral-normalized DnCNN and
-gamma, tau > 0 are learned too (log-parameterized, so they stay positive and Adam moves them
-by relative amounts whatever their scale).
+with g(x) = ½ Σ_i ||A_i x − y_i||² and R_θ the residual of a DnCNN whose convolutions are capped
+at operator norm 1, so that R_θ is L_R-Lipschitz with a certified L_R (``DnCNN(lipschitz=...)``).
 
-ODER (Liu, Xu, Gan, Shoushtari, Kamilov, "Online deep equilibrium learning for
-regularization by denoising", NeurIPS 2022, Algorithm 1) keeps everything but replaces
-grad g by the unbiased minibatch estimate over b of the B blocks,
+**What is built in, what is measured.** The step is not learned: γ = 1/(L + τ L_R), one over
+the certified Lipschitz constant of ∇g + τR_θ (L = L_g = ||A||² for the full gradient). Were
+R_θ 1-cocoercive (a firmly nonexpansive denoiser), that step would make T averaged and its
+iteration convergent (``algorithms.step``); a trained network is not guaranteed to be, and the
+convergence results of Liu et al. (2022) likewise *assume* a contractive T rather than enforce
+it. So the contraction the course relies on is measured: ||∂T/∂x||₂ at the fixed points of
+held-out images (``deq.jacobian_norm``), and plain iteration from x0 is checked to converge
+(``deq.plain_solve``); ``oder-edu train deq`` records both for every shipped model. Learning γ
+would be pointless anyway: the fixed point, a root of ∇g + τR_θ, does not depend on γ, so its
+gradient vanishes there and only truncated solves move it. τ > 0 (log-parameterized) and θ
+are learned.
 
-    grad_S g(x) = (B / b) sum_{i in S} A_i^T (A_i x - y_i),
+**ODER** (Liu, Xu, Gan, Shoushtari, Kamilov, NeurIPS 2022) replaces ∇g by the unbiased
+minibatch estimate ∇_S g(x) = (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over b of the B blocks, in the
+forward iterations and in the backward pass, so both cost b blocks instead of B. Its step uses
+the minibatch constant (``A.minibatch_lipschitz``) for L, which bounds (B/b)||A_S||² for every
+S. Two ways to draw S (``resample``):
 
-in the forward iterations *and* in the backward pass (the Jacobian J = dT/dx then contains
-(B/b) A_S^T A_S instead of A^T A), so both cost O(b) operator blocks instead of O(B).
-Two ways to draw S, chosen by ``resample``:
+- ``"iteration"`` (default; the paper's online iteration, and what the authors' released CT
+  test code does, with a stratified S): a fresh S at every application of T in the forward
+  solve and at every step of the backward solve. E_S[T_S] is the full-batch map with the same
+  γ, so the iterates approach the full model's fixed point x* up to the noise of the estimate,
+  and the backward iteration u = J_Sᵀu + v with fresh S has the full Jacobian's solution as its
+  mean. Plain iteration is used (Anderson assumes a fixed map).
+- ``"call"`` (a named ablation): one S per forward call. T_S is then one fixed map whose fixed
+  point x*_S solves the problem on a b/B share of the data -- and E_S[x*_S] ≠ x* (notebook 04
+  measures the bias).
 
-- ``"call"`` (default): one S per forward call, used by every forward iteration and by the
-  attached application whose graph the backward pass differentiates -- the authors'
-  training code. T_S is then one fixed contraction: the forward solve converges (Anderson
-  acceleration, which assumes a fixed map, works), the fixed point x*_S exists and the
-  implicit-function-theorem gradient is exact for it. That is why it is the default.
-- ``"iteration"``: a fresh S at every application of T -- the authors' released test code
-  (online RED). Over the iterations every block is used, but the map is random: the
-  residual stalls at a noise floor instead of converging, so use ``forward_iteration`` or
-  ``nesterov`` rather than Anderson, and the backward pass differentiates the last draw.
+What comes from where: the layer and the minibatch gradient in forward and backward are the
+paper's; the stratified draw and the B/b normalization are in the authors' released test code
+(``physics.samplers``, ``LeastSquares``); the capped prior, the derived γ, the measured
+contraction and the split of the backward vector-Jacobian product below are this package's.
 """
 
 from __future__ import annotations
@@ -38,167 +48,131 @@ import math
 import torch
 from torch import nn
 
-from ..algorithms.red import red_step
-from ..algorithms.step import check_number, step_size
+from .. import checks
 from ..physics import LeastSquares, make_sampler
-from ..physics.samplers import SAMPLERS
-from .layer import DEQ
-from .solvers import NonContractiveError, anderson
+from ..physics.samplers import SAMPLERS, batch_size_for
+from .layer import BACKWARDS, attach_implicit, unrolled
+from .solvers import anderson, forward_iteration
 
-RESAMPLE = ("call", "iteration")
+RESAMPLE = ("iteration", "call")
 
 
-class REDMap(nn.Module):
-    """The RED step T_theta(x; S) = x - gamma (grad_S g(x) + tau R_theta(x)): ``[N, C, H, W] -> [N, C, H, W]``.
+class REDDEQ(nn.Module):
+    """RED-DEQ, and ODER when ``batch_ratio < 1``: ``model(x0, g) -> x*`` ``[N, C, H, W]``.
 
-    ``denoiser`` is an ``nn.Module`` with ``residual(x, sigma)`` (e.g. ``DnCNN``), ``sigma``
-    its fixed strength; ``gamma`` and ``tau`` the positive initial step and prior weight.
-    ``forward(x, g, blocks)``: ``g`` a ``LeastSquares`` data term; ``blocks`` None (full
-    gradient), a block index tensor S, or a callable drawing a fresh S at every call.
+    ``denoiser``: an ``nn.Module`` ``D(x, σ)`` with ``residual(x, σ)``; ``lipschitz_R`` its
+    residual's certified Lipschitz constant (default: the cap ``denoiser.lipschitz`` of a capped
+    ``DnCNN``, else ``denoiser.lipschitz_bound()``); ``sigma`` its fixed strength; ``tau`` the
+    initial prior weight. ``batch_ratio`` b/B in (0, 1],
+    ``resample`` and ``sampler`` ('uniform', 'stratified', 'cyclic') say how ODER draws blocks;
+    ``batch_ratio``, ``resample``, a ``generator`` and ``max_iter`` can be given per call. ``solver`` solves
+    fixed maps (default Anderson); online solves use plain iteration. ``backward`` is
+    "implicit", "jfb" or "unrolled"; the iteration counts and tolerances are DEQ's.
     """
 
-    def __init__(self, denoiser: nn.Module, sigma: float, gamma: float, tau: float):
+    def __init__(self, denoiser: nn.Module, sigma: float, tau: float, *, lipschitz_R: float | None = None,
+                 batch_ratio: float = 1.0,
+                 resample: str = "iteration", sampler: str = "stratified", solver=anderson,
+                 backward: str = "implicit", max_iter: int = 100, tol: float = 1e-4,
+                 backward_max_iter: int | None = None, backward_tol: float | None = None,
+                 unroll_iter: int | None = None):
         super().__init__()
         if not isinstance(denoiser, nn.Module) or not callable(getattr(denoiser, "residual", None)):
             raise TypeError(f"denoiser must be an nn.Module with residual(x, sigma), got {type(denoiser).__name__}")
         self.denoiser = denoiser
-        self.sigma = check_number("sigma", sigma)
-        self.log_gamma = nn.Parameter(torch.tensor(math.log(check_number("gamma", gamma, positive=True))))
-        self.log_tau = nn.Parameter(torch.tensor(math.log(check_number("tau", tau, positive=True))))
-
-    @property
-    def gamma(self) -> torch.Tensor:
-        return self.log_gamma.exp()
+        if lipschitz_R is None:
+            lipschitz_R = getattr(denoiser, "lipschitz", None) or denoiser.lipschitz_bound()
+        self.lipschitz_R = checks.number("lipschitz_R", lipschitz_R, positive=True)
+        self.sigma = checks.number("sigma", sigma, minimum=0)
+        self.log_tau = nn.Parameter(torch.tensor(math.log(checks.number("tau", tau, positive=True))))
+        self.batch_ratio = checks.ratio("batch_ratio", batch_ratio)
+        self.resample = checks.choice("resample", resample, RESAMPLE)
+        self.sampler = checks.choice("sampler", sampler, tuple(SAMPLERS))
+        self.solver = checks.function("solver", solver, "(f, z0, max_iter, tol) -> (z, trace)")
+        self.backward = checks.choice("backward", backward, BACKWARDS)
+        self.max_iter = checks.integer("max_iter", max_iter, 1)
+        self.tol = checks.number("tol", tol, minimum=0)
+        self.backward_max_iter = self.max_iter if backward_max_iter is None else checks.integer(
+            "backward_max_iter", backward_max_iter, 1)
+        self.backward_tol = self.tol if backward_tol is None else checks.number("backward_tol", backward_tol, minimum=0)
+        self.unroll_iter = self.max_iter if unroll_iter is None else checks.integer("unroll_iter", unroll_iter, 1)
+        self.forward_trace = self.backward_trace = None
 
     @property
     def tau(self) -> torch.Tensor:
         return self.log_tau.exp()
 
-    def forward(self, x: torch.Tensor, g: LeastSquares, blocks=None) -> torch.Tensor:
-        if callable(blocks):
-            blocks = blocks()
-        return red_step(x, g.grad(x, blocks), self.denoiser, self.gamma, self.tau, self.sigma)
+    def lipschitz(self, g: LeastSquares, batch_ratio: float | None = None) -> float:
+        """L of the step: L_g for the full gradient, the minibatch constant for b/B < 1."""
+        return g.lipschitz(self.batch_ratio if batch_ratio is None else batch_ratio)
 
-    def extra_repr(self) -> str:
-        return f"sigma={self.sigma}, gamma={self.gamma.item():.4g}, tau={self.tau.item():.4g}"
+    def gamma(self, g: LeastSquares, batch_ratio: float | None = None) -> torch.Tensor:
+        """The step γ = 1/(L + τ·L_R) (module docstring), a function of the learned τ."""
+        return 1.0 / (self.lipschitz(g, batch_ratio) + self.tau * self.lipschitz_R)
 
-
-class REDDEQ(DEQ):
-    """RED-DEQ, and ODER when ``batch_ratio < 1``: ``model(x0, g) -> x*`` ``[N, C, H, W]``.
-
-    ``x0`` the initial image ``[N, C, H, W]`` (e.g. FBP), ``g = LeastSquares(A, y)``.
-    ``batch_ratio`` b/B in (0, 1], ``resample`` ("call" or "iteration", see the module
-    docstring) and ``sampler`` ('uniform', 'stratified', 'cyclic') set how ODER draws the
-    blocks; both can be overridden per call, with a ``generator`` for reproducible draws.
-    All other keywords (``solver``, ``backward`` = "implicit" | "jfb" | "unrolled",
-    ``max_iter``, ``tol``, ...) go to :class:`DEQ`.
-
-    The learnable parameters are those of ``denoiser`` and ``f.log_gamma``, ``f.log_tau``;
-    ``model.f.gamma`` and ``model.f.tau`` give their current values.
-
-    Anderson acceleration is a root-finder: it returns the root of grad g + tau R_theta = 0
-    even when T is not a contraction, and that root does not depend on gamma. Training with
-    it can therefore grow gamma beyond the contractive range (gamma * ||A||^2 > 2; the
-    shipped CT checkpoints did); such a model must be run with Anderson -- plain or Nesterov
-    iteration on it diverge and raise ``NonContractiveError``.
-    """
-
-    def __init__(self, denoiser: nn.Module, sigma: float, gamma: float, tau: float,
-                 batch_ratio: float = 1.0, resample: str = "call", sampler: str = "uniform",
-                 solver=anderson, **deq_options):
-        super().__init__(REDMap(denoiser, sigma, gamma, tau), solver=solver, **deq_options)
-        self.batch_ratio, self.resample, self.sampler = self._check_ratio(batch_ratio, resample, sampler)
+    def T(self, x: torch.Tensor, g: LeastSquares, blocks=None, gamma=None) -> torch.Tensor:
+        """One RED step x − γ(∇_S g(x) + τ R_θ(x)), ``[N, C, H, W]`` (S = all blocks when None)."""
+        gamma = self.gamma(g, 1.0 if blocks is None else self._ratio(g, blocks)) if gamma is None else gamma
+        return x - gamma * (g.grad(x, blocks) + self.tau * self.denoiser.residual(x, self.sigma))
 
     @staticmethod
-    def _check_ratio(batch_ratio, resample, sampler):
-        ratio = check_number("batch_ratio", batch_ratio)
-        if not 0 < ratio <= 1:
-            raise ValueError(f"batch_ratio must lie in (0, 1], got {batch_ratio}")
-        if resample not in RESAMPLE:
-            raise ValueError(f"resample must be one of {RESAMPLE}, got {resample!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
-        return ratio, resample, sampler
+    def _ratio(g: LeastSquares, blocks) -> float:
+        return len(blocks) / g.A.num_blocks
+
+    def _draw(self, g: LeastSquares, ratio: float, resample: str, generator):
+        """A callable giving the block set of the next application: None (all), one S, or fresh S."""
+        if ratio == 1:
+            return lambda: None
+        draw = make_sampler(self.sampler, g.A.num_blocks, ratio)
+        if resample == "call":
+            blocks = draw(generator)
+            return lambda: blocks
+        return lambda: draw(generator)
 
     def forward(self, x0: torch.Tensor, g: LeastSquares, batch_ratio: float | None = None,
-                resample: str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                resample: str | None = None, generator: torch.Generator | None = None,
+                max_iter: int | None = None) -> torch.Tensor:
         if not isinstance(g, LeastSquares):
             raise TypeError(f"g must be a LeastSquares data term, got {type(g).__name__}")
-        ratio, resample, _ = self._check_ratio(
-            self.batch_ratio if batch_ratio is None else batch_ratio, resample or self.resample, self.sampler
-        )
-        blocks = None
-        if ratio < 1:
-            draw = make_sampler(self.sampler, g.A.num_blocks, ratio)
-            blocks = draw(generator) if resample == "call" else (lambda: draw(generator))
-        # A spectral-normalized weight is recomputed, with one more power iteration in
-        # training mode, at every access: T would change slightly from one iteration to the
-        # next, and pay for it. Caching makes T one fixed map per call; the first access
-        # (below, with autograd on) keeps the normalization on the gradient's path.
-        with nn.utils.parametrize.cached():
-            for module in self.modules():
-                if nn.utils.parametrize.is_parametrized(module):
-                    for name in module.parametrizations:
-                        getattr(module, name)
-            try:
-                return super().forward(x0, g, blocks)
-            except NonContractiveError as error:
-                raise NonContractiveError(f"{error} {self._safe_step_hint(g)}") from None
+        g.check(x0)
+        ratio = self.batch_ratio if batch_ratio is None else checks.ratio("batch_ratio", batch_ratio)
+        ratio = batch_size_for(g.A.num_blocks, ratio) / g.A.num_blocks  # the b/B actually drawn
+        resample = self.resample if resample is None else checks.choice("resample", resample, RESAMPLE)
+        draw = self._draw(g, ratio, resample, checks.generator(generator))
+        gamma = self.gamma(g, ratio)
+        online = ratio < 1 and resample == "iteration"
+        f = lambda x: self.T(x, g, draw(), gamma)  # noqa: E731
+        self.backward_trace = None
+        if self.backward == "unrolled":  # the unrolled network is K steps, trained or evaluated
+            z, self.forward_trace = unrolled(f, x0, self.unroll_iter)
+            return z
+        solver = forward_iteration if online else self.solver
+        max_iter = self.max_iter if max_iter is None else checks.integer("max_iter", max_iter, 1)
+        with torch.no_grad():
+            x_star, self.forward_trace = solver(f, x0.detach(), max_iter=max_iter, tol=self.tol)
+        if not torch.is_grad_enabled():
+            return x_star
+        if self.backward == "jfb":
+            return f(x_star)
+        # The attached application: R_θ's graph at x* serves the VJPs Jᵀu of the backward solve
+        # and the final pass to θ and τ. The data part of J is linear and known, (B/b)A_SᵀA_S,
+        # so it is applied directly -- with a fresh S at every backward step when online.
+        x_in = x_star.detach().requires_grad_()
+        r = self.denoiser.residual(x_in, self.sigma)
+        with torch.no_grad():
+            data = g.grad(x_star, draw())
+        out = x_in - gamma * (data + self.tau * r)
+        g_, t_ = gamma.detach(), self.tau.detach()
 
-    def _safe_step_hint(self, g: LeastSquares) -> str:
-        tau = self.f.tau.item()
-        bound = getattr(self.f.denoiser, "lipschitz_bound", None)
-        lipschitz_R = bound() if callable(bound) else 1.0
-        safe = step_size(g.A, tau, lipschitz_R)
-        return f"Here gamma = {self.f.gamma.item():.4g}; a safe step: {safe.explain}"
+        def vjp(u):
+            blocks = draw()
+            scale = 1.0 if blocks is None else g.A.num_blocks / len(blocks)
+            normal = g.A._adjoint(g.A._forward(u, blocks), blocks) * scale
+            return u - g_ * (normal + t_ * torch.autograd.grad(r, x_in, u, retain_graph=True)[0])
 
+        return attach_implicit(out, vjp, forward_iteration if online else self.solver, self.backward_max_iter,
+                               self.backward_tol, lambda trace: setattr(self, "backward_trace", trace))
 
-# --- the prior R_theta ----------------------------------------------------------------
-
-
-def spectral_normalize(denoiser: nn.Module) -> float:
-    """Wrap every convolution of a ReLU ``DnCNN`` in spectral normalization, in place,
-    keeping what the network computes up to one positive factor, which is returned.
-
-    Spectral normalization (Miyato et al., ICLR 2018) replaces each kernel W_l by
-    W_l / s_l (s_l its largest singular value, by power iteration). A ReLU network is
-    positively homogeneous layer by layer, so also dividing each bias b_l by
-    c_l = s_1 ... s_l makes the new network output exactly R(x) / c_L: a trained denoiser's
-    residual survives the normalization up to the factor c = c_L, which a RED weight tau
-    can absorb (tau -> tau * c keeps T unchanged). Returns c.
-    """
-    scale = 1.0
-    for conv in (m for m in denoiser.modules() if isinstance(m, nn.Conv2d)):
-        if nn.utils.parametrize.is_parametrized(conv):
-            raise ValueError("the denoiser's convolutions are already parametrized (spectral-normalized?)")
-        before = conv.weight.detach().norm()
-        nn.utils.parametrizations.spectral_norm(conv)  # runs 15 power iterations on W_l
-        scale *= (before / conv.weight.detach().norm()).item()  # s_l = ||W_l|| / ||W_l / s_l||
-        if conv.bias is not None:
-            with torch.no_grad():
-                conv.bias /= scale
-    if hasattr(denoiser, "spectral_norm"):
-        denoiser.spectral_norm = True
-    return scale
-
-
-def make_prior(pretrained: str | None = "dncnn", depth: int = 7, width: int = 32):
-    """The spectral-normalized DnCNN R_theta of RED-DEQ, and the factor c of its residual.
-
-    With ``pretrained`` naming shipped weights (``checkpoints.load_state``), the network is
-    that denoiser, spectral-normalized by :func:`spectral_normalize`, so that
-    R_theta = R_shipped / c (weights already trained with spectral normalization give c = 1).
-    Without shipped weights (``pretrained=None``, or none recorded) it is a freshly
-    initialized ``DnCNN(depth, width, spectral_norm=True)`` and c = 1. Returns ``(net, c)``.
-    """
-    from .. import checkpoints
-    from ..denoisers import DnCNN
-
-    if pretrained is None:
-        return DnCNN(1, depth, width, spectral_norm=True), 1.0
-    state = checkpoints.load_state(pretrained)
-    config = dict(state["config"])
-    trained_with_norm = config.pop("spectral_norm", False)
-    net = DnCNN(**config, spectral_norm=trained_with_norm)
-    net.load_state_dict(state["state_dict"])
-    return net, (1.0 if trained_with_norm else spectral_normalize(net))
+    def extra_repr(self) -> str:
+        return (f"sigma={self.sigma}, tau={self.tau.item():.4g}, lipschitz_R={self.lipschitz_R}, batch_ratio={self.batch_ratio}, "
+                f"resample={self.resample!r}, sampler={self.sampler!r}, backward={self.backward!r}")

@@ -5,28 +5,37 @@ Shapes used everywhere in oder_edu:
 - an image batch ``x`` is ``[N, C, H, W]`` (real, float32 or float64);
 - a measurement ``y`` keeps the blocks along dim 1: ``[N, b, *block_shape]`` where
   ``b = len(blocks)`` (all ``B = num_blocks`` blocks when ``blocks`` is None);
-- a block set ``blocks`` is a 1-D LongTensor of distinct indices in ``[0, B)``.
+- a block set ``blocks`` is a 1-D LongTensor of distinct indices in ``[0, B)``; row j of a
+  measurement belongs to block ``blocks[j]``.
 
-The data term of ODER (Liu et al., NeurIPS 2022) is
-``g(x) = 1/2 sum_i ||A_i x - y_i||^2`` and its gradient ``sum_i A_i^T (A_i x - y_i)``.
+The data term of ODER (Liu et al., NeurIPS 2022) is ``g(x) = 1/2 sum_i ||A_i x - y_i||^2``,
+its gradient ``sum_i A_i^T (A_i x - y_i)``.
+
+Operators store their tables once and never copy them for a call on all blocks, so a call on a
+subset allocates at most what the full call does (``tests/test_operator_contract.py``).
+Operators pass NaN and Inf through like any linear map; every consumer (``LeastSquares``, the
+solvers, the DEQ layer, the widgets, training) rejects non-finite data or stops on it.
 """
 
 from __future__ import annotations
 
 import torch
 
-def as_blocks(blocks, num_blocks: int, device=None) -> torch.Tensor:
-    """Validate a block set and return it as a 1-D LongTensor on ``device``.
+from .. import checks
 
-    ``None`` means all blocks. Empty, duplicate, non-integer or out-of-range
-    indices raise, because silently dropping or repeating a block would bias the
-    minibatch gradient.
+
+def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
+    """Validate a block set: None (all blocks, in order) or a 1-D CPU LongTensor.
+
+    Empty, duplicate, non-integer or out-of-range indices raise, because silently dropping
+    or repeating a block would bias the minibatch gradient. The index set stays on the CPU
+    (it is small): checking it there costs no device synchronization.
     """
     if blocks is None:
-        return torch.arange(num_blocks, device=device)
+        return None
     if not torch.is_tensor(blocks):
         try:
-            blocks = torch.as_tensor(list(blocks) if not isinstance(blocks, int) else [blocks])
+            blocks = torch.as_tensor([blocks] if isinstance(blocks, int) else list(blocks))
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"blocks must be a 1-D sequence of integer indices, got {blocks!r}") from None
     if blocks.numel() == 0:  # before the dtype check: an empty list becomes a float tensor
@@ -35,22 +44,76 @@ def as_blocks(blocks, num_blocks: int, device=None) -> torch.Tensor:
         raise TypeError(f"blocks must hold integer indices, got dtype {blocks.dtype}")
     if blocks.ndim != 1:
         raise ValueError(f"blocks must be a 1-D index tensor, got shape {tuple(blocks.shape)}")
-    lo, hi = int(blocks.min()), int(blocks.max())
-    if lo < 0 or hi >= num_blocks:
-        raise IndexError(f"block indices must lie in [0, {num_blocks}), got min {lo} and max {hi}")
-    if torch.unique(blocks).numel() != blocks.numel():
-        raise ValueError(f"blocks must be distinct, got {blocks.tolist()}")
-    return blocks.to(device=device, dtype=torch.long)
+    blocks = blocks.to("cpu", torch.long)
+    values = blocks.tolist()  # checked in Python: no tensors allocated, no device synchronization
+    low, high = min(values), max(values)
+    if low < 0 or high >= num_blocks:
+        raise IndexError(f"block indices must lie in [0, {num_blocks}), got min {low} and max {high}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"blocks must be distinct, got {values}")
+    return blocks
+
+
+def count(blocks: torch.Tensor | None, num_blocks: int) -> int:
+    """b, the number of blocks in a validated block set."""
+    return num_blocks if blocks is None else blocks.numel()
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image inner products <a_n, b_n>, shape ``[N, 1, 1, 1]`` (broadcasts over images)."""
+    return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.ndim - 1)))
+
+
+def conjugate_gradient(apply, b: torch.Tensor, x0: torch.Tensor):
+    """Iterates of conjugate gradient for ``apply(x) = b``, ``apply`` symmetric positive
+    (semi)definite (Hestenes & Stiefel, J. Res. Natl. Bur. Stand. 1952).
+
+    ``b``, ``x0``: ``[N, C, H, W]``; each image's system is solved on its own (per-image
+    step lengths). Yields x_1, x_2, ... forever; once an image's residual is exactly zero
+    its iterate stops moving instead of dividing by zero.
+    """
+    x = x0
+    r = b - apply(x)
+    p = r
+    rr = dot(r, r)
+    tiny = torch.finfo(rr.dtype).tiny
+    while True:
+        Ap = apply(p)
+        pAp = dot(p, Ap)
+        alpha = torch.where(pAp > 0, rr / pAp.clamp_min(tiny), 0.0)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_next = dot(r, r)
+        p = r + torch.where(rr > 0, rr_next / rr.clamp_min(tiny), 0.0) * p
+        rr = rr_next
+        yield x
+
+
+def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> float:
+    """The largest eigenvalue of a symmetric positive semidefinite ``apply`` on tensors of
+    ``shape`` (float64, seeded start), stopping when the estimate changes by less than ``tol``
+    (relative) between two iterations."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x /= x.norm()
+    value = 0.0
+    for _ in range(num_iter):
+        z = apply(x)
+        previous, value = value, z.norm().item()
+        if value == 0.0 or abs(value - previous) <= tol * value:
+            break
+        x = z / value
+    return value
 
 
 class BlockOperator:
     """A linear operator split into ``num_blocks`` row blocks.
 
     Subclasses set ``num_blocks``, ``image_shape`` ``(C, H, W)``, ``block_shape`` and
-    ``complex_measurements``, and implement ``_forward(x, blocks)`` and
-    ``_adjoint(y, blocks)`` for already-validated inputs. The public ``forward``,
-    ``adjoint`` and ``norm`` check shapes and dtypes so that nothing is silently
-    broadcast. Operator buffers follow the device and dtype of the input.
+    ``complex_measurements``, and implement ``_forward(x, blocks)`` and ``_adjoint(y, blocks)``
+    for validated inputs, where ``blocks`` is None (all blocks) or a CPU LongTensor. The public
+    ``forward`` and ``adjoint`` check shapes and dtypes so that nothing is silently broadcast.
+    ``solve_normal`` is the one place a closed form of AᵀA lives (conjugate gradient by
+    default). Operator buffers follow the device and dtype of the input.
     """
 
     num_blocks: int
@@ -62,51 +125,73 @@ class BlockOperator:
     def forward(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """``[N, C, H, W] -> [N, b, *block_shape]``: the rows A_i x for i in blocks."""
         self.check_image(x)
-        return self._forward(x, as_blocks(blocks, self.num_blocks, x.device))
+        return self._forward(x, as_blocks(blocks, self.num_blocks))
 
     def adjoint(self, y: torch.Tensor, blocks=None) -> torch.Tensor:
-        """``[N, b, *block_shape] -> [N, C, H, W]``: sum over i in blocks of A_i^T y_i."""
-        blocks = as_blocks(blocks, self.num_blocks, y.device if torch.is_tensor(y) else None)
-        self.check_measurement(y, len(blocks))
+        """``[N, b, *block_shape] -> [N, C, H, W]``: the sum over i in blocks of A_i^T y_i."""
+        blocks = as_blocks(blocks, self.num_blocks)
+        self.check_measurement(y, count(blocks, self.num_blocks))
         return self._adjoint(y, blocks)
 
     __call__ = forward
 
-    def norm(self, num_iter: int = 100) -> float:
-        """Spectral norm ||A||_2 by power iteration on A^T A (float64, seeded, cached).
+    def solve_normal(self, b: torch.Tensor, shift: float, x_init: torch.Tensor | None = None,
+                     num_iter: int = 20) -> torch.Tensor:
+        """``(AᵀA + shift·I)^{-1} b`` for ``b`` ``[N, C, H, W]`` and ``shift > 0``: ``num_iter``
+        conjugate-gradient iterations from ``x_init`` (default ``b / shift``). Operators whose
+        AᵀA is diagonal in a known basis override this with the exact solve."""
+        normal = lambda x: self._adjoint(self._forward(x, None), None) + shift * x  # noqa: E731
+        for k, x in enumerate(conjugate_gradient(normal, b, b / shift if x_init is None else x_init), start=1):
+            if k >= num_iter:
+                return x
 
-        ``L = norm()**2`` is the Lipschitz constant of the gradient of g.
+    def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
+        """Spectral norm ||A||_2 by power iteration on AᵀA (float64, seeded), at most ``num_iter``
+        iterations, stopping early once the estimate changes by less than ``tol``. Cached per
+        (``num_iter``, ``tol``). ``L = norm()**2`` is the Lipschitz constant of ∇g."""
+        cache = self.__dict__.setdefault("_norms", {})
+        key = (checks.integer("num_iter", num_iter, 1), checks.number("tol", tol, minimum=0))
+        if key not in cache:
+            normal = lambda x: self._adjoint(self._forward(x, None), None)  # noqa: E731
+            cache[key] = power_iteration(normal, (1, *self.image_shape), *key) ** 0.5
+        return cache[key]
+
+    def block_norms(self) -> torch.Tensor:
+        """``[B]``: ||A_i||_2 for every block (power iteration per block, cached)."""
+        if getattr(self, "_block_norms", None) is None:
+            values = []
+            for i in range(self.num_blocks):
+                block = torch.tensor([i])
+                normal = lambda x: self._adjoint(self._forward(x, block), block)  # noqa: E731
+                values.append(power_iteration(normal, (1, *self.image_shape), 100, 1e-4) ** 0.5)
+            self._block_norms = torch.tensor(values, dtype=torch.float64)
+        return self._block_norms
+
+    def minibatch_lipschitz(self, batch_size: int) -> float:
+        """A bound on the Lipschitz constant of the minibatch gradient (B/b)·A_SᵀA_S(x) − ...
+        over every block set S of size b: ``min((B/b)·||A||², B·max_i ||A_i||²)``.
+
+        Both hold for every S: A_S is a block of rows of A, so ||A_S|| <= ||A||, and
+        ||A_SᵀA_S|| <= Σ_{i∈S} ||A_i||² <= b·max_i ||A_i||². The first is tight when the blocks
+        look alike (CT angles, IDT LEDs all see the low frequencies); the second when each
+        block sees its own part of the image (MRI coils). With b = B it is L_g = ||A||².
         """
-        if getattr(self, "_norm", None) is None:
-            gen = torch.Generator().manual_seed(0)
-            x = torch.randn(1, *self.image_shape, generator=gen, dtype=torch.float64)
-            x /= x.norm()
-            value = 0.0
-            for _ in range(num_iter):
-                z = self.adjoint(self.forward(x))
-                value = z.norm().item()
-                if value == 0.0:
-                    break
-                x = z / value
-            self._norm = value**0.5
-        return self._norm
+        b = checks.integer("batch_size", batch_size, 1, self.num_blocks)
+        L = self.norm() ** 2
+        if b == self.num_blocks:
+            return L
+        return min(self.num_blocks / b * L, self.num_blocks * float(self.block_norms().max()) ** 2)
 
     def measurement_shape(self, batch: int, blocks=None) -> tuple[int, ...]:
-        b = self.num_blocks if blocks is None else len(blocks)
-        return (batch, b, *self.block_shape)
+        return (batch, count(as_blocks(blocks, self.num_blocks), self.num_blocks), *self.block_shape)
 
     # --- checks -----------------------------------------------------------------
     def check_image(self, x: torch.Tensor) -> None:
         name = type(self).__name__
-        if not torch.is_tensor(x):
-            raise TypeError(f"{name} expects a torch.Tensor image, got {type(x).__name__}")
-        if x.is_complex() or not x.is_floating_point():
-            raise TypeError(f"{name} expects a real floating-point image, got dtype {x.dtype}")
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
-            raise ValueError(
-                f"{name} expects images of shape [N, {', '.join(map(str, self.image_shape))}], "
-                f"got {tuple(x.shape)}"
-            )
+        checks.image_batch(f"{name}'s image", x)
+        if tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"{name} expects images of shape [N, {', '.join(map(str, self.image_shape))}], "
+                             f"got {tuple(x.shape)}")
 
     def check_measurement(self, y: torch.Tensor, b: int) -> None:
         name = type(self).__name__
@@ -117,11 +202,9 @@ class BlockOperator:
         if not self.complex_measurements and (y.is_complex() or not y.is_floating_point()):
             raise TypeError(f"{name} expects real floating-point measurements, got dtype {y.dtype}")
         expected = (b, *self.block_shape)
-        if y.ndim != len(expected) + 1 or tuple(y.shape[1:]) != expected:
-            raise ValueError(
-                f"{name} expects measurements of shape [N, {', '.join(map(str, expected))}] "
-                f"for {b} block(s), got {tuple(y.shape)}"
-            )
+        if y.ndim != len(expected) + 1 or tuple(y.shape[1:]) != expected or y.shape[0] == 0:
+            raise ValueError(f"{name} expects measurements of shape [N, {', '.join(map(str, expected))}] "
+                             f"for {b} block(s), got {tuple(y.shape)}")
 
     def _buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """The stored tensor ``name`` on ``like``'s device, in its precision (cached)."""
@@ -137,63 +220,85 @@ class BlockOperator:
             cache[key] = base.to(device=like.device, dtype=dtype)
         return cache[key]
 
+    def _rows(self, name: str, like: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """The stored per-block tensor ``name`` (blocks along dim 0), restricted to ``blocks``:
+        the stored tensor itself for all blocks, a copy of b of its B rows otherwise."""
+        table = self._buffer(name, like)
+        return table if blocks is None else table.index_select(0, blocks.to(table.device))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(image_shape={self.image_shape}, num_blocks={self.num_blocks})"
-
-
-def _check_same(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
-    if x.device != y.device:
-        raise ValueError(f"{what}: image is on {x.device} but data is on {y.device}")
-    real = y.real.dtype if y.is_complex() else y.dtype
-    if x.dtype != real:
-        raise ValueError(f"{what}: image dtype {x.dtype} does not match data precision {real}")
 
 
 class LeastSquares:
     """The data term g(x) = 1/2 sum_i ||A_i x - y_i||^2 of a blocked operator.
 
     ``grad(x)`` is the full gradient sum_i A_i^T (A_i x - y_i). ``grad(x, blocks)`` with a
-    block set S of size b is the unbiased minibatch estimate used by online RED
-    (Wu, Sun, Liu, Kamilov, ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al., NeurIPS 2022):
+    block set S of size b is the unbiased minibatch estimate of online RED (Wu, Sun, Liu,
+    Kamilov, ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al.,
+    NeurIPS 2022),
 
         (B / b) * sum_{i in S} A_i^T (A_i x - y_i),
 
-    whose expectation over a uniformly drawn S is the full gradient. (The ODER reference
-    code omits the B/b factor and lets the learned gamma and tau absorb it.)
+    whose expectation over S is the full gradient when every block is drawn with probability
+    b/B (``physics.samplers``). The authors' released CT code supplies the same factor through
+    its back-projection's normalization, π/(2·len θ_S).
     """
 
     def __init__(self, A: BlockOperator, y: torch.Tensor):
+        if not isinstance(A, BlockOperator):
+            raise TypeError(f"A must be a BlockOperator, got {type(A).__name__}")
         A.check_measurement(y, A.num_blocks)
-        if not torch.isfinite(y).all():
-            raise ValueError("measurements y contain NaN or Inf; expected finite data")
-        self.A, self.y = A, y
+        self.A, self.y = A, checks.finite("measurements y", y)
+
+    def check(self, x: torch.Tensor) -> None:
+        """Raise unless x is an image batch this data term can take (shape, batch, dtype, device)."""
+        self.A.check_image(x)
+        real = self.y.real.dtype if self.y.is_complex() else self.y.dtype
+        if x.device != self.y.device or x.dtype != real:
+            raise ValueError(f"the image is {x.dtype} on {x.device} but the data term expects {real} on "
+                             f"{self.y.device} (y's precision and device)")
+        if x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"image batch {x.shape[0]} does not match data batch {self.y.shape[0]}")
+
+    def _residual(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        y = self.y if blocks is None else self.y.index_select(1, blocks.to(self.y.device))
+        return self.A._forward(x, blocks) - y
 
     def residual(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """``A_S x - y_S``, shape ``[N, b, *block_shape]``."""
-        self.A.check_image(x)
-        _check_same(x, self.y, "LeastSquares")
-        if x.shape[0] != self.y.shape[0]:
-            raise ValueError(f"image batch {x.shape[0]} does not match data batch {self.y.shape[0]}")
-        if blocks is None:
-            return self.A.forward(x) - self.y
-        blocks = as_blocks(blocks, self.A.num_blocks, x.device)
-        return self.A.forward(x, blocks) - self.y.index_select(1, blocks)
+        self.check(x)
+        return self._residual(x, as_blocks(blocks, self.A.num_blocks))
 
     def value(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """g(x) per image, shape ``[N]`` (with ``blocks``: the same B/b scaling as ``grad``)."""
-        blocks = None if blocks is None else as_blocks(blocks, self.A.num_blocks, x.device)
-        r = self.residual(x, blocks)
-        scale = 1.0 if blocks is None else self.A.num_blocks / blocks.numel()
-        return 0.5 * scale * r.abs().square().flatten(1).sum(1)
+        self.check(x)
+        blocks = as_blocks(blocks, self.A.num_blocks)
+        scale = self.A.num_blocks / count(blocks, self.A.num_blocks)
+        return 0.5 * scale * self._residual(x, blocks).abs().square().flatten(1).sum(1)
 
     def grad(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """Full gradient ``[N, C, H, W]``, or the unbiased (B/b) estimate over ``blocks``."""
-        if blocks is None:
-            return self.A.adjoint(self.residual(x))
-        blocks = as_blocks(blocks, self.A.num_blocks, x.device)
-        g = self.A.adjoint(self.residual(x, blocks), blocks)
-        return g * (self.A.num_blocks / blocks.numel())
+        self.check(x)
+        blocks = as_blocks(blocks, self.A.num_blocks)
+        g = self.A._adjoint(self._residual(x, blocks), blocks)
+        return g if blocks is None else g * (self.A.num_blocks / blocks.numel())
 
-    def lipschitz(self) -> float:
-        """L = ||A||^2, the Lipschitz constant of the full gradient."""
-        return self.A.norm() ** 2
+    def prox(self, v: torch.Tensor, gamma: float, x_init: torch.Tensor | None = None,
+             cg_iter: int = 20) -> torch.Tensor:
+        """prox_{γg}(v) = argmin_x ½||Ax − y||² + 1/(2γ)||x − v||² = (AᵀA + I/γ)^{-1}(Aᵀy + v/γ),
+        by the operator's ``solve_normal`` (exact where AᵀA has a closed form, else ``cg_iter``
+        conjugate-gradient iterations from ``x_init``, default ``v``)."""
+        self.check(v)
+        gamma = checks.number("gamma", gamma, positive=True)
+        if getattr(self, "_Aty", None) is None:
+            self._Aty = self.A._adjoint(self.y, None)
+        return self.A.solve_normal(self._Aty + v / gamma, 1.0 / gamma, v if x_init is None else x_init,
+                                   checks.integer("cg_iter", cg_iter, 1))
+
+    def lipschitz(self, batch_ratio: float = 1.0) -> float:
+        """The Lipschitz constant of the gradient: L_g = ||A||² for the full gradient, and the
+        minibatch constant of ``A.minibatch_lipschitz`` for b = ``batch_size_for(B, ratio)``."""
+        from .samplers import batch_size_for
+
+        return self.A.minibatch_lipschitz(batch_size_for(self.A.num_blocks, batch_ratio))

@@ -3,10 +3,10 @@
 The measurement of ODER's CT experiments (Liu et al., NeurIPS 2022) is a sinogram: one
 projection per angle, and each angle is one block. ``ParallelBeamCT`` stores, for every
 (angle, pixel) pair, the detector bin the pixel's centre falls into and its linear
-interpolation weight; the forward model scatters pixel values into bins with those
-weights (or, on the CPU, multiplies by the same weights stored as a sparse matrix), the
-adjoint (back-projection) gathers them back with the same weights, so the adjoint is the
-exact transpose of the forward by construction.
+interpolation weight. The forward model spreads each pixel's value over two bins with
+those weights (a sparse matrix product on the CPU, ``ct_sparse``; ``scatter_add``
+elsewhere); the adjoint (back-projection) reads the two bins back with the same weights,
+so it is the exact transpose of the forward model by construction.
 
 ``fbp`` is filtered back-projection (Kak & Slaney, *Principles of Computerized
 Tomographic Imaging*, 1988, ch. 3): filter every projection with a ramp (optionally
@@ -15,39 +15,19 @@ Hann-windowed) in the frequency domain, then back-project with ``A.adjoint``.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
 
 import torch
+import torch.nn.functional as F
 
-from .base import BlockOperator, as_blocks
+from .. import checks
+from .base import BlockOperator, as_blocks, count
+from .ct_sparse import ForwardMatrix
 
-# Angles are processed in chunks of about this many (image, angle, pixel) triples: the
-# temporaries then stay a few MiB, which the CPU allocator reuses instead of mapping fresh
-# pages for every call (a fresh 47 MiB temporary costs tens of ms in page faults alone).
-_CPU_CHUNK = 2**17
-_DEVICE_CHUNK = 2**26
-# A subset's runs of fewer consecutive angles than this use the cached one-angle CSR
-# matrices (no new tensors); longer runs get one CSR view for the whole run.
-_LONG_RUN = 8
-# MKL parallelizes every sparse product, however small; below this many multiply-adds the
-# product runs on one thread (as ATen does for small element-wise ops): a parallel region
-# costs more than the product, and far more when the cores are busy with other work.
-_SERIAL_WORK = 2**17
-
-
-@contextlib.contextmanager
-def _one_thread():
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# On CUDA/MPS (and in the CPU reference path) gather and scatter_add take runs of
+# consecutive angles in chunks of at most this many (image, angle, pixel) triples: one
+# kernel per chunk, temporaries of at most 256 MiB each in float32.
+_CHUNK = 2**26
 
 
 class ParallelBeamCT(BlockOperator):
@@ -82,60 +62,45 @@ class ParallelBeamCT(BlockOperator):
       project partly beyond the detector at some angles and that part is not measured.
       With ``num_detectors >= 2 * ceil(n / sqrt(2)) + 2`` every pixel stays on the detector.
 
-    Model: ``y_i = A_i x``, ``(A_i x)[k] = sum_p x[p] * hat(t_i(p) + num_detectors // 2 - k)``
-    with ``hat(s) = max(0, 1 - |s|)``; ``A_i^T`` is back-projection with the same weights.
+    Model: ``y_a = A_a x``, ``(A_a x)[k] = sum_p x[p] * hat(t_a(p) + num_detectors // 2 - k)``
+    with ``hat(s) = max(0, 1 - |s|)``; ``A_a^T`` is back-projection with the same weights.
 
-    Implementation. Every (angle, pixel) pair stores its lower bin (int64, the index type
-    of ``gather``/``scatter_add``) and its upper-bin weight w (float32, a multiple of
-    2^-24, so that 1 - w is exact in any precision). The adjoint gathers the sinogram at
-    those bins (parallel, and exactly the transpose of the scatter below). The forward
-    model has two paths computing the same matrix: on the CPU a sparse CSR matrix-vector
-    product (rows = (angle, bin), MKL; about 3x faster than the serial ``scatter_add``),
-    elsewhere (CUDA/MPS) ``scatter_add``. Under autograd both maps are differentiated by
-    each other (``_Linear``: the VJP of ``A_S`` is ``A_S^T``), so a step saves no tables;
-    the tests check the adjoint against plain autograd of ``scatter_add`` (a gather), an
-    independent code path. Storage: 12 bytes per (angle, pixel) pair for the gather/scatter
-    arrays plus 16 for the CSR matrix, e.g. 79 MiB at 128² / 180 angles and 630 MiB at
-    512² / 90 angles.
+    Implementation. Every (angle a, pixel p) pair stores its lower bin i (``bin_index``,
+    int32, counted in a detector padded by one bin on each side) and its upper-bin weight
+    w (``bin_weight``, float32, a multiple of 2^-24 so that 1 - w is exact in any
+    precision): pixel p sends ``(1 - w) x[p]`` to bin i and ``w x[p]`` to bin i + 1, and
+    ``(A_a^T y)[p] = (1 - w) y[i] + w y[i + 1]``. The forward model is a sparse matrix
+    product on the CPU (``ct_sparse``) and ``scatter_add`` elsewhere; the adjoint reads
+    the two bins back, on the CPU one angle at a time with ``index_select``, elsewhere
+    with ``gather`` over chunks of consecutive angles. Both only ever take views of the
+    tables' rows, so a subset of b angles costs about b/B of the full call in time and
+    in memory. Under autograd both maps are differentiated by each other (``_Linear``:
+    the VJP of ``A_S`` is ``A_S^T``), so a step saves no tables; the tests check the
+    adjoint against plain autograd of ``scatter_add`` (a gather), an independent code
+    path. Storage: 8 bytes per (angle, pixel) pair for the tables plus 16 for the CSR
+    matrix, e.g. 68 MiB at 128² / 180 angles and 540 MiB at 512² / 90 angles; the first
+    float64 call adds float64 copies of the weights (24 bytes per pair). Operators over
+    8 GiB are refused before anything is allocated.
     """
 
     def __init__(self, image_size: int, num_angles: int | None = None, angles=None,
                  num_detectors: int | None = None):
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 2:
-            raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")
-        if (num_angles is None) == (angles is None):
-            raise ValueError("give exactly one of num_angles (evenly spaced over [0, 180)) and angles (degrees)")
-        if angles is None:
-            if isinstance(num_angles, bool) or not isinstance(num_angles, int) or num_angles < 1:
-                raise ValueError(f"num_angles must be an integer >= 1, got {num_angles!r}")
-            angles = torch.arange(num_angles, dtype=torch.float64) * (180.0 / num_angles)
-        else:
-            if torch.is_tensor(angles) and (angles.is_complex() or angles.dtype == torch.bool):
-                raise TypeError(f"angles must be real numbers in degrees, got dtype {angles.dtype}")
-            try:
-                angles = torch.as_tensor(angles, dtype=torch.float64).detach().cpu().clone()
-            except (TypeError, ValueError, RuntimeError) as error:
-                raise TypeError(f"angles must be a 1-D sequence of degrees, got {type(angles).__name__}") from error
-            if angles.ndim != 1 or angles.numel() == 0:
-                raise ValueError(f"angles must be a non-empty 1-D sequence of degrees, got shape {tuple(angles.shape)}")
-            if not torch.isfinite(angles).all():
-                raise ValueError("angles contain NaN or Inf")
-        if num_detectors is None:
-            num_detectors = image_size
-        if isinstance(num_detectors, bool) or not isinstance(num_detectors, int) or num_detectors < 1:
-            raise ValueError(f"num_detectors must be an integer >= 1, got {num_detectors!r}")
-        self.image_size = image_size
+        n = checks.integer("image_size", image_size, 2)
+        angles = _angles_in_degrees(num_angles, angles)
+        d = n if num_detectors is None else checks.integer("num_detectors", num_detectors, 1)
+        checks.memory(f"ParallelBeamCT(image_size={n}, num_angles={angles.numel()}, num_detectors={d})",
+                      _operator_bytes(n, angles.numel(), d))
+        self.image_size = n
         self.angles = angles  # degrees, float64 [B]
-        self.num_detectors = num_detectors
+        self.num_detectors = d
         self.num_blocks = angles.numel()
-        self.image_shape = (1, image_size, image_size)
-        self.block_shape = (num_detectors,)
+        self.image_shape = (1, n, n)
+        self.block_shape = (d,)
         self.bin_index, self.bin_weight = self._pixel_driven_weights()
-        self.csr_crow, self.csr_col, self.csr_val = self._csr_arrays()
-        self._csr_cache: dict = {}
+        self.csr = ForwardMatrix.build(self.bin_index, self.bin_weight, d)
 
     def _pixel_driven_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``bin_index`` int64 [B, n*n] and ``bin_weight`` float32 [B, n*n].
+        """``bin_index`` int32 [B, n*n] and ``bin_weight`` float32 [B, n*n].
 
         Bins are counted in a padded detector of ``num_detectors + 2`` bins (one extra on
         each side): pixel p sends ``1 - w`` to padded bin ``bin_index`` and ``w`` to
@@ -146,172 +111,108 @@ class ParallelBeamCT(BlockOperator):
         x = coords.repeat(n)  # x of pixel p = row * n + col is col - n // 2
         y = (-coords).repeat_interleave(n)  # y = n // 2 - row
         theta = torch.deg2rad(self.angles)
-        index = torch.empty(self.num_blocks, n * n, dtype=torch.int64)
+        index = torch.empty(self.num_blocks, n * n, dtype=torch.int32)
         weight = torch.empty(self.num_blocks, n * n, dtype=torch.float32)
-        step = max(1, 2**17 // (n * n))  # small float64 temporaries (see _CPU_CHUNK)
+        step = max(1, 2**17 // (n * n))  # angles per pass: float64 temporaries of a few MiB
         for start in range(0, self.num_blocks, step):
             th = theta[start:start + step, None]
             u = (x * th.cos() + y * th.sin() + d // 2).clamp_(-1, d)  # position in bins
             low = u.floor().clamp_(-1, d - 1)  # lower neighbour, in [-1, d - 1]
-            index[start:start + step] = (low + 1).long()  # padded: [0, d]
+            index[start:start + step] = (low + 1).int()  # padded: [0, d]
             # w on a 2^-24 grid: w and 1 - w are both exact float32 numbers
             weight[start:start + step] = (torch.round((u - low) * 2**24) / 2**24).to(torch.float32)
         return index, weight
 
-    def _csr_arrays(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The forward matrix in CSR form, one block of ``num_detectors + 2`` rows per angle.
-
-        Returns ``crow`` int32 [B, d + 3] (row offsets within the angle's block), ``col``
-        int32 [B, 2 n²] and ``val`` float32 [B, 2 n²]: every angle has exactly two entries
-        per pixel. Columns are sorted within rows (a torch CSR invariant): the entries are
-        laid out in pixel order, then stably sorted by bin (NumPy's radix sort for 16-bit
-        keys, linear time).
-        """
-        import numpy as np
-
-        pixels, rows = self.image_size**2, self.num_detectors + 2
-        crow = torch.empty(self.num_blocks, rows + 1, dtype=torch.int32)
-        col = torch.empty(self.num_blocks, 2 * pixels, dtype=torch.int32)
-        val = torch.empty(self.num_blocks, 2 * pixels, dtype=torch.float32)
-        key_type = np.int16 if rows <= np.iinfo(np.int16).max else np.int32
-        entry_pixel = np.repeat(np.arange(pixels, dtype=np.int32), 2)  # [p0, p0, p1, p1, ...]
-        step = max(1, 2**17 // pixels)
-        for start in range(0, self.num_blocks, step):
-            stop = min(self.num_blocks, start + step)
-            index = self.bin_index[start:stop].numpy()
-            weight = self.bin_weight[start:stop].numpy()
-            keys = np.empty((stop - start, 2 * pixels), dtype=key_type)
-            keys[:, 0::2], keys[:, 1::2] = index, index + 1
-            values = np.empty((stop - start, 2 * pixels), dtype=np.float32)
-            values[:, 0::2], values[:, 1::2] = 1 - weight, weight
-            order = np.argsort(keys, axis=1, kind="stable")
-            col[start:stop] = torch.from_numpy(entry_pixel[order])
-            val[start:stop] = torch.from_numpy(np.take_along_axis(values, order, axis=1))
-            counts = torch.zeros(stop - start, rows, dtype=torch.int64)
-            ones = torch.ones(1, 1, dtype=torch.int64).expand(keys.shape)
-            counts.scatter_add_(1, torch.from_numpy(keys.astype(np.int64)), ones)
-            crow[start:stop, 0] = 0
-            crow[start:stop, 1:] = counts.cumsum(1).to(torch.int32)
-        return crow, col, val
-
-    def _csr(self, dtype: torch.dtype, first: int, stop: int) -> torch.Tensor:
-        """The CSR matrix of angles ``first .. stop - 1`` (views of the stored arrays)."""
-        cache = self._csr_cache
-        if dtype not in cache:
-            values = self.csr_val if dtype == torch.float32 else self.csr_val.to(dtype)
-            cache[dtype] = {"values": values.reshape(-1)}
-        entry = cache[dtype]
-        key = (first, stop)
-        if key in entry:
-            return entry[key]
-        per_angle, rows, pixels = 2 * self.image_size**2, self.num_detectors + 2, self.image_size**2
-        if stop - first == 1:
-            crow = self.csr_crow[first]
-        else:
-            offsets = (torch.arange(first, stop, dtype=torch.int32) - first)[:, None] * per_angle
-            crow = torch.cat([(self.csr_crow[first:stop, :-1] + offsets).reshape(-1),
-                              torch.tensor([(stop - first) * per_angle], dtype=torch.int32)])
-        with warnings.catch_warnings():  # torch warns once that sparse CSR is "beta"
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            matrix = torch.sparse_csr_tensor(
-                crow, self.csr_col[first:stop].reshape(-1), entry["values"][first * per_angle:stop * per_angle],
-                ((stop - first) * rows, pixels), check_invariants=False,
-            )
-        if stop - first == 1 or stop - first == self.num_blocks:
-            entry[key] = matrix  # single angles and the full matrix are reused; other runs are cheap to rebuild
-        return matrix
-
-    def _forward(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
             return _Linear.apply(x, self, blocks, False)
         return self._project(x, blocks)
 
-    def _adjoint(self, y: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    def _adjoint(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
         if torch.is_grad_enabled() and y.requires_grad:
             return _Linear.apply(y, self, blocks, True)
         return self._back_project(y, blocks)
 
-    def _project(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """``A_S x`` without autograd: CSR products on the CPU, ``scatter_add`` elsewhere."""
-        sparse_ok = self.num_blocks * 2 * self.image_size**2 < 2**31  # int32 CSR offsets
-        if sparse_ok and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-            return self._forward_sparse(x, blocks)
+    def _project(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """``A_S x`` without autograd: the CSR product on the CPU, ``scatter_add`` elsewhere."""
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):  # MKL's types
+            return self.csr.project(x, blocks)
         return self._forward_scatter(x, blocks)
 
-    def _forward_sparse(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """CPU forward without autograd: CSR products, one per run of at least ``_LONG_RUN``
-        consecutive angles in ``blocks`` (all angles: a single product), one per angle otherwise."""
-        batch, b, rows = x.shape[0], blocks.numel(), self.num_detectors + 2
-        flat = x.reshape(batch, -1)
-        rhs = flat[0] if batch == 1 else flat.T.contiguous()  # [P] or [P, batch]
-        out = x.new_empty(b * rows, *(() if batch == 1 else (batch,)))
-        pieces, j = [], 0  # (first angle, stop angle, first output block)
-        for first, stop in _runs(blocks.tolist()):
-            if stop - first >= _LONG_RUN or stop - first == self.num_blocks:
-                pieces.append((first, stop, j))
-            else:
-                pieces += [(a, a + 1, j + a - first) for a in range(first, stop)]
+    def _back_project(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """``A_S^T y`` without autograd: angle by angle on the CPU, by chunks elsewhere."""
+        if y.device.type == "cpu":
+            return self._back_project_by_angle(y, blocks)
+        return self._back_project_gather(y, blocks)
+
+    def _back_project_by_angle(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """``A_S^T y = sum_j lower_j[i_a] + w_a * slope_j[i_a]`` (a = angle of row j), one angle at a time.
+
+        ``index_select`` reads a row of one angle about 3x faster than ``gather`` reads a
+        chunk of angles, and an angle's rows of the tables are views: a subset costs its
+        share of the full call. An angle is a single op of n² elements, which torch runs on
+        one thread below 32768 elements (128²) and splits between threads above, so more
+        threads never slow the loop down (chunks of angles did: many small parallel gathers).
+        Temporaries: the padded sinogram and one image-sized buffer, reused for every angle.
+        """
+        lower, slope = _lower_and_slope(y)
+        index, weight = self.bin_index, self._buffer("bin_weight", y)
+        batch = y.shape[0]
+        out = y.new_zeros(batch, self.image_size**2)
+        values = torch.empty_like(out)
+        angles = range(self.num_blocks) if blocks is None else blocks.tolist()
+        for j, a in enumerate(angles):
+            out.add_(torch.index_select(lower[:, j], 1, index[a], out=values))
+            out.addcmul_(weight[a], torch.index_select(slope[:, j], 1, index[a], out=values))
+        return out.view(batch, 1, self.image_size, self.image_size)
+
+    def _back_project_gather(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """``A_S^T y`` by ``gather`` (any device; used on CUDA/MPS): the sum above, one
+        chunk of consecutive angles per kernel."""
+        lower, slope = _lower_and_slope(y)
+        index, weight = self._scatter_tables(y)
+        batch = y.shape[0]
+        out = y.new_zeros(batch, self.image_size**2)
+        for rows, angles in self._pieces(blocks, batch):
+            i = index[angles].expand(batch, -1, -1)
+            values = torch.gather(lower[:, rows], 2, i).addcmul_(weight[angles], torch.gather(slope[:, rows], 2, i))
+            out += values.sum(1)
+        return out.view(batch, 1, self.image_size, self.image_size)
+
+    def _forward_scatter(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """``A_S x`` by ``scatter_add`` (any device; the forward model on CUDA/MPS). Plain
+        autograd differentiates it by a gather: the independent reference that the adjoint
+        tests compare with."""
+        batch = x.shape[0]
+        index, weight = self._scatter_tables(x)
+        flat = x.reshape(batch, 1, -1)
+        out = x.new_zeros(batch, count(blocks, self.num_blocks), self.num_detectors + 2)
+        for rows, angles in self._pieces(blocks, batch):
+            i = index[angles].expand(batch, -1, -1)
+            upper = flat * weight[angles]  # [N, c, P]: the upper bin's share
+            out[:, rows, :-1].scatter_add_(2, i, flat - upper)
+            out[:, rows, 1:].scatter_add_(2, i, upper)
+        return out[..., 1:-1].contiguous()  # drop the padding bins
+
+    def _scatter_tables(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``bin_index`` as int64 (gather and scatter_add take no other index type) and
+        ``bin_weight`` in ``like``'s precision, on ``like``'s device (cached per device)."""
+        cache = self.__dict__.setdefault("_int64_index", {})
+        if like.device not in cache:
+            cache[like.device] = self.bin_index.to(like.device, torch.int64)
+        return cache[like.device], self._buffer("bin_weight", like)
+
+    def _pieces(self, blocks: torch.Tensor | None, batch: int):
+        """Yield ``(rows, angles)`` slice pairs that cover ``blocks``: its runs of consecutive
+        angles, cut into chunks of at most ``_CHUNK`` (image, angle, pixel) triples. ``rows``
+        index the measurement, ``angles`` the tables: a chunk is a view, never a copy."""
+        size = max(1, _CHUNK // (batch * self.image_size**2))
+        j = 0
+        for first, stop in _runs(list(range(self.num_blocks)) if blocks is None else blocks.tolist()):
+            for start in range(first, stop, size):
+                end = min(stop, start + size)
+                yield slice(j + start - first, j + end - first), slice(start, end)
             j += stop - first
-        work = 2 * self.image_size**2 * batch  # multiply-adds per angle
-        big = [p for p in pieces if (p[1] - p[0]) * work >= _SERIAL_WORK]
-        small = [p for p in pieces if (p[1] - p[0]) * work < _SERIAL_WORK]
-        for group, threads in ((big, contextlib.nullcontext()), (small, _one_thread())):
-            with threads:
-                for first, stop, j in group:
-                    matrix, target = self._csr(x.dtype, first, stop), out[j * rows:(j + stop - first) * rows]
-                    if batch == 1:
-                        torch.mv(matrix, rhs, out=target)
-                    else:
-                        target.copy_(matrix @ rhs)
-        out = out.view(1, b, rows) if batch == 1 else out.view(b, rows, batch).permute(2, 0, 1)
-        return out[..., 1:-1].contiguous()
-
-    def _chunks(self, blocks: torch.Tensor, batch: int, like: torch.Tensor):
-        """Yield ``(start, stop, index [c, P], weight [c, P])`` for chunks of the block list."""
-        index, weight = self._buffer("bin_index", like), self._buffer("bin_weight", like)
-        pixels = self.image_size**2
-        budget = _CPU_CHUNK if like.device.type == "cpu" else _DEVICE_CHUNK
-        step = max(1, budget // (batch * pixels))
-        b = blocks.numel()
-        # A run of consecutive angles (e.g. all of them) is sliced, not copied.
-        first = int(blocks[0])
-        run = b == 1 or bool((blocks[1:] - blocks[:-1] == 1).all())
-        for start in range(0, b, step):
-            stop = min(b, start + step)
-            if run:
-                rows = slice(first + start, first + stop)
-                yield start, stop, index[rows], weight[rows]
-            else:
-                rows = blocks[start:stop]
-                yield start, stop, index.index_select(0, rows), weight.index_select(0, rows)
-
-    def _forward_scatter(self, x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """Forward by ``scatter_add`` (any device): differentiated by plain autograd, whose
-        VJP (a gather) is the independent reference that the adjoint tests compare with."""
-        batch, pixels, d = x.shape[0], self.image_size**2, self.num_detectors
-        flat = x.reshape(batch, 1, pixels)
-        out = x.new_zeros(batch, blocks.numel(), d + 2)
-        for start, stop, index, weight in self._chunks(blocks, batch, x):
-            index = index.expand(batch, -1, -1)
-            upper = flat * weight  # [batch, c, P]: share of the upper bin
-            lower = flat - upper
-            part = out[:, start:stop]
-            part[..., :-1].scatter_add_(2, index, lower)
-            part[..., 1:].scatter_add_(2, index, upper)
-        return out[..., 1:-1].contiguous()
-
-    def _back_project(self, y: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        """``A_S^T y``: gather each pixel's two bins and interpolate (the transpose of the scatter)."""
-        batch, n = y.shape[0], self.image_size
-        padded = torch.nn.functional.pad(y, (1, 1))  # [batch, b, d + 2], zero padding bins
-        out = y.new_zeros(batch, n * n)
-        for start, stop, index, weight in self._chunks(blocks, batch, y):
-            index = index.expand(batch, -1, -1)
-            part = padded[:, start:stop]
-            lower = torch.gather(part[..., :-1], 2, index)
-            upper = torch.gather(part[..., 1:], 2, index)
-            out = out + torch.lerp(lower, upper, weight).sum(1)  # (1 - w) lower + w upper
-        return out.view(batch, 1, n, n)
 
     def __repr__(self) -> str:
         return (f"ParallelBeamCT(image_size={self.image_size}, num_angles={self.num_blocks}, "
@@ -323,13 +224,12 @@ class _Linear(torch.autograd.Function):
 
     A linear map is its own Jacobian, so the vector-Jacobian product of ``A_S`` is
     ``A_S^T w`` and that of ``A_S^T`` is ``A_S w``. Autograd then keeps only ``A`` and
-    ``S``: differentiating the gathers and scatters instead would save the interpolation
-    table rows of every chunk -- copies for a subset of angles, so that ODER's b < B steps
-    would keep more memory than full-batch ones.
+    ``S``, where differentiating the scatters and gathers would save the rows of the
+    tables that every chunk reads.
     """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, A: "ParallelBeamCT", blocks: torch.Tensor, transpose: bool):
+    def forward(ctx, v: torch.Tensor, A: "ParallelBeamCT", blocks: torch.Tensor | None, transpose: bool):
         ctx.A, ctx.blocks, ctx.transpose = A, blocks, transpose
         return A._back_project(v, blocks) if transpose else A._project(v, blocks)
 
@@ -337,6 +237,41 @@ class _Linear(torch.autograd.Function):
     def backward(ctx, w: torch.Tensor):
         # through apply, so that a double backward (create_graph=True) differentiates this too
         return _Linear.apply(w.contiguous(), ctx.A, ctx.blocks, not ctx.transpose), None, None, None
+
+
+def _angles_in_degrees(num_angles, angles) -> torch.Tensor:
+    """The B angles in degrees, float64 ``[B]``: ``num_angles`` evenly spaced over [0, 180)
+    or the given ``angles`` (exactly one of the two)."""
+    if (num_angles is None) == (angles is None):
+        raise ValueError("give exactly one of num_angles (evenly spaced over [0, 180)) and angles (degrees)")
+    if angles is None:
+        num_angles = checks.integer("num_angles", num_angles, 1)
+        return torch.arange(num_angles, dtype=torch.float64) * (180.0 / num_angles)
+    if torch.is_tensor(angles) and (angles.is_complex() or angles.dtype == torch.bool):
+        raise TypeError(f"angles must be real numbers in degrees, got dtype {angles.dtype}")
+    try:
+        angles = torch.as_tensor(angles, dtype=torch.float64).detach().cpu().clone()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"angles must be a 1-D sequence of degrees, got {type(angles).__name__}") from error
+    if angles.ndim != 1 or angles.numel() == 0:
+        raise ValueError(f"angles must be a non-empty 1-D sequence of degrees, got shape {tuple(angles.shape)}")
+    return checks.finite("angles", angles)
+
+
+def _operator_bytes(image_size: int, num_angles: int, num_detectors: int) -> int:
+    """The bytes a ``ParallelBeamCT`` allocates: 8 per (angle, pixel) pair for the tables
+    and 16 for the CSR matrix, two int32 row offsets per padded bin, and the temporaries
+    of building them (under 64 bytes per pair of one pass of max(2^17, n²) pairs)."""
+    pairs = num_angles * image_size**2
+    return 24 * pairs + 8 * num_angles * (num_detectors + 3) + 64 * max(2**17, image_size**2)
+
+
+def _lower_and_slope(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y`` ``[N, b, d]`` -> ``lower``, ``slope`` ``[N, b, d + 1]``: with a zero bin added on
+    each side of y, ``lower[k] = y[k]`` and ``slope[k] = y[k + 1] - y[k]``, so that a pixel
+    with bin i and weight w reads ``lower[i] + w slope[i] = (1 - w) y[i] + w y[i + 1]``."""
+    padded = F.pad(y, (1, 1))
+    return padded[..., :-1], padded.diff(dim=-1)
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
@@ -384,12 +319,11 @@ def fbp(A: ParallelBeamCT, y: torch.Tensor, filter: str = "ramp", blocks=None, c
     """
     if not isinstance(A, ParallelBeamCT):
         raise TypeError(f"fbp needs a ParallelBeamCT operator, got {type(A).__name__}")
-    if filter not in ("ramp", "hann"):
-        raise ValueError(f"filter must be 'ramp' or 'hann', got {filter!r}")
-    blocks = as_blocks(blocks, A.num_blocks, y.device if torch.is_tensor(y) else None)
-    A.check_measurement(y, blocks.numel())
-    if not torch.isfinite(y).all():
-        raise ValueError("the sinogram y contains NaN or Inf; expected finite data")
+    checks.choice("filter", filter, ("ramp", "hann"))
+    blocks = as_blocks(blocks, A.num_blocks)
+    b = count(blocks, A.num_blocks)
+    A.check_measurement(y, b)
+    checks.finite("the sinogram y", y)
     d = A.num_detectors
     size = max(64, 2 ** math.ceil(math.log2(2 * d)))
     response = _ramp(size, y.dtype, y.device)
@@ -397,7 +331,7 @@ def fbp(A: ParallelBeamCT, y: torch.Tensor, filter: str = "ramp", blocks=None, c
         freq = torch.fft.rfftfreq(size, dtype=torch.float64, device=y.device)
         response = response * (0.5 + 0.5 * torch.cos(2 * math.pi * freq)).to(y.dtype)
     filtered = torch.fft.irfft(torch.fft.rfft(y, n=size) * response, n=size)[..., :d]
-    x = A.adjoint(filtered.contiguous(), blocks) * (math.pi / blocks.numel())
+    x = A.adjoint(filtered.contiguous(), blocks) * (math.pi / b)
     if circle:
         coords = torch.arange(A.image_size, device=y.device) - A.image_size // 2
         outside = coords[:, None] ** 2 + coords[None, :] ** 2 > (d // 2) ** 2

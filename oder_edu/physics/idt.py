@@ -51,6 +51,7 @@ import math
 
 import torch
 
+from .. import checks
 from .base import BlockOperator
 
 
@@ -64,10 +65,9 @@ def ring_leds(num_leds: int, illumination_na: float, num_rings: int = 4) -> torc
     LED on the outer ring, half-way between two others. Alternate rings are rotated by half
     a step to spread the angles.
     """
-    if isinstance(num_leds, bool) or not isinstance(num_leds, int) or num_leds < 1:
-        raise ValueError(f"num_leds must be an integer >= 1, got {num_leds!r}")
-    if isinstance(num_rings, bool) or not isinstance(num_rings, int) or num_rings < 1:
-        raise ValueError(f"num_rings must be an integer >= 1, got {num_rings!r}")
+    num_leds = checks.integer("num_leds", num_leds, 1)
+    num_rings = checks.integer("num_rings", num_rings, 1)
+    illumination_na = checks.number("illumination_na", illumination_na, positive=True)
     rings = min(num_rings, max(1, num_leds // 2))
     weights = torch.arange(1, rings + 1, dtype=torch.float64)
     share = weights / weights.sum() * (num_leds // 2)
@@ -124,13 +124,16 @@ class IntensityDiffractionTomography(BlockOperator):
         num_rings: int = 4,
         led_na: torch.Tensor | None = None,
     ):
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 2:
-            raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")
-        for name, value in (("wavelength", wavelength), ("pixel_size", pixel_size),
-                            ("medium_index", medium_index), ("thickness", thickness),
-                            ("objective_na", objective_na)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        image_size = checks.integer("image_size", image_size, 2)
+        wavelength, pixel_size, medium_index, thickness, objective_na = (
+            checks.number(name, value, positive=True) for name, value in (
+                ("wavelength", wavelength), ("pixel_size", pixel_size), ("medium_index", medium_index),
+                ("thickness", thickness), ("objective_na", objective_na)))
+        illumination_na = checks.number("illumination_na", illumination_na)
+        leds = num_leds if led_na is None else len(led_na)
+        # transfer functions (complex128, several temporaries) and a call's per-LED spectra
+        checks.memory(f"IntensityDiffractionTomography({image_size}, num_leds={leds})",
+                      (64.0 + 24.0) * leds * image_size * image_size * (2 if absorption else 1))
         if objective_na >= medium_index:
             raise ValueError(f"objective_na must be below medium_index={medium_index}, got {objective_na}")
         if led_na is None:
@@ -164,6 +167,7 @@ class IntensityDiffractionTomography(BlockOperator):
         # Hermitian part (see module docstring); then keep the rfft half-plane.
         H_mirror = torch.roll(torch.flip(H, dims=(-2, -1)), shifts=(1, 1), dims=(-2, -1))
         self.transfer = (0.5 * (H + H_mirror.conj()))[..., : image_size // 2 + 1]
+        self.transfer_conj = self.transfer.conj_physical()  # a lazily conjugated operand is slower
 
     def transfer_functions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(H_re, H_im), complex128 ``[L, H, W]`` on the unshifted DFT grid (module docstring)."""
@@ -188,17 +192,43 @@ class IntensityDiffractionTomography(BlockOperator):
         H_im = (-scale * (plus + minus)).to(torch.complex128)
         return H_re, H_im
 
+    def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
+        """Exact: AᵀA is diagonal in frequency (a C x C matrix Σ_l H_lᴴ H_l per frequency), so
+        ||A||² is the largest eigenvalue over all frequencies."""
+        return self._normal_spectrum().amax().item() ** 0.5
+
+    def block_norms(self) -> torch.Tensor:
+        """Exact: ||A_l||² = max over frequencies of Σ_c |H_{l,c}|²."""
+        return self.transfer.abs().square().sum(1).flatten(1).amax(1).sqrt()
+
+    def _normal_spectrum(self) -> torch.Tensor:
+        """Eigenvalues of Σ_l H_lᴴ H_l per frequency, ``[H, W//2+1, C]``."""
+        H = self.transfer.permute(2, 3, 0, 1)  # [H, W//2+1, L, C]
+        return torch.linalg.eigvalsh(H.mH @ H)
+
+    def solve_normal(self, b, shift, x_init=None, num_iter=20):
+        """Exact: (AᵀA + shift·I)^{-1} is a C x C solve per frequency."""
+        H = self._buffer("transfer", b).permute(2, 3, 0, 1)  # [H, W//2+1, L, C]
+        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+        system = H.mH @ H + shift * eye  # [H, W//2+1, C, C]
+        B = torch.fft.rfft2(b).permute(2, 3, 1, 0)  # [H, W//2+1, C, N]
+        X = torch.linalg.solve(system, B).permute(3, 2, 0, 1)
+        return torch.fft.irfft2(X, s=b.shape[-2:])
+
     def _forward(self, x, blocks):
-        H = self._buffer("transfer", x).index_select(0, blocks)  # [b, C, H, W//2+1]
         X = torch.fft.rfft2(x)  # [N, C, H, W//2+1]
-        # y_l = sum_c H_{l,c} X_c; a loop over the (one or two) channels is much faster than
-        # broadcasting to [N, b, C, ...] and reducing over C.
-        Y = sum(H[:, c] * X[:, c, None] for c in range(X.shape[1]))  # [N, b, H, W//2+1]
+        # y_l = sum_c H_{l,c} X_c, one channel's transfer functions at a time: a loop over the (one
+        # or two) channels is faster than broadcasting over C, and a block subset then copies one
+        # channel's rows of the table at a time, never more than the full call allocates.
+        Y = sum(self._channel(x, blocks, c) * X[:, c, None] for c in range(X.shape[1]))  # [N, b, H, W//2+1]
         return torch.fft.irfft2(Y, s=x.shape[-2:])
 
+    def _channel(self, like: torch.Tensor, blocks, c: int, conj: bool = False) -> torch.Tensor:
+        """H_{l,c} (or its conjugate) for l in blocks, ``[b, H, W//2+1]``."""
+        table = self._buffer("transfer_conj" if conj else "transfer", like)[:, c]
+        return table if blocks is None else table.index_select(0, blocks.to(table.device))
+
     def _adjoint(self, y, blocks):
-        # conj_physical: a lazily conjugated operand makes the product several times slower
-        H = torch.conj_physical(self._buffer("transfer", y).index_select(0, blocks))
         Y = torch.fft.rfft2(y)  # [N, b, H, W//2+1]
-        X = torch.stack([(H[:, c] * Y).sum(1) for c in range(H.shape[1])], dim=1)
+        X = torch.stack([(self._channel(y, blocks, c, conj=True) * Y).sum(1) for c in range(self.image_shape[0])], dim=1)
         return torch.fft.irfft2(X, s=y.shape[-2:])

@@ -26,13 +26,12 @@ import math
 
 import torch
 
+from .. import checks
 from .base import BlockOperator
 
 
 def _check_size(image_size) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 2:
-        raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")
-    return image_size
+    return checks.integer("image_size", image_size, 2)
 
 
 def birdcage_maps(image_size: int, num_coils: int, radius: float = 1.5) -> torch.Tensor:
@@ -52,8 +51,9 @@ def birdcage_maps(image_size: int, num_coils: int, radius: float = 1.5) -> torch
     ``radius`` must exceed sqrt(2) so that every coil sits outside the field of view.
     """
     n = _check_size(image_size)
-    if isinstance(num_coils, bool) or not isinstance(num_coils, int) or num_coils < 1:
-        raise ValueError(f"num_coils must be an integer >= 1, got {num_coils!r}")
+    num_coils = checks.integer("num_coils", num_coils, 1)
+    checks.memory(f"{num_coils} coil maps of {n} x {n}", 64.0 * num_coils * n * n)
+    radius = checks.number("radius", radius)
     if not radius > math.sqrt(2):
         raise ValueError(f"coil radius must exceed sqrt(2) (coils outside the image), got {radius}")
     t = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / (n / 2)  # pixel centres in (-1, 1)
@@ -84,12 +84,10 @@ def cartesian_mask(
     acceleration is met to within rounding. ``acceleration=1`` gives the full mask.
     """
     n = _check_size(image_size)
-    if not isinstance(acceleration, (int, float)) or isinstance(acceleration, bool) or not acceleration >= 1:
-        raise ValueError(f"acceleration must be a number >= 1, got {acceleration!r}")
-    if not 0 < center_fraction <= 1:
-        raise ValueError(f"center_fraction must lie in (0, 1], got {center_fraction}")
-    if kind not in ("random", "equispaced"):
-        raise ValueError(f"mask kind must be 'random' or 'equispaced', got {kind!r}")
+    acceleration = checks.number("acceleration", acceleration, minimum=1)
+    center_fraction = checks.ratio("center_fraction", center_fraction)
+    checks.choice("mask kind", kind, ("random", "equispaced"))
+    seed = checks.integer("seed", seed)
     total = max(1, round(n / acceleration))
     num_center = max(1, round(n * center_fraction))
     if num_center > total:
@@ -140,8 +138,9 @@ class MultiCoilMRI(BlockOperator):
         maps: torch.Tensor | None = None,
     ):
         n = _check_size(image_size)
-        if isinstance(num_coils, bool) or not isinstance(num_coils, int) or num_coils < 1:
-            raise ValueError(f"num_coils must be an integer >= 1, got {num_coils!r}")
+        num_coils = checks.integer("num_coils", num_coils, 1)
+        # maps and their encoding (complex128), and a call's coil images (complex64, three of them)
+        checks.memory(f"MultiCoilMRI({n}, num_coils={num_coils})", (32.0 + 24.0) * num_coils * n * n)
         if maps is None:
             maps = birdcage_maps(n, num_coils)
         elif not torch.is_tensor(maps) or tuple(maps.shape) != (num_coils, n, n):
@@ -172,15 +171,35 @@ class MultiCoilMRI(BlockOperator):
         ramp_out = torch.polar(torch.ones(n, dtype=torch.float64), 2 * math.pi * (a * (j - a) % n) / n)
         self._encoding = self.maps * (ramp_in[:, None] * ramp_in[None, :])  # S_c . P_in, [C, H, W]
         self._sampling = self.mask * (ramp_out[:, None] * ramp_out[None, :])  # M . P_out, [H, W]
+        self._encoding_conj = self._encoding.conj_physical()  # stored conjugated: a lazily
+        self._sampling_conj = self._sampling.conj_physical()  # conjugated operand is several times slower
+        first = self.maps.flatten()[0]
+        self._single_constant_coil = bool(num_coils == 1 and (self.maps - first).abs().max() < 1e-12
+                                          and abs(first.abs().item() - 1.0) < 1e-12)
 
     def _forward(self, x, blocks):
-        S = self._buffer("_encoding", x).index_select(0, blocks)  # [b, H, W]
+        S = self._rows("_encoding", x, blocks)  # [b, H, W]
         # [N, 1, H, W] * [b, H, W] -> [N, b, H, W] complex coil images, then centred k-space
         return torch.fft.fft2(x * S, norm="ortho") * self._buffer("_sampling", x)
 
     def _adjoint(self, y, blocks):
-        S = self._buffer("_encoding", y).index_select(0, blocks)
-        M = self._buffer("_sampling", y)
-        # F^H (M^H y_c) with the shifts folded in; conj_physical avoids the slow lazy-conj path
-        coil_images = torch.fft.ifft2(y * torch.conj_physical(M), norm="ortho")
-        return (coil_images * torch.conj_physical(S)).sum(1, keepdim=True).real
+        S = self._rows("_encoding_conj", y, blocks)
+        # F^H (M^H y_c) with the shifts folded in
+        coil_images = torch.fft.ifft2(y * self._buffer("_sampling_conj", y), norm="ortho")
+        return (coil_images * S).sum(1, keepdim=True).real
+
+    def solve_normal(self, b, shift, x_init=None, num_iter=20):
+        """Exact for one coil with a constant unit-modulus sensitivity: for real x,
+        AᵀA x = Re(Fᴴ M F x) = Fᴴ M_s F x with M_s(k) = (M(k) + M(−k))/2, because the spectrum of
+        a real image is conjugate-symmetric; so x = Re Fᴴ[F b / (M_s + shift)]. Conjugate
+        gradient otherwise."""
+        if not self._single_constant_coil:
+            return super().solve_normal(b, shift, x_init, num_iter)
+        M = self._buffer("mask", b)
+        n, m = M.shape
+        flip = lambda k, device: (2 * (k // 2) - torch.arange(k, device=device)) % k  # noqa: E731  k -> -k, centred
+        M_s = 0.5 * (M + M[flip(n, b.device)][:, flip(m, b.device)])
+        d = (-2, -1)  # the centred unitary FFT of the module docstring
+        Fb = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(b, dim=d), norm="ortho"), dim=d)
+        return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(Fb / (M_s + shift), dim=d), norm="ortho"),
+                                  dim=d).real

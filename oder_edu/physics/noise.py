@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
+
+from .. import checks
 
 
 def add_noise_snr(y: torch.Tensor, snr_db: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -29,17 +28,9 @@ def add_noise_snr(y: torch.Tensor, snr_db: float, generator: torch.Generator | N
         raise ValueError(
             f"add_noise_snr expects a non-empty tensor with at least one dimension, got shape {tuple(y.shape)}"
         )
-    scalar_tensor = torch.is_tensor(snr_db) and snr_db.numel() == 1 and not snr_db.is_complex()
-    if isinstance(snr_db, bool) or not (isinstance(snr_db, numbers.Real) or scalar_tensor):
-        raise TypeError(f"snr_db must be a real number (dB), got {snr_db!r}")
-    snr_db = float(snr_db)
-    if not math.isfinite(snr_db):
-        raise ValueError(f"snr_db must be finite, got {snr_db}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    clean = y.detach()
-    if not torch.isfinite(clean).all():
-        raise ValueError("y contains NaN or Inf; expected finite data")
+    snr_db = checks.number("snr_db", snr_db)
+    checks.generator(generator)
+    clean = checks.finite("y", y.detach())
     per = clean.reshape(clean.shape[0], -1) if clean.ndim > 1 else clean.reshape(1, -1)
     signal = torch.linalg.vector_norm(per, dim=1)
     if (signal == 0).any():

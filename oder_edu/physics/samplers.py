@@ -6,27 +6,20 @@ Each sampler returns a sorted 1-D LongTensor of ``batch_size`` distinct indices 
 
 from __future__ import annotations
 
-import numbers
-
 import torch
+
+from .. import checks
 
 
 def batch_size_for(num_blocks: int, batch_ratio: float) -> int:
     """b = round(ratio * B), at least 1; ``batch_ratio`` must lie in (0, 1]."""
-    ratio = float(batch_ratio)
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"batch_ratio must lie in (0, 1], got {batch_ratio}")
+    ratio = checks.ratio("batch_ratio", batch_ratio)
     return max(1, min(num_blocks, round(ratio * num_blocks)))
 
 
-def _check(num_blocks: int, batch_size: int) -> None:
-    for name, value in (("num_blocks", num_blocks), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-    if num_blocks < 1:
-        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
-    if not 1 <= batch_size <= num_blocks:
-        raise ValueError(f"batch_size must lie in [1, {num_blocks}], got {batch_size}")
+def _check(num_blocks, batch_size) -> tuple[int, int]:
+    num_blocks = checks.integer("num_blocks", num_blocks, 1)
+    return num_blocks, checks.integer("batch_size", batch_size, 1, num_blocks)
 
 
 class UniformSampler:
@@ -34,8 +27,7 @@ class UniformSampler:
     so (B/b) sum_{i in S} A_i^T r_i is an unbiased estimate of the full gradient."""
 
     def __init__(self, num_blocks: int, batch_size: int):
-        _check(num_blocks, batch_size)
-        self.num_blocks, self.batch_size = num_blocks, batch_size
+        self.num_blocks, self.batch_size = _check(num_blocks, batch_size)
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
         perm = torch.randperm(self.num_blocks, generator=generator)
@@ -53,9 +45,9 @@ class StratifiedSampler:
     """
 
     def __init__(self, num_blocks: int, batch_size: int, num_sectors: int | None = None):
-        _check(num_blocks, batch_size)
-        num_sectors = batch_size if num_sectors is None else num_sectors
-        if num_sectors < 1 or num_blocks % num_sectors or batch_size % num_sectors:
+        num_blocks, batch_size = _check(num_blocks, batch_size)
+        num_sectors = batch_size if num_sectors is None else checks.integer("num_sectors", num_sectors, 1)
+        if num_blocks % num_sectors or batch_size % num_sectors:
             raise ValueError(
                 f"num_sectors={num_sectors} must divide both num_blocks={num_blocks} "
                 f"and batch_size={batch_size}"
@@ -76,8 +68,8 @@ class CyclicSampler:
     divides B). Stateful; the generator is accepted and ignored."""
 
     def __init__(self, num_blocks: int, batch_size: int):
-        _check(num_blocks, batch_size)
-        self.num_blocks, self.batch_size, self.start = num_blocks, batch_size, 0
+        self.num_blocks, self.batch_size = _check(num_blocks, batch_size)
+        self.start = 0
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
         blocks = (self.start + torch.arange(self.batch_size)) % self.num_blocks
@@ -92,8 +84,7 @@ def make_sampler(kind: str, num_blocks: int, batch_ratio: float):
     """The sampler ``kind`` ('uniform', 'stratified', 'cyclic') drawing b = ratio*B blocks.
 
     For 'stratified' b is rounded so that it divides B when possible."""
-    if kind not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {kind!r}")
+    checks.choice("sampler", kind, tuple(SAMPLERS))
     b = batch_size_for(num_blocks, batch_ratio)
     if kind == "stratified" and num_blocks % b:
         divisors = [d for d in range(1, num_blocks + 1) if num_blocks % d == 0]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from .. import checks
 from .base import BlockOperator
 
 
-def _shape(image_size: int, channels: int) -> tuple[int, int, int]:
-    if int(image_size) < 1 or int(channels) < 1:
-        raise ValueError(f"image_size and channels must be >= 1, got {image_size}, {channels}")
-    return (int(channels), int(image_size), int(image_size))
+def _shape(image_size, channels) -> tuple[int, int, int]:
+    n = checks.integer("image_size", image_size, 1)
+    c = checks.integer("channels", channels, 1)
+    checks.memory(f"an image of {c} x {n} x {n} pixels", 32.0 * c * n * n)
+    return (c, n, n)
 
 
 class Denoising(BlockOperator):
@@ -27,14 +29,20 @@ class Denoising(BlockOperator):
     def _adjoint(self, y, blocks):
         return y[:, 0]
 
-    def norm(self, num_iter: int = 0) -> float:
+    def solve_normal(self, b, shift, x_init=None, num_iter=20):
+        return b / (1.0 + shift)  # AᵀA = I
+
+    def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
         return 1.0
+
+    def block_norms(self) -> torch.Tensor:
+        return torch.ones(1, dtype=torch.float64)
 
 
 def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
     """A normalized ``[size, size]`` Gaussian blur kernel (float64)."""
-    if size < 1 or std <= 0:
-        raise ValueError(f"expected size >= 1 and std > 0, got size={size}, std={std}")
+    size = checks.integer("size", size, 1)
+    std = checks.number("std", std, positive=True)
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     k = torch.exp(-0.5 * (t / std) ** 2)
     k = k[:, None] * k[None, :]
@@ -44,18 +52,18 @@ def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
 class Blur(BlockOperator):
     """Circular convolution with ``kernel`` (``[k, k]``, centred), applied per channel by FFT.
 
-    A x = F^{-1}(K . F x), A^T y = F^{-1}(conj(K) . F y): the adjoint is correlation.
+    A x = F^{-1}(K . F x), A^T y = F^{-1}(conj(K) . F y): the adjoint is correlation, and
+    AᵀA = F^{-1}|K|²F is diagonal in the Fourier basis, so ``solve_normal`` is exact.
     One block; measurement shape ``[N, 1, C, H, W]``.
     """
 
     def __init__(self, kernel: torch.Tensor, image_size: int = 128, channels: int = 1):
+        self.image_shape = _shape(image_size, channels)
+        n = self.image_shape[-1]
         kernel = torch.as_tensor(kernel, dtype=torch.float64)
-        n = int(image_size)
         if kernel.ndim != 2 or kernel.shape[0] > n or kernel.shape[1] > n:
             raise ValueError(f"kernel must be a 2-D tensor no larger than {n}x{n}, got {tuple(kernel.shape)}")
-        if not torch.isfinite(kernel).all():
-            raise ValueError("kernel contains NaN or Inf")
-        self.image_shape = _shape(n, channels)
+        checks.finite("kernel", kernel)
         self.block_shape = self.image_shape
         self.num_blocks = 1
         self.kernel = kernel
@@ -74,5 +82,12 @@ class Blur(BlockOperator):
         y = y[:, 0]
         return torch.fft.irfft2(torch.fft.rfft2(y) * K.conj(), s=y.shape[-2:])
 
-    def norm(self, num_iter: int = 0) -> float:
+    def solve_normal(self, b, shift, x_init=None, num_iter=20):
+        K = self._buffer("transfer", b)
+        return torch.fft.irfft2(torch.fft.rfft2(b) / (K.abs().square() + shift), s=b.shape[-2:])
+
+    def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
         return self.transfer.abs().max().item()
+
+    def block_norms(self) -> torch.Tensor:
+        return torch.tensor([self.norm()], dtype=torch.float64)

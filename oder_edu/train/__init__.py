@@ -1,1 +1,2 @@
-"""Training loops behind ``oder-edu train ...``: the shipped denoiser and DEQ/ODER models."""
+"""Training loops (the library behind ``oder-edu train ...``): the denoisers, DEQ/ODER models,
+and data parallelism under torchrun."""

@@ -1,162 +1,145 @@
-"""``oder-edu train denoiser``: train the noise-level-conditional DnCNN that ships with oder-edu.
+"""Training and validating the shipped denoisers (the loop behind ``oder-edu train denoiser``).
 
-Each Adam step draws a fresh batch from ``phantoms.training_images`` (ellipse phantoms,
-Shepp-Logan variations, crops of scikit-image's pictures), a noise level per image
-sigma ~ U[sigma_min, sigma_max], and minimizes the residual-learning loss of DnCNN
-(Zhang et al., IEEE TIP 2017)
+Each Adam step draws a fresh batch from ``images.training_images`` (procedural phantoms and
+natural-image patches, ``images.MIX``), a noise level per image σ ~ U[σ_min, σ_max], and
+minimizes DnCNN's residual-learning loss mean ||R(x + σn, σ) − σn||² = mean ||D(x + σn, σ) − x||²
+(Zhang et al., IEEE TIP 2017).
 
-    mean || R(x + sigma n, sigma) - sigma n ||^2,   n ~ N(0, I).
-
-At the end it measures PSNR per sigma on held-out phantoms (``validation_phantoms``, a
-seed never used for training), and TV at its best lam at sigma = 0.1 for comparison,
-saves ``{"config", "state_dict"}`` and records the run in ``MANIFEST.json``.
-The shipped weights came from (two runs here gave bit-identical files with one thread):
-
-    oder-edu train denoiser --out oder_edu/weights/dncnn.pt --steps 2000 --seed 0 --threads 1
+Validation (``validate``) uses images never trained on: ``phantoms.validation_phantoms`` and,
+for real structure, held-out patches of scikit-image's ``camera`` and ``coins`` and the CT
+and MR slices of ``data/``; at each σ it compares with TV denoising at its best weight.
 """
 
 from __future__ import annotations
 
-import argparse
+import math
 import time
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .. import checkpoints
-from ..cli import command_line
+from .. import images
 from ..denoisers import DnCNN, tv_denoise
 from ..metrics import psnr
-from ..phantoms import VALIDATION_SEED, training_images, validation_phantoms
+from ..phantoms import VALIDATION_SEED, validation_phantoms
 
 VALIDATION_SIGMAS = (0.025, 0.05, 0.1, 0.15, 0.2)
-TV_LAM_PER_SIGMA_GRID = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4)
+TV_LAM_PER_SIGMA_GRID = (0.4, 0.6, 0.8, 1.0, 1.2, 1.5)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="oder_edu/weights/dncnn.pt", help="where to save the weights")
-    parser.add_argument("--name", default=None, help="manifest key (default: the file name without .pt)")
-    parser.add_argument("--steps", type=int, default=2000, help="Adam steps")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--patch-size", type=int, default=64, help="training images are PATCH x PATCH")
-    parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (cosine decay to 1%%)")
-    parser.add_argument("--sigma-min", type=float, default=0.0)
-    parser.add_argument("--sigma-max", type=float, default=0.2)
-    parser.add_argument("--depth", type=int, default=7, help="number of convolutions")
-    parser.add_argument("--width", type=int, default=32, help="channels of the hidden layers")
-    parser.add_argument("--spectral-norm", action="store_true", help="spectrally normalize every convolution")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initialization and the data")
-    parser.add_argument("--val-images", type=int, default=16, help="held-out phantoms for validation")
-    parser.add_argument("--val-size", type=int, default=128, help="their side in pixels")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (the shipped weights were trained on cpu)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+@dataclass
+class DenoiserConfig:
+    """Everything a denoiser training run depends on (recorded in the manifest)."""
+
+    depth: int = 7
+    width: int = 32
+    lipschitz: float | None = 1.0
+    sigma_min: float = 0.0
+    sigma_max: float = 0.2
+    patch_size: int = 128
+    batch_size: int = 8
+    steps: int = 3000
+    lr: float = 1e-3
+    seed: int = 0
+    mix: dict = field(default_factory=lambda: dict(images.MIX))
+
+    def network(self) -> DnCNN:
+        return DnCNN(1, self.depth, self.width, (self.sigma_min, self.sigma_max), self.lipschitz)
 
 
-def noisy_copy(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """``x + sigma n`` with n ~ N(0, I) drawn on the CPU from ``seed`` (same noise on any device)."""
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    return x + sigma * noise.to(x.device)
-
-
-@torch.no_grad()
-def denoise_psnr(denoiser, images: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED + 1) -> float:
-    """Mean PSNR (dB) of ``denoiser(noisy, sigma)`` over ``images [N, C, H, W]`` at noise level ``sigma``."""
-    noisy = noisy_copy(images, sigma, seed)
-    return psnr(denoiser(noisy, sigma).clamp(0, 1), images).mean().item()
-
-
-def best_tv_psnr(images: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED + 1, num_iter: int = 200,
-                 factors=TV_LAM_PER_SIGMA_GRID) -> tuple[float, float]:
-    """TV denoising at its best ``lam`` among ``factors * sigma``: ``(psnr, lam)``."""
-    results = [
-        (denoise_psnr(lambda y, s: tv_denoise(y, c * s, num_iter), images, sigma, seed), c * sigma)
-        for c in factors
-    ]
-    return max(results)
-
-
-def train(model: DnCNN, steps: int, batch_size: int, patch_size: int, lr: float,
-          sigma_range: tuple[float, float], generator: torch.Generator, progress: bool = True) -> list[float]:
-    """Adam with cosine learning-rate decay on fresh ``training_images`` batches; returns the losses."""
-    from tqdm import tqdm
-
-    device = next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1), eta_min=lr / 100)
-    low, high = sigma_range
-    losses = []
-    bar = tqdm(range(steps), desc="train denoiser", disable=not progress, mininterval=5)
+def train(config: DenoiserConfig, device=None, progress=None) -> tuple[DnCNN, list[float], float]:
+    """Train ``config.network()`` (Adam, cosine decay of the learning rate to 1 %); returns
+    ``(model in eval mode, losses, seconds)``. ``progress`` wraps the step range (e.g. tqdm)."""
+    device = torch.device("cpu") if device is None else torch.device(device)
+    torch.manual_seed(config.seed)  # the initialization
+    model = config.network().to(device)
+    generator = torch.Generator().manual_seed(config.seed)  # the data, on the CPU on every device
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr / 100)
+    steps = range(config.steps) if progress is None else progress(range(config.steps))
+    losses, start = [], time.perf_counter()
     model.train()
-    for step in bar:
-        x = training_images(batch_size, patch_size, generator)
-        sigma = low + (high - low) * torch.rand(batch_size, generator=generator)
+    for _ in steps:
+        x = images.training_images(config.batch_size, config.patch_size, generator, config.mix)
+        sigma = config.sigma_min + (config.sigma_max - config.sigma_min) * torch.rand(config.batch_size, generator=generator)
         noise = sigma[:, None, None, None] * torch.randn(x.shape, generator=generator)
         x, sigma, noise = x.to(device), sigma.to(device), noise.to(device)
-        loss = (model.residual(x + noise, sigma) - noise).square().mean()
+        loss = (model(x + noise, sigma) - x).square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-        if step % 50 == 0:
-            recent = losses[-50:]
-            bar.set_postfix(loss=f"{sum(recent) / len(recent):.2e}")
-    model.eval()
-    return losses
+    return model.eval(), losses, time.perf_counter() - start
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.batch_size < 1 or args.patch_size < 8:
-        raise ValueError(f"need steps >= 1, batch size >= 1, patch size >= 8; got {args.steps}, "
-                         f"{args.batch_size}, {args.patch_size}")
-    if not 0 <= args.sigma_min < args.sigma_max:
-        raise ValueError(f"need 0 <= sigma-min < sigma-max, got {args.sigma_min}, {args.sigma_max}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    name = args.name or out.stem
-    command = command_line(args)
-    device = torch.device(args.device)
+def noisy_copy(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """``x + σ n`` with n ~ N(0, I) drawn on the CPU from ``seed`` (the same noise on any device)."""
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    return x + sigma * noise.to(x.device)
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)  # the initialization
-    sigma_range = (args.sigma_min, args.sigma_max)
-    model = DnCNN(1, args.depth, args.width, args.spectral_norm, sigma_range).to(device)
-    generator = torch.Generator().manual_seed(args.seed)  # the data, on the CPU on every device
-    start, start_cpu = time.perf_counter(), time.process_time()
-    losses = train(model, args.steps, args.batch_size, args.patch_size, args.lr, sigma_range, generator,
-                   progress=not args.no_progress)
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - start_cpu  # all threads; wall time depends on the machine's load
 
-    images = validation_phantoms(args.val_images, args.val_size).to(device)
-    val_psnr = {str(s): round(denoise_psnr(model, images, s), 2) for s in VALIDATION_SIGMAS}
-    noisy_psnr = {str(s): round(denoise_psnr(lambda y, _: y, images, s), 2) for s in VALIDATION_SIGMAS}
-    tv_psnr, tv_lam = best_tv_psnr(images, 0.1)
-    metrics = {
-        "validation": {"function": "phantoms.validation_phantoms", "images": args.val_images,
-                       "size": args.val_size, "seed": VALIDATION_SEED, "noise_seed": VALIDATION_SEED + 1},
-        "val_psnr": val_psnr,
-        "noisy_psnr": noisy_psnr,
-        "tv_best_psnr_sigma_0.1": round(tv_psnr, 2),
-        "tv_best_lam_sigma_0.1": round(tv_lam, 3),
-        "final_loss": sum(losses[-100:]) / len(losses[-100:]),
+@torch.no_grad()
+def denoise_psnr(denoiser, clean: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED + 1) -> float:
+    """Mean PSNR (dB) of ``denoiser(clean + σn, σ)`` over the images of ``clean`` ``[N, C, H, W]``."""
+    return psnr(denoiser(noisy_copy(clean, sigma, seed), sigma).clamp(0, 1), clean).mean().item()
+
+
+def best_tv_psnr(clean: torch.Tensor, sigma: float, num_iter: int = 200) -> tuple[float, float]:
+    """TV denoising at its best weight among ``TV_LAM_PER_SIGMA_GRID * σ``: ``(psnr, lam)``."""
+    return max((denoise_psnr(lambda v, s: tv_denoise(v, c * s, num_iter), clean, sigma), c * sigma)
+               for c in TV_LAM_PER_SIGMA_GRID)
+
+
+def validation_sets(size: int = 128) -> dict[str, torch.Tensor]:
+    """Held-out images: procedural phantoms, natural patches never trained on (camera, coins),
+    and the real CT and MR slices (each ``[n, 1, H, W]``)."""
+    return {
+        "phantoms": validation_phantoms(8, size),
+        "natural (camera, coins)": images.natural_crops(8, size, torch.Generator().manual_seed(VALIDATION_SEED),
+                                                        held_out=True),
+        "CT slice": images.real_image("ct"),
+        "MR slice": images.real_image("mr"),
     }
-    params = sum(p.numel() for p in model.parameters())
-    state = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
-    torch.save({"config": model.config(), "state_dict": state}, out)
-    extra = {"sigma_range": list(sigma_range), "parameters": params, "steps": args.steps,
-             "batch_size": args.batch_size, "patch_size": args.patch_size,
-             "device": str(device), "torch_threads": torch.get_num_threads(),
-             "cpu_seconds": round(cpu_seconds, 1), "seconds_per_step": round(seconds / args.steps, 3),
-             "lipschitz_bound": round(model.lipschitz_bound(), 3)}
-    checkpoints.record(name, out, command, args.seed, metrics, extra, seconds=seconds)
 
-    print(f"saved {out} ({out.stat().st_size / 1e3:.0f} kB, {params} parameters) in {seconds:.0f} s of training")
-    print("sigma      " + "  ".join(f"{s:>6}" for s in VALIDATION_SIGMAS))
-    print("noisy dB   " + "  ".join(f"{noisy_psnr[str(s)]:6.2f}" for s in VALIDATION_SIGMAS))
-    print("DnCNN dB   " + "  ".join(f"{val_psnr[str(s)]:6.2f}" for s in VALIDATION_SIGMAS))
-    print(f"TV at best lam = {tv_lam:.3f}, sigma = 0.1: {tv_psnr:.2f} dB")
-    return 0
+
+def validate(denoiser, sigmas=VALIDATION_SIGMAS, size: int = 128, device=None) -> dict:
+    """``{set: {"sigma": [...], "denoiser": [...], "tv_best": [...], "noisy": [...]}}`` in dB."""
+    results = {}
+    for name, clean in validation_sets(size).items():
+        clean = clean.to(device or "cpu")
+        rows = {"sigma": list(sigmas), "denoiser": [], "tv_best": [], "noisy": []}
+        for sigma in sigmas:
+            rows["denoiser"].append(round(denoise_psnr(denoiser, clean, sigma), 2))
+            rows["tv_best"].append(round(best_tv_psnr(clean, sigma)[0], 2))
+            rows["noisy"].append(round(denoise_psnr(lambda v, s: v, clean, sigma), 2))
+        results[name] = rows
+    return results
+
+
+def summary(config: DenoiserConfig, model: DnCNN, losses: list[float], seconds: float, validation: dict) -> dict:
+    """The metrics and extra fields of a denoiser's manifest entry."""
+    tail = losses[-100:]
+    return {
+        "metrics": {"validation": validation, "final_loss": sum(tail) / len(tail),
+                    "lipschitz_bound": round(model.lipschitz_bound(), 4)},
+        "extra": {"config": asdict(config), "data": images.recipe(config.mix, config.patch_size),
+                  "parameters": sum(p.numel() for p in model.parameters()),
+                  "seconds_per_step": round(seconds / max(config.steps, 1), 3)},
+    }
+
+
+def check(config: DenoiserConfig) -> DenoiserConfig:
+    """ValueError for a configuration that cannot train, naming the bad value."""
+    for name in ("steps", "batch_size", "depth", "width"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
+    if config.patch_size < 8:
+        raise ValueError(f"--patch-size must be >= 8, got {config.patch_size}")
+    if not 0 <= config.sigma_min < config.sigma_max:
+        raise ValueError(f"need 0 <= sigma-min < sigma-max, got {config.sigma_min}, {config.sigma_max}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {config.lr}")
+    if config.lipschitz is not None and not 0 < config.lipschitz:
+        raise ValueError(f"--lipschitz must be > 0, got {config.lipschitz}")
+    return config

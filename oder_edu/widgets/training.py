@@ -6,9 +6,9 @@ fixed-point iterations, so a training step's memory and time scale with b instea
 widget shows, for the chosen b/B, the measured training-step peak memory, step time and test
 PSNR of ODER next to full-batch DEQ (b = B), from one of two sources, always labelled:
 
-- the benchmark file written by ``oder-edu bench oder`` (``benchmarks/results/oder.json``:
-  records with ``app``, ``method``, ``ratio``, ``train_step_ms``, ``train_peak_mib``,
-  ``test_psnr``, ...), read when present;
+- the results of ``oder-edu bench oder`` (records with ``app``, ``image_size``, ``num_blocks``,
+  ``method``, ``ratio``, ``train_step_ms``, ``train_peak_mib``, ``test_psnr``, ...): by default
+  the copy shipped in the package (``oder_edu.results``), or a JSON file you name;
 - short live runs on this machine, through a ``measure(app, method, ratio) -> dict``
   callable you pass in (returning at least ``train_step_ms``, ``train_peak_mib`` and
   ``test_psnr``); the widget never decides how to train. Live runs appear as settings of
@@ -26,27 +26,38 @@ import ipywidgets as w
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .. import results as shipped
 from .explorer import close_all
 from .render import png_bytes
 
-DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "oder.json"
+SHIPPED = "shipped"
 METRICS = (("train_peak_mib", "training-step peak memory", "MiB"), ("train_step_ms", "training-step time", "ms"),
            ("test_psnr", "test PSNR", "dB"))
 LIVE_RATIOS = (0.125, 0.25, 0.5)
 
 
-def read_results(path) -> tuple[list[dict], str]:
-    """The records of a benchmark JSON file and a label naming its origin."""
-    path = Path(path)
-    data = json.loads(path.read_text())
+def read_results(source) -> tuple[list[dict], str]:
+    """The usable records of a benchmark result (``SHIPPED`` or a JSON path) and a label naming
+    its origin. Records without an app, a method among 'full'/'oder' or a ratio in (0, 1] are
+    left out, never guessed."""
+    if source == SHIPPED:
+        data, name = shipped.load("oder"), "oder.json shipped with oder_edu"
+    else:
+        data, name = json.loads(Path(source).read_text()), Path(source).name
     records = data.get("records") if isinstance(data, dict) else None
     if not isinstance(records, list):
-        raise ValueError(f"{path} holds no 'records' list; expected the output of `oder-edu bench oder`")
+        raise ValueError(f"{name} holds no 'records' list; expected the output of `oder-edu bench oder`")
     machine = data.get("machine", {})
     where = machine.get("gpu") or machine.get("cpu") or "unknown machine"
-    command, date = data.get("command", "oder-edu bench oder"), data.get("date", "?")
-    label = f"benchmark file {path.name} ({command}, {date}, {where})"
-    return [dict(r, source="benchmark") for r in records], label
+    label = f"{name} ({data.get('command', 'oder-edu bench oder')}, {data.get('date', '?')}, {where})"
+    usable = [dict(r, source="benchmark") for r in records if _usable(r)]
+    return usable, label
+
+
+def _usable(record) -> bool:
+    ratio = record.get("ratio") if isinstance(record, dict) else None
+    return (isinstance(record, dict) and record.get("method") in ("full", "oder", "unrolled")
+            and isinstance(ratio, (int, float)) and 0 < ratio <= 1)
 
 
 def _check_record(record, app, method, ratio) -> dict:
@@ -76,8 +87,8 @@ def _setting_label(key: tuple) -> str:
 class TrainingExplorer:
     """DEQ versus ODER training: memory, step time and test PSNR versus b/B.
 
-    ``results``: a path to an ``oder.json`` (default: the repository's
-    ``benchmarks/results/oder.json`` if it exists), a list of such records, or None.
+    ``results``: ``"shipped"`` (default: the results shipped in ``oder_edu.results``), a path to
+    an ``oder.json``, a list of such records, or None.
     ``measure``: optional callable ``measure(app, method, ratio) -> dict`` for live runs
     (``method`` is 'full' with ratio 1, or 'oder'), offered for each of ``apps`` at
     ``ratios`` as separate "(live runs)" settings. ``measure_sync()`` (or the "Measure
@@ -85,19 +96,18 @@ class TrainingExplorer:
     lists the live records, ``records`` all of them with their ``source``.
     """
 
-    def __init__(self, results=DEFAULT_RESULTS, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
+    def __init__(self, results=SHIPPED, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
         if measure is not None and not callable(measure):
             raise TypeError(f"measure must be a callable (app, method, ratio) -> dict, got {type(measure).__name__}")
         self.measure, self.history = measure, []
         self.records: list[dict] = []
         self.source = "no benchmark file"
         if isinstance(results, (str, Path)):
-            if Path(results).exists():
-                self.records, self.source = read_results(results)
-            elif results is not DEFAULT_RESULTS:
+            if results != SHIPPED and not Path(results).exists():
                 raise FileNotFoundError(f"no benchmark file at {results}; run `oder-edu bench oder` to write it")
+            self.records, self.source = read_results(results)
         elif isinstance(results, list):
-            self.records, self.source = [dict(r, source="benchmark") for r in results], "records given"
+            self.records, self.source = [dict(r, source="benchmark") for r in results if _usable(r)], "records given"
         elif results is not None:
             raise TypeError(f"results must be a path, a list of records or None, got {type(results).__name__}")
         if not self.records and measure is None:

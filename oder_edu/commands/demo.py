@@ -3,8 +3,8 @@
 The setting (``run_demo``'s defaults), chosen so the whole run stays well under a minute
 on a 2-core CPU while the methods still differ visibly:
 
-- the Shepp-Logan phantom at 128² (``phantoms.shepp_logan``), values in [0, 1];
-- parallel-beam CT with 60 angles spread evenly over 180°, a third of a 180-angle scan;
+- the Shepp-Logan phantom at 128² (``problems.make_problem("ct", 128, 60)``), values in [0, 1];
+- parallel-beam CT with 60 angles spread evenly over 180°, a sixth of the course's 360-angle scan;
 - white Gaussian noise on the sinogram at 40 dB input SNR (seed 0);
 - iterative methods started from the FBP image, run for ``ITERATIONS`` iterations: 60
   for FISTA-TV and both RED variants, 20 for PnP-ADMM, whose exact data step (5 CG
@@ -38,13 +38,14 @@ from pathlib import Path
 
 import torch
 
-from .algorithms import fista_tv, pnp_admm, red
-from .denoisers import load_denoiser
-from .device import default_device
-from .memory import PeakTensorMemory
-from .metrics import psnr, ssim
-from .phantoms import shepp_logan
-from .physics import ParallelBeamCT, add_noise_snr, fbp
+from .. import checks
+from ..algorithms import fista_tv, pnp_admm, red
+from ..denoisers import load_denoiser
+from ..device import as_device
+from ..memory import PeakTensorMemory
+from ..metrics import psnr, ssim
+from ..physics import fbp
+from ..problems import make_problem
 
 # Parameters from the sweep described in the module docstring (60 angles, 40 dB, 128²).
 TV_LAM = 1.0
@@ -81,11 +82,13 @@ def run_demo(
     ``truth``: the phantom ``[1, 1, H, W]``. ``iterations`` overrides the per-method counts of
     ``ITERATIONS`` for every iterative method; ``denoiser`` defaults to the shipped DnCNN (``load_denoiser("dncnn")``).
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = as_device(device)
+    image_size = checks.integer("size", image_size, 16)
+    num_angles = checks.integer("angles", num_angles, 1)
+    iterations = None if iterations is None else checks.integer("iterations", iterations, 1)
     D = load_denoiser("dncnn", device=device) if denoiser is None else denoiser
-    truth = shepp_logan(image_size).to(device)
-    A = ParallelBeamCT(image_size, num_angles=num_angles)
-    y = add_noise_snr(A(truth), snr_db, torch.Generator().manual_seed(seed))
+    problem = make_problem("ct", image_size, num_angles, snr_db=snr_db, seed=seed, device=device)
+    A, y, truth = problem.A, problem.y, problem.x_true
     L_g = A.norm() ** 2  # power iteration once, outside every method's timing (cached on A)
 
     prior = "DnCNN" if denoiser is None else type(D).__name__
@@ -173,7 +176,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     rows, images, truth = run_demo(args.size, args.angles, args.snr, args.iterations, args.seed)
     print(f"Sparse-view CT: Shepp-Logan {args.size}², {args.angles} angles over 180°, {args.snr:g} dB input SNR, "
-          f"seed {args.seed}, device {default_device()}")
+          f"seed {args.seed}, device {as_device(None)}")
     print(format_table(rows))
     path = save_figure(rows, images, truth, args.out)
     print(f"wrote {path}")

@@ -101,11 +101,13 @@ def student_notebook(notebook, name: str = "notebook"):
     return student, count
 
 
-def write_student_versions(source_dir, out_dir) -> list[tuple[Path, int]]:
+def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tuple[Path, int]]:
     """Write the student version of every ``*.ipynb`` in ``source_dir`` to ``out_dir``.
 
     Notebooks without exercises are copied (cleaned) too, so ``out_dir`` is a complete
-    course. Returns ``[(written path, number of exercise cells), ...]`` in name order.
+    course. A notebook already in ``out_dir`` (a student's work) is never replaced unless
+    ``force``: nothing is written then. Each file is written to a temporary name, then renamed.
+    Returns ``[(written path, number of exercise cells), ...]`` in name order.
     """
     import nbformat
 
@@ -115,6 +117,10 @@ def write_student_versions(source_dir, out_dir) -> list[tuple[Path, int]]:
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {source_dir.resolve()}; pass --source DIR")
     if out_dir.resolve() == source_dir.resolve():
         raise ValueError(f"--out must differ from --source ({source_dir}); the instructor notebooks would be overwritten")
+    existing = [out_dir / p.name for p in paths if (out_dir / p.name).exists()]
+    if existing and not force:
+        raise FileExistsError(f"{len(existing)} notebook(s) already in {out_dir} (e.g. {existing[0].name}), perhaps "
+                              f"students' work; refusing to overwrite them (pass --force, or choose another --out)")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
@@ -122,7 +128,9 @@ def write_student_versions(source_dir, out_dir) -> list[tuple[Path, int]]:
         student, count = student_notebook(notebook, path.name)
         nbformat.validate(student)
         target = out_dir / path.name
-        nbformat.write(student, target)
+        partial = out_dir / f".{path.name}.partial"
+        nbformat.write(student, partial)
+        partial.replace(target)
         written.append((target, count))
     return written
 
@@ -130,9 +138,14 @@ def write_student_versions(source_dir, out_dir) -> list[tuple[Path, int]]:
 def add_arguments(parser) -> None:
     parser.add_argument("--source", default="notebooks", help="folder of instructor notebooks (default: notebooks)")
     parser.add_argument("--out", default="student", help="folder for the student versions (default: student)")
+    parser.add_argument("--force", action="store_true", help="replace notebooks already in --out")
 
 
 def main(args) -> int:
-    for path, count in write_student_versions(args.source, args.out):
+    try:
+        written = write_student_versions(args.source, args.out, args.force)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+    for path, count in written:
         print(f"{path}  ({count} exercise{'s' if count != 1 else ''})")
     return 0

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import DEFAULT_OUT, write_results
+from ..cli import command_line
+from .results import DEFAULT_OUT, check_out, write_results
 
 _RUN_ONE = """
 import json, resource, sys, nbformat
@@ -31,6 +32,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    check_out(args.out)
     records = []
     for path in sorted(Path(args.notebooks).glob("[0-9]*.ipynb")):
         start = time.perf_counter()
@@ -47,5 +49,5 @@ def main(args) -> int:
     total = sum(r["seconds"] for r in records)
     caption = (f"Each notebook executed top to bottom in a fresh kernel (nbclient); peak RSS is the "
                f"kernel's. Total {total:.0f} s. Budgets: ≤ 180 s and ≤ 1536 MiB each, ≤ 720 s in all.")
-    write_results("notebooks", records, args.out, caption)
+    write_results("notebooks", records, args.out, caption, command_line(args))
     return 0

@@ -12,8 +12,8 @@
   generator on the same problem, nothing else (``solver_cpu_ms_per_iter``: its process CPU
   time per iteration, summed over threads).
 
-Default setting: RED on CT 128², 180 angles, b/B = 45/180, shipped DnCNN (targets on a 2-core
-CPU: first frame <= 300 ms, >= 20 iterations/s).
+Default setting: RED on CT 128², 180 angles, b/B = 1/4, shipped DnCNN. Only the explorer's
+public API is used.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ import time
 
 import torch
 
-from . import DEFAULT_OUT, median_ms, write_results
+from ..cli import command_line
+from ..timing import median_ms
+from .results import DEFAULT_OUT, check_out, write_results
 
 
 def add_arguments(parser) -> None:
@@ -49,7 +51,7 @@ async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, li
     while not any(i > 0 for i, _ in ex.frames):
         await asyncio.sleep(0)
     run_to_frame = (next(t for i, t in ex.frames if i > 0) - pressed) * 1e3
-    safe, start = ex.safe_step, ex.batch_ratio.value
+    safe, start = ex.gamma.value, ex.batch_ratio.value
     options = [value for _, value in ex.batch_ratio.options]
     here = options.index(start)
     neighbour = options[here + 1] if here + 1 < len(options) else options[here - 1]
@@ -78,15 +80,15 @@ def _live_rate(ex, iterations: int) -> float:
     return len(history) / (time.perf_counter() - start)
 
 
-def _solver_rate(ex, iterations: int) -> tuple[float, float]:
-    """Bare ``red`` iterations per second, and process CPU milliseconds per iteration (less
-    sensitive than wall time to other jobs on a shared machine)."""
+def _solver_rate(ex, args) -> tuple[float, float]:
+    """Bare ``red`` iterations per second on the explorer's problem and settings, and process CPU
+    milliseconds per iteration (less sensitive than wall time to other jobs on a shared machine)."""
     from ..algorithms import red
+    from ..problems import make_problem
 
-    p = ex._problem
-    stream = red(p.A, p.y, ex.D, sigma=ex.sigma.value, tau=p.tau, gamma=ex.gamma.value,
-                 batch_ratio=ex.batch_ratio.value, x0=p.x0, max_iter=iterations,
-                 generator=torch.Generator().manual_seed(0))
+    p, s = make_problem("ct", args.image_size, args.num_angles), ex.settings()
+    stream = red(p.A, p.y, ex.D, sigma=s.sigma, tau=s.tau, gamma=s.gamma, batch_ratio=s.batch_ratio, x0=p.x0,
+                 max_iter=args.iterations, sampler=p.setting.sampler, generator=torch.Generator().manual_seed(0))
     start, cpu = time.perf_counter(), time.process_time()
     count = sum(1 for _ in stream)
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count * 1e3
@@ -100,15 +102,15 @@ def measure(ex, args) -> dict:
     run_to_frame, latencies = asyncio.run(_first_frames(ex, args.changes, random.Random(args.seed)))
     ex.gamma.value, ex.sigma.value, ex.batch_ratio.value = controls  # the rates are for the stated b/B
     rate = _live_rate(ex, args.iterations)
-    solver_rate, solver_cpu_ms = _solver_rate(ex, args.iterations)
+    solver_rate, solver_cpu_ms = _solver_rate(ex, args)
     ex.reference.value = True
     rate_with_reference = _live_rate(ex, max(10, args.iterations // 2))
-    history, x = ex.history, ex._run.main.x
+    history = ex.history
+    x = torch.rand(1, 1, args.image_size, args.image_size)
     render = median_ms(lambda: ex.figure.update(x, [r.iteration for r in history], [r.psnr for r in history],
                                                 [r.reference_psnr for r in history]), repeat=7, warmup=1)
-    B, ratio = ex._problem.A.num_blocks, ex.batch_ratio.value
     return {
-        "case": f"RED, CT {args.image_size}², {B} angles, b/B = {round(ratio * B)}/{B}",
+        "case": f"RED, CT {args.image_size}², {args.num_angles} angles, b/B = {ex.batch_ratio.label}",
         "denoiser": args.denoiser,
         "device": str(ex.device),
         "threads": torch.get_num_threads(),
@@ -127,6 +129,7 @@ def measure(ex, args) -> dict:
 def main(args) -> int:
     from ..widgets import ReconstructionExplorer
 
+    check_out(args.out)
     default_threads = torch.get_num_threads()
     thread_counts = list(dict.fromkeys(args.threads or [default_threads, 1]))
     ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
@@ -140,15 +143,8 @@ def main(args) -> int:
     torch.set_num_threads(default_threads)
     ex.close()
 
-    caption = (
-        "Reconstruction explorer, measured headless through its asyncio loop (changes arrive between "
-        f"iterations, as slider messages do). first_frame_ms: median over {args.changes} changes of σ, γ, b/B "
-        "(max beside it), including the 0.1 s redraw throttle; iters_per_s: live run without the full-batch "
-        "reference; one record per torch thread count. Targets on a 2-core CPU: first frame <= 300 ms, "
-        ">= 20 iterations/s. If the machine was shared with other jobs, wall-clock figures are pessimistic."
-    )
-    command = (f"oder-edu bench widgets --image-size {args.image_size} --num-angles {args.num_angles} "
-               f"--ratio {args.ratio} --iterations {args.iterations} --changes {args.changes} "
-               f"--denoiser {args.denoiser} --seed {args.seed} --threads {' '.join(map(str, thread_counts))}")
-    write_results("widgets", records, args.out, caption, command)
+    caption = (f"Reconstruction explorer, driven headless through its asyncio loop. first_frame_ms: median over "
+               f"{args.changes} changes of σ, γ, b/B (max beside it), 0.1 s redraw throttle included; iters_per_s: "
+               f"live run without the full-batch reference; one record per torch thread count.")
+    write_results("widgets", records, args.out, caption, command_line(args))
     return 0

@@ -1,0 +1,75 @@
+"""What every bench writes: ``DIR/NAME.json`` (records, machine, date, the complete command) and
+``DIR/NAME.md`` (a short caption and the table). Interpretation lives in the README and the
+notebooks, not here. Results that notebooks and widgets display are also copied into the
+package (``oder_edu/results/``), so they load from an installed wheel in any directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_OUT = Path("benchmarks/results")
+SHIPPED = Path(__file__).resolve().parent.parent / "results"  # the package oder_edu.results
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def markdown_table(records: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in records for k in r))
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in records]
+    return "\n".join(lines)
+
+
+def check_out(out_dir) -> Path:
+    """The output folder, created and checked writable *before* a long measurement."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise SystemExit(f"cannot write results to {out}: {error}") from None
+    return out
+
+
+def write_results(name: str, records: list[dict], out_dir, caption: str, command: str, ship: bool = False) -> Path:
+    """Write ``out_dir/name.json`` and ``out_dir/name.md`` (atomically), print the table, and
+    with ``ship`` (the default folder only) copy the JSON into the package's ``results/``."""
+    out = check_out(out_dir)
+    meta = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "caption": caption}
+    table = markdown_table(records)
+    files = {f"{name}.json": json.dumps({**meta, "records": records}, indent=2) + "\n",
+             f"{name}.md": f"# {name}\n\n{caption}\n\n{table}\n\nWritten by `{command}` on {meta['date']} "
+                           f"({meta['machine']}).\n"}
+    for file, text in files.items():
+        partial = out / (file + ".partial")
+        partial.write_text(text)
+        os.replace(partial, out / file)
+    if ship and out.resolve() == DEFAULT_OUT.resolve():
+        SHIPPED.mkdir(exist_ok=True)
+        shutil.copyfile(out / f"{name}.json", SHIPPED / f"{name}.json")
+    print(table)
+    return out / f"{name}.json"

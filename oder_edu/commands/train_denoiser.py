@@ -1,0 +1,70 @@
+"""``oder-edu train denoiser``: train a DnCNN on phantoms and natural patches, validate it on
+held-out real images, save it (atomically, never over an existing file unless --force) and
+record it in the manifest beside it.
+
+The shipped weights came from (MANIFEST.json records the exact lines, times and metrics):
+
+    oder-edu train denoiser --out oder_edu/weights/dncnn.pt --steps 3000 --threads 1
+    oder-edu train denoiser --out oder_edu/weights/dncnn_small.pt --depth 5 --width 16 --steps 3000 --threads 1
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import checkpoints
+from ..cli import command_line
+from ..train import denoiser as training
+
+
+def add_arguments(parser) -> None:
+    add = parser.add_argument
+    default = training.DenoiserConfig()
+    add("--out", default="runs/denoiser/dncnn.pt", help="where to save the weights (default: %(default)s)")
+    add("--name", default=None, help="manifest key (default: the file name without .pt)")
+    add("--force", action="store_true", help="replace an existing file and manifest entry")
+    add("--steps", type=int, default=default.steps, help="Adam steps (default: %(default)s)")
+    add("--batch-size", type=int, default=default.batch_size)
+    add("--patch-size", type=int, default=default.patch_size, help="training patches are PATCH x PATCH")
+    add("--lr", type=float, default=default.lr, help="initial learning rate (cosine decay to 1%%)")
+    add("--sigma-min", type=float, default=default.sigma_min)
+    add("--sigma-max", type=float, default=default.sigma_max)
+    add("--depth", type=int, default=default.depth, help="number of convolutions")
+    add("--width", type=int, default=default.width, help="channels of the hidden layers")
+    add("--lipschitz", type=float, default=default.lipschitz,
+        help="cap every convolution's operator norm at 1 and scale the output by this: a certified Lipschitz "
+             "bound on R (default: %(default)s; 0 for no cap)")
+    add("--seed", type=int, default=default.seed, help="seeds the initialization and the data")
+    add("--device", default="cpu", help="cpu or cuda")
+    add("--threads", type=int, default=None, help="CPU threads for torch")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    config = training.check(training.DenoiserConfig(
+        depth=args.depth, width=args.width, lipschitz=args.lipschitz or None,
+        sigma_min=args.sigma_min, sigma_max=args.sigma_max, patch_size=args.patch_size,
+        batch_size=args.batch_size, steps=args.steps, lr=args.lr, seed=args.seed))
+    out = Path(args.out)
+    if out.exists() and not args.force:  # before hours of training, not after
+        raise SystemExit(f"{out} exists; pass --force to replace it")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    command = command_line(args)
+    progress = None if args.no_progress else (lambda steps: tqdm(steps, desc="train denoiser", mininterval=5))
+    model, losses, seconds = training.train(config, args.device, progress)
+    validation = training.validate(model, device=args.device)
+    entry = training.summary(config, model, losses, seconds, validation)
+    checkpoints.save_state(out, "denoiser", model.config(), model, entry["metrics"], force=args.force)
+    checkpoints.record(args.name or out.stem, out, command, args.seed, entry["metrics"],
+                       {**entry["extra"], "device": str(args.device), "torch_threads": torch.get_num_threads()},
+                       seconds=seconds, force=args.force)
+    print(f"saved {out} in {seconds:.0f} s of training; PSNR in dB (denoiser / best TV) per σ:")
+    for name, rows in validation.items():
+        cells = "  ".join(f"{s:g}: {d:.2f}/{t:.2f}" for s, d, t in zip(rows["sigma"], rows["denoiser"], rows["tv_best"]))
+        print(f"  {name:>24}  {cells}")
+    return 0

@@ -1,0 +1,98 @@
+"""``oder-edu train deq``: train a RED-DEQ (``--method full``), ODER (``--method oder --ratio
+0.25``) or the unrolled baseline, save it (never over an existing file unless --force) and
+record it -- command, seed, time, data recipe, held-out metrics, measured contraction -- in
+the manifest beside it. ``torchrun --nproc_per_node=K -m oder_edu.cli train deq ...`` trains
+data-parallel. The shipped checkpoints' exact commands are in oder_edu/weights/MANIFEST.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from .. import checkpoints, checks
+from ..cli import command_line
+from ..deq import ModelConfig, save
+from ..deq.model import METHODS
+from ..problems import APPS
+from ..train import ddp
+from ..train.deq import TrainConfig, run, summary
+
+
+def add_arguments(parser) -> None:
+    add = parser.add_argument
+    model, train = ModelConfig(), TrainConfig()
+    add("--app", choices=APPS[2:], default="ct", help="CT angles, MRI coils or IDT LEDs as blocks")
+    add("--method", choices=METHODS, default="full", help="full DEQ, ODER, or the unrolled baseline")
+    add("--ratio", type=float, default=0.25, help="ODER's minibatch ratio b/B in (0, 1)")
+    add("--image-size", type=int, default=None, help="default: the app's setting (problems.SETTINGS)")
+    add("--num-blocks", type=int, default=None, help="B; default: the app's setting")
+    add("--snr", type=float, default=None, help="input SNR in dB; default: the app's setting")
+    for name in ("resample", "sampler", "sigma", "tau_init", "pretrained", "depth", "width", "solver", "backward",
+                 "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter"):
+        default = getattr(model, name)
+        add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
+    add("--no-pretrained", dest="pretrained", action="store_const", const=None, help="start from a fresh prior")
+    for name in ("steps", "batch_size", "lr", "lr_tau", "seed", "val_images", "memory_every", "checkpoint_every"):
+        default = getattr(train, name)
+        add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
+    add("--out", default=None, help="final weights (default LOG_DIR/model.pt)")
+    add("--name", default=None, help="manifest key (default: the file name without .pt)")
+    add("--force", action="store_true", help="replace an existing file and manifest entry")
+    add("--log-dir", default=None, help="default runs/deq_APP_METHOD")
+    add("--resume", default=None, help="continue from a checkpoint.pt written by an earlier run")
+    add("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
+    add("--threads", type=int, default=None, help="CPU threads for torch")
+    add("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def configs(args) -> tuple[ModelConfig, TrainConfig]:
+    """The two configs of a command line (ValueError naming a bad value)."""
+    ratio = checks.ratio("ratio", args.ratio) if args.method == "oder" else 1.0
+    checks.ratio("ratio", args.ratio)
+    if args.pretrained in ("none", ""):
+        args.pretrained = None
+    model = ModelConfig(app=args.app, image_size=args.image_size, num_blocks=args.num_blocks, snr_db=args.snr,
+                        method=args.method, batch_ratio=ratio,
+                        **{f.name: getattr(args, f.name) for f in fields(ModelConfig)
+                           if f.name not in ("app", "image_size", "num_blocks", "snr_db", "method", "batch_ratio")})
+    train = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "mix"})
+    return model, train
+
+
+def main(args) -> int:
+    from tqdm import tqdm
+
+    model_config, train_config = configs(args)
+    log_dir = Path(args.log_dir or f"runs/deq_{args.app}_{args.method}")
+    out = Path(args.out) if args.out else log_dir / "model.pt"
+    if out.exists() and not args.force:  # before the training, not after
+        raise SystemExit(f"{out} exists; pass --force to replace it")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    command = command_line(args)
+    if ddp.world_size() > 1:
+        command = command.replace("oder-edu", "torchrun ... -m oder_edu.cli", 1)
+    progress = None if args.no_progress else (lambda steps: tqdm(steps, desc=f"train deq {args.app} {args.method}",
+                                                                 mininterval=5))
+    result = run(model_config, train_config, log_dir, args.device, args.resume, progress)
+    if result["rank"] == 0:
+        metrics, extra = summary(model_config, train_config, result, args.device)
+        save(out, result["model"], model_config, metrics, force=args.force)
+        checkpoints.record(args.name or out.stem, out, command, args.seed, metrics, {**extra, "log": str(log_dir)},
+                           seconds=result["seconds"], force=args.force)
+        summary_ = {"command": command, "model": asdict(model_config), "training": asdict(train_config),
+                    "metrics": metrics, "seconds": result["seconds"], "replicas": result["replicas"],
+                    "rows": result["rows"]}
+        partial = log_dir / "log.json.partial"
+        partial.write_text(json.dumps(summary_, indent=1) + "\n")
+        os.replace(partial, log_dir / "log.json")
+        print(f"saved {out}: held-out PSNR {metrics['val_psnr']:.2f} dB (x0 {metrics['x0_psnr']:.2f} dB), "
+              f"||dT/dx|| at the fixed points {metrics['test_lipschitz']:.3f}, "
+              f"plain iteration converged: {metrics['plain_converged']}; {result['seconds']:.0f} s of training")
+    ddp.cleanup()
+    return 0

@@ -1,0 +1,127 @@
+"""A RED-DEQ / ODER model's configuration, and the one way to build, save and load it.
+
+    config = ModelConfig(app="ct", method="oder", batch_ratio=0.25)
+    model = build(config, A)                  # a new model (τ initialized from L_g)
+    save(path, model, config, metrics)        # atomic; never over an existing file unless force
+    model = load_model("deq_ct_full")         # shipped weights, sha256-checked; model.config
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from .. import checkpoints, checks
+from ..denoisers import DnCNN
+from ..physics.samplers import SAMPLERS
+from ..problems import APPS, SETTINGS
+from .layer import BACKWARDS
+from .red_deq import RESAMPLE, REDDEQ
+from .solvers import SOLVERS
+
+METHODS = ("full", "oder", "unrolled")
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a RED-DEQ / ODER model and the problem it was trained for.
+
+    ``app``, ``image_size``, ``num_blocks``, ``snr_db``: the problem (``problems.SETTINGS`` when
+    None). ``method``: "full" (RED-DEQ), "oder" (minibatch gradient at ``batch_ratio``, blocks
+    drawn per ``resample``) or "unrolled" (``unroll_iter`` RED steps backpropagated one by one).
+    The prior R_θ starts from the shipped denoiser ``pretrained`` (or, with None, a fresh
+    ``DnCNN(depth, width, lipschitz=1)``) at strength ``sigma``; τ starts at ``tau_init`` · L_g.
+    """
+
+    app: str = "ct"
+    image_size: int | None = None
+    num_blocks: int | None = None
+    snr_db: float | None = None
+    method: str = "full"
+    batch_ratio: float = 1.0
+    resample: str = "iteration"
+    sampler: str = "stratified"
+    sigma: float = 0.05
+    tau_init: float = 0.1
+    pretrained: str | None = "dncnn_small"
+    depth: int = 5
+    width: int = 16
+    solver: str = "anderson"
+    backward: str = "implicit"
+    max_iter: int = 100
+    tol: float = 1e-3
+    backward_max_iter: int = 60
+    backward_tol: float = 1e-3
+    unroll_iter: int = 10
+
+    def __post_init__(self):
+        setting = SETTINGS[checks.choice("app", self.app, APPS)]
+        self.image_size = setting.image_size if self.image_size is None else checks.integer("image_size", self.image_size, 8)
+        self.num_blocks = setting.num_blocks if self.num_blocks is None else checks.integer("num_blocks", self.num_blocks, 1)
+        self.snr_db = setting.snr_db if self.snr_db is None else checks.number("snr_db", self.snr_db)
+        checks.choice("method", self.method, METHODS)
+        self.batch_ratio = checks.ratio("batch_ratio", self.batch_ratio)
+        if (self.method == "oder") != (self.batch_ratio < 1):
+            raise ValueError(f"method {self.method!r} with batch_ratio {self.batch_ratio}: ODER needs a ratio below 1, "
+                             f"full and unrolled use all blocks (1)")
+        checks.choice("resample", self.resample, RESAMPLE)
+        checks.choice("sampler", self.sampler, tuple(SAMPLERS))
+        checks.choice("solver", self.solver, tuple(SOLVERS))
+        checks.choice("backward", self.backward, BACKWARDS)
+        for name in ("sigma",):
+            checks.number(name, getattr(self, name), minimum=0)
+        checks.number("tau_init", self.tau_init, positive=True)
+        for name in ("depth", "width", "max_iter", "backward_max_iter", "unroll_iter"):
+            checks.integer(name, getattr(self, name), 1)
+        for name in ("tol", "backward_tol"):
+            checks.number(name, getattr(self, name), minimum=0)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def prior(config: ModelConfig) -> DnCNN:
+    """The starting prior: the shipped denoiser ``config.pretrained`` or a fresh capped DnCNN."""
+    if config.pretrained is None:
+        return DnCNN(1, config.depth, config.width, lipschitz=1.0)
+    state = checkpoints.load_state(config.pretrained, kind="denoiser")
+    net = DnCNN(**state["config"])
+    net.load_state_dict(state["state_dict"])
+    return net
+
+
+def build(config: ModelConfig, A=None, *, denoiser: DnCNN | None = None, tau: float | None = None) -> REDDEQ:
+    """A ``REDDEQ`` for ``config``: the starting ``prior`` and τ = ``tau_init`` · ||A||², or a
+    given ``denoiser`` and ``tau`` (a saved model's, whose weights the caller then loads)."""
+    if tau is None:
+        if A is None:
+            raise ValueError("build needs the operator A (to scale τ by L_g) or an explicit tau")
+        tau = config.tau_init * A.norm() ** 2
+    return REDDEQ(prior(config) if denoiser is None else denoiser, config.sigma, tau, batch_ratio=config.batch_ratio, resample=config.resample,
+                  sampler=config.sampler, solver=SOLVERS[config.solver],
+                  backward="unrolled" if config.method == "unrolled" else config.backward,
+                  max_iter=config.max_iter, tol=config.tol, backward_max_iter=config.backward_max_iter,
+                  backward_tol=config.backward_tol, unroll_iter=config.unroll_iter)
+
+
+def save(path, model: REDDEQ, config: ModelConfig, metrics: dict | None = None, force: bool = False):
+    """Save the model's weights, its config and its prior's architecture
+    (``checkpoints.save_state``: atomic, no overwrite)."""
+    return checkpoints.save_state(path, "red_deq", {**asdict(config), "prior": model.denoiser.config()}, model,
+                                  metrics, force=force)
+
+
+def load_model(source, device=None) -> REDDEQ:
+    """A trained ``REDDEQ`` from a manifest name or a ``.pt`` path (sha256-checked where
+    recorded), in eval mode, with its ``ModelConfig`` as ``model.config``:
+    ``problems.make_problem(c.app, c.image_size, c.num_blocks, snr_db=c.snr_db)`` rebuilds
+    the problem it was trained for."""
+    from ..device import as_device
+
+    state = checkpoints.load_state(source, kind="red_deq")
+    config = ModelConfig.from_dict(state["config"])
+    model = build(config, denoiser=DnCNN(**state["config"]["prior"]), tau=state["state_dict"]["log_tau"].exp().item())
+    model.load_state_dict(state["state_dict"])
+    model.config = config
+    return model.to(as_device(device)).eval()

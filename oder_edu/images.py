@@ -1,0 +1,136 @@
+"""Real images: the validation slices of ``data/`` and natural-image patches for training.
+
+- ``real_image(name)``: the course's real images, ``[1, 1, H, W]`` float32 in [0, 1], read from
+  the ``.npy`` files of the repository's ``data/`` folder (installed as ``oder_edu.data``, so
+  found from a clone, on Binder and from a wheel). ``data/README.md`` gives each file's source
+  and licence. Medical slices are for validation only: nothing here trains on them.
+- ``natural_crops``: random patches of scikit-image's bundled photographs and textures (all CC0
+  or public domain, offline), with flips, rotations and intensity scaling; ``camera`` and
+  ``coins`` are held out for validation.
+- ``training_images``: a per-batch mix of procedural phantoms and natural patches.
+
+All images are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU; random functions take an explicit
+``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checks, phantoms
+
+REAL_IMAGES = ("ct", "mr", "cell")
+# scikit-image's bundled pictures (no download), CC0 or public domain per their docstrings.
+NATURAL_TRAINING = ("astronaut", "coffee", "chelsea", "brick", "grass", "gravel", "rocket",
+                    "hubble_deep_field", "retina", "clock", "text")
+NATURAL_HELD_OUT = ("camera", "coins")
+# The default training mix (fractions of each batch), recorded in every checkpoint's manifest entry.
+MIX = {"random_ellipses": 0.3, "shepp_logan_variations": 0.1, "random_cells": 0.1, "natural_crops": 0.5}
+
+
+def real_image(name: str, size: int | None = None) -> torch.Tensor:
+    """A real image of ``data/``, ``[1, 1, H, W]`` in [0, 1], resized (anti-aliased) to ``size``.
+
+    - ``"ct"``: pydicom's CT_small.dcm (128², Hounsfield units) as attenuation,
+      (HU + 1000) / 2500 clipped to [0, 1]: air 0, water 0.4, dense bone 1;
+    - ``"mr"``: pydicom's MR_small.dcm (64²) magnitude over its maximum;
+    - ``"cell"``: scikit-image's ``cell``, a quantitative phase image (512² crop): the background
+      phase (the median of the border pixels) is removed and the rest scaled to [0, 1] -- a
+      phase-only IDT measurement cannot see an image's mean, so a sample must sit on a zero
+      background.
+    """
+    checks.choice("name", name, REAL_IMAGES)
+    stored = {"ct": "ct_small.npy", "mr": "mr_small.npy", "cell": "cell_phase.npy"}[name]
+    with importlib.resources.as_file(importlib.resources.files("oder_edu.data") / stored) as path:
+        array = np.load(path, allow_pickle=False).astype(np.float64)
+    if name == "ct":
+        image = np.clip((array + 1000.0) / 2500.0, 0.0, 1.0)
+    elif name == "mr":
+        image = array / array.max()
+    else:
+        border = np.concatenate([array[:16].ravel(), array[-16:].ravel(), array[:, :16].ravel(), array[:, -16:].ravel()])
+        image = np.clip(array - np.median(border), 0.0, None)
+        image /= image.max()
+    x = torch.from_numpy(image).float()[None, None]
+    if size is not None and size != x.shape[-1]:
+        x = F.interpolate(x, size=(checks.integer("size", size, 8),) * 2, mode="bilinear", antialias=True)
+    return x.clamp(0, 1)
+
+
+@functools.lru_cache(maxsize=2)
+def _pictures(names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
+    """The bundled scikit-image pictures as grayscale float32 ``[H, W]`` tensors in [0, 1]."""
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    pictures = []
+    for name in names:
+        image = getattr(skimage.data, name)()
+        image = rgb2gray(image[..., :3]) if image.ndim == 3 else image.astype(np.float64) / 255.0
+        pictures.append(torch.from_numpy(np.ascontiguousarray(image)).float())
+    return tuple(pictures)
+
+
+def natural_crops(n: int, image_size: int, generator: torch.Generator, held_out: bool = False) -> torch.Tensor:
+    """``n`` random patches ``[n, 1, H, W]`` of scikit-image's bundled pictures.
+
+    A square crop of random side in [image_size, 2 * image_size] (bounded by the picture) is
+    resized to ``image_size`` with anti-aliasing, randomly rotated by a multiple of 90° and
+    flipped, and its intensities scaled, x -> a x + b with a in [0.6, 1] and b in [0, 1 - a], so
+    patches span different contrasts. ``held_out`` draws from ``NATURAL_HELD_OUT`` instead.
+    """
+    n, image_size = checks.integer("n", n, 1), checks.integer("image_size", image_size, 8)
+    pictures = _pictures(NATURAL_HELD_OUT if held_out else NATURAL_TRAINING)
+    crops = []
+    for _ in range(n):
+        picture = pictures[int(torch.randint(len(pictures), (1,), generator=generator))]
+        h, w = picture.shape
+        limit = min(h, w, 2 * image_size)
+        side = int(torch.randint(min(image_size, limit), limit + 1, (1,), generator=generator))
+        top = int(torch.randint(h - side + 1, (1,), generator=generator))
+        left = int(torch.randint(w - side + 1, (1,), generator=generator))
+        crop = picture[top:top + side, left:left + side][None, None]
+        if side != image_size:
+            crop = F.interpolate(crop, size=(image_size, image_size), mode="bilinear", antialias=True)
+        crop = torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), dims=(2, 3))
+        if torch.rand(1, generator=generator) < 0.5:
+            crop = crop.flip(-1)
+        a = 0.6 + 0.4 * torch.rand(1, generator=generator)
+        crop = a * crop + (1 - a) * torch.rand(1, generator=generator)
+        crops.append(crop)
+    return torch.cat(crops).clamp(0, 1)
+
+
+MAKERS = {"random_ellipses": phantoms.random_ellipses, "shepp_logan_variations": phantoms.shepp_logan_variations,
+          "random_cells": phantoms.random_cells, "natural_crops": natural_crops}
+
+
+def training_images(n: int, image_size: int, generator: torch.Generator, mix: dict | None = None) -> torch.Tensor:
+    """A shuffled batch ``[n, 1, H, W]`` in [0, 1] drawn from the sources of ``mix`` (a dict
+    ``source -> fraction``, default ``MIX``; sources are the keys of ``MAKERS``)."""
+    n, image_size = checks.integer("n", n, 1), checks.integer("image_size", image_size, 8)
+    mix = dict(MIX if mix is None else mix)
+    unknown = set(mix) - set(MAKERS)
+    if unknown or not mix or min(mix.values()) < 0 or sum(mix.values()) <= 0:
+        raise ValueError(f"mix must map sources among {sorted(MAKERS)} to fractions >= 0 (not all 0), got {mix}")
+    sources = list(mix)
+    kind = torch.multinomial(torch.tensor([float(mix[s]) for s in sources]), n, replacement=True, generator=generator)
+    images = torch.empty(n, 1, image_size, image_size)
+    for k, source in enumerate(sources):
+        index = (kind == k).nonzero().flatten()
+        if len(index):
+            images[index] = MAKERS[source](len(index), image_size, generator)
+    return images
+
+
+def recipe(mix: dict | None = None, patch_size: int | None = None) -> dict:
+    """What a training run's data were, for its manifest entry."""
+    return {"mix": dict(MIX if mix is None else mix), "patch_size": patch_size,
+            "natural_pictures": list(NATURAL_TRAINING), "held_out_pictures": list(NATURAL_HELD_OUT),
+            "source": "scikit-image bundled pictures (CC0 / public domain) and procedural phantoms; "
+                      "no medical slice is used for training"}

@@ -1,0 +1,136 @@
+"""The CPU forward model of ``ParallelBeamCT``: a sparse matrix-vector product.
+
+The matrix. Give every angle ``num_detectors + 2`` rows, one per padded detector bin
+(``ct.ParallelBeamCT``: one padding bin on each side collects what falls off the
+detector). Then A is a ``[B (d + 2), n²]`` matrix with exactly two entries per
+(angle, pixel) pair: ``1 - w`` in the row of the pixel's lower bin ``i`` and ``w`` in row
+``i + 1``, where ``i`` and ``w`` are the operator's ``bin_index`` and ``bin_weight``. The
+rows of an angle a form A_a, and A_S x is (A_a x for a in S), cut to the unpadded bins.
+
+Storage: compressed sparse rows (CSR), 16 bytes per (angle, pixel) pair.
+
+- ``col`` int32 ``[B, 2 n²]``: the pixel of each entry; ``val`` float32 ``[B, 2 n²]``: its
+  weight. Angle a's entries fill row a, sorted by matrix row (a CSR invariant).
+- ``crow`` int32 ``[B, d + 3]``: where each of angle a's rows starts within row a of
+  ``col``/``val``, so that A_a is a view of one row of each array;
+- ``full_crow`` int32 ``[B (d + 2) + 1]``: the same offsets for the whole matrix, which is
+  then a view of the whole of ``col`` and ``val``.
+
+int32 suffices: ``ct.ParallelBeamCT`` refuses operators over 8 GiB, so the
+``2 B n²`` entries stay far below 2^31.
+
+Why it is faster. ``scatter_add`` (the forward model on other devices) adds each
+pixel's two shares into bins that many pixels share, so on the CPU it runs element by
+element on one thread. Sorted by row, the same products become one dot product per
+detector bin over that bin's own entries: a matrix-vector product that reads 8 bytes per
+entry in order and splits the rows between threads without write conflicts (Intel MKL's
+sparse BLAS in PyTorch's CPU builds). It is about 3x faster than ``scatter_add`` on one
+thread and scales with threads.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+
+class ForwardMatrix(NamedTuple):
+    """A in CSR form (arrays as in the module docstring) and its matrix views."""
+
+    crow: torch.Tensor
+    full_crow: torch.Tensor
+    col: torch.Tensor
+    val: torch.Tensor
+    # (dtype, angle) -> CSR view: A_angle, or the whole matrix for angle None. At most
+    # B + 1 entries per dtype; the float64 ones share one float64 copy of ``val``.
+    views: dict
+
+    @classmethod
+    def build(cls, bin_index: torch.Tensor, bin_weight: torch.Tensor, num_detectors: int) -> "ForwardMatrix":
+        """The CSR arrays from the pixel-driven tables ``bin_index`` int32 ``[B, P]`` (lower
+        padded bin, in ``[0, d]``) and ``bin_weight`` float32 ``[B, P]`` (upper-bin share w).
+
+        Each angle's entries are laid out in pixel order, (1 - w, w) per pixel, then
+        stably sorted by matrix row (NumPy's radix sort for 16-bit keys, linear time), so
+        that columns stay sorted within rows.
+        """
+        num_angles, pixels = bin_index.shape
+        rows = num_detectors + 2
+        crow = torch.empty(num_angles, rows + 1, dtype=torch.int32)
+        col = torch.empty(num_angles, 2 * pixels, dtype=torch.int32)
+        val = torch.empty(num_angles, 2 * pixels, dtype=torch.float32)
+        key_type = np.int16 if rows <= np.iinfo(np.int16).max else np.int32
+        entry_pixel = np.repeat(np.arange(pixels, dtype=np.int32), 2)  # [p0, p0, p1, p1, ...]
+        step = max(1, 2**17 // pixels)  # angles per pass: temporaries of a few MiB
+        for start in range(0, num_angles, step):
+            stop = min(num_angles, start + step)
+            index, weight = bin_index[start:stop].numpy(), bin_weight[start:stop].numpy()
+            keys = np.empty((stop - start, 2 * pixels), dtype=key_type)
+            keys[:, 0::2], keys[:, 1::2] = index, index + 1
+            values = np.empty((stop - start, 2 * pixels), dtype=np.float32)
+            values[:, 0::2], values[:, 1::2] = 1 - weight, weight
+            order = np.argsort(keys, axis=1, kind="stable")
+            col[start:stop] = torch.from_numpy(entry_pixel[order])
+            val[start:stop] = torch.from_numpy(np.take_along_axis(values, order, axis=1))
+            # entries per matrix row: one bincount over all angles of the pass, rows offset per angle
+            counts = np.bincount((keys + rows * np.arange(stop - start)[:, None]).ravel(),
+                                 minlength=(stop - start) * rows).reshape(stop - start, rows)
+            crow[start:stop, 0] = 0
+            crow[start:stop, 1:] = torch.from_numpy(counts.cumsum(1, dtype=np.int32))
+        # Angle a's entries start at a * 2P in the flattened arrays.
+        starts = torch.arange(num_angles, dtype=torch.int32)[:, None] * (2 * pixels)
+        full_crow = torch.cat([(crow[:, :-1] + starts).reshape(-1),
+                               torch.tensor([num_angles * 2 * pixels], dtype=torch.int32)])
+        return cls(crow, full_crow, col, val, {})
+
+    def matrix(self, dtype: torch.dtype, angle: int | None = None) -> torch.Tensor:
+        """A_angle ``[d + 2, P]``, or all of A ``[B (d + 2), P]`` for ``angle=None``, as a
+        CSR tensor of views (values in ``dtype``; cached)."""
+        key = (dtype, angle)
+        if key in self.views:
+            return self.views[key]
+        num_angles, per_angle = self.col.shape
+        rows, pixels = self.crow.shape[1] - 1, per_angle // 2
+        if angle is None:
+            arrays = self.full_crow, self.col.view(-1), self.val.view(-1).to(dtype)
+            shape = (num_angles * rows, pixels)
+        else:
+            values = self.matrix(dtype).values()  # one converted copy for all angles
+            arrays = self.crow[angle], self.col[angle], values[angle * per_angle:(angle + 1) * per_angle]
+            shape = (rows, pixels)
+        with warnings.catch_warnings():  # torch warns once that sparse CSR is "beta"
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            self.views[key] = torch.sparse_csr_tensor(*arrays, shape, check_invariants=False)
+        return self.views[key]
+
+    def project(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """``A_S x``: ``[N, 1, n, n] -> [N, b, d]`` for float32/float64 CPU images.
+
+        All angles in order: one product with the whole matrix. Any other block set: one
+        product per angle, written straight into its rows of the result, so that a subset
+        allocates nothing but its b rows (no copies of the tables, no per-call matrices).
+        """
+        batch, rows = x.shape[0], self.crow.shape[1] - 1
+        rhs = x.reshape(batch, -1).T  # [P, N], a view: MKL reads the columns in place
+        angles = None if blocks is None else blocks.tolist()
+        if angles == list(range(self.col.shape[0])):
+            angles = None
+        out = x.new_empty(self.col.shape[0] if angles is None else len(angles), rows, batch)
+        if angles is None:
+            _product(self.matrix(x.dtype), rhs, out.view(-1, batch))
+        else:
+            for j, angle in enumerate(angles):
+                _product(self.matrix(x.dtype, angle), rhs, out[j])
+        return out[:, 1:-1].permute(2, 0, 1).contiguous()  # drop the padding bins
+
+
+def _product(matrix: torch.Tensor, rhs: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = matrix @ rhs`` in place, for ``rhs`` ``[P, N]`` and ``out`` ``[rows, N]``
+    (one image: the matrix-vector product, MKL's faster kernel for a single column)."""
+    if rhs.shape[1] == 1:
+        torch.mv(matrix, rhs[:, 0], out=out[:, 0])
+    else:
+        torch.mm(matrix, rhs, out=out)
