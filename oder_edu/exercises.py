@@ -429,6 +429,38 @@ def check_oder_map(oder_map) -> bool:
     return _check("oder_map", oder_map, hint, attempt)
 
 
+def check_subset_fixed_point(subset_fixed_point) -> bool:
+    """``subset_fixed_point(A, y, blocks, mu) -> x*_S``: the fixed point of ODER's map with one
+    block set S and the linear prior R(x) = x, i.e. the minimizer of
+    (B/b)·½ Σ_{i∈S} ||A_i x − y_i||² + (μ/2)||x||², the solution of
+    ((B/b) A_SᵀA_S + μI) x = (B/b) A_Sᵀ y_S."""
+    hint = ("solve ((B/b) A_SᵀA_S + μ I) x = (B/b) A_Sᵀ y_S: e.g. gradient steps "
+            "x = x − γ((B/b) A.adjoint(A.forward(x, S) − y[:, S], S) + μ x) until they stop moving.")
+
+    def solve(A, y, blocks, mu, scale):
+        n = math.prod(A.image_shape)
+        M = A.matrix().reshape(A.num_blocks, -1, n)[blocks].reshape(-1, n)
+        lhs = scale * M.T @ M + mu * torch.eye(n, dtype=M.dtype)
+        rhs = scale * y[:, blocks].reshape(y.shape[0], -1) @ M
+        return torch.linalg.solve(lhs, rhs.T).T.reshape(y.shape[0], *A.image_shape)
+
+    def attempt():
+        A, y, _ = _random_problem(seed=4)
+        blocks, mu = torch.tensor([1, 4]), 0.3
+        scale = A.num_blocks / len(blocks)
+        want = solve(A, y, blocks, mu, scale)
+        got = _tensor(subset_fixed_point(A, y, blocks, mu), "subset_fixed_point", want.shape)
+        if _close(got, want, 1e-4):
+            return None
+        if _close(got, solve(A, y, blocks, mu, 1.0), 1e-4):
+            return f"that is the fixed point without the factor B/b = {scale:g}: the data term must be the unbiased estimate."
+        if _close(got, solve(A, y, torch.arange(A.num_blocks), mu, 1.0), 1e-4):
+            return "that is the full-data solution x*; use only the blocks in S."
+        return f"relative error {_relative_error(got, want):.2g} against the solution of ((B/b)A_SᵀA_S + μI)x = (B/b)A_Sᵀy_S."
+
+    return _check("subset_fixed_point", subset_fixed_point, hint, attempt)
+
+
 # --- 05 · applications --------------------------------------------------------------------------
 def check_add_noise_snr(add_noise_snr) -> bool:
     """``add_noise_snr(y, snr_db, generator) -> y + e``: white Gaussian noise e drawn from

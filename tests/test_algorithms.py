@@ -1,9 +1,13 @@
-"""Solvers as streams: each decreases what it should, stops when told, fails safely.
+"""Solvers as streams: each decreases what it should, stops when told, fails safely, and the
+default step is one that converges (the minibatch constant online) -- or, when a given step
+diverges, the warning names one that does.
 
-Small problems (32² blur, 8-block random matrices, 16² MRI) keep the file fast; the CT
-tests with the shipped DnCNN come last.
+Small problems (32² blur, 8-block random matrices, 32²/64² MRI) keep the file fast; the CT
+tests with the shipped DnCNN come last. The residual, the divergence rule and the momentum
+themselves are tested in ``test_iterate.py``.
 """
 
+import re
 import warnings
 
 import pytest
@@ -11,11 +15,16 @@ import torch
 from skimage.data import shepp_logan_phantom
 from skimage.transform import resize
 
+import oder_edu.algorithms as algorithms
 from oder_edu.algorithms import (
-    State, conjugate_gradient, data_prox, fista_tv, gradient_descent, pnp_admm, pnp_pgd,
-    red, red_step, step_size, tikhonov,
+    State, StepSize, fista_tv, gradient_descent, pnp_admm, pnp_pgd, red, red_step, step_size, tikhonov,
 )
-from oder_edu.physics import BlockOperator, Blur, Denoising, LeastSquares, MultiCoilMRI, gaussian_kernel
+from oder_edu.algorithms.red import advice
+from oder_edu.metrics import psnr
+from oder_edu.physics import BlockOperator, Blur, LeastSquares, MultiCoilMRI, add_noise_snr, gaussian_kernel
+from oder_edu.physics.samplers import batch_size_for
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def phantom(n: int, dtype=torch.float32) -> torch.Tensor:
@@ -38,11 +47,11 @@ class Matrices(BlockOperator):
         self.image_shape, self.num_blocks, self.block_shape = (1, n, n), num_blocks, (m,)
         self.W = torch.randn(num_blocks, m, n * n, generator=gen, dtype=torch.float64) / n
 
-    def _forward(self, x, blocks):
-        return torch.einsum("bmk,nk->nbm", self._buffer("W", x)[blocks], x.flatten(1))
+    def _forward(self, x, blocks):  # blocks: None (all) or a CPU LongTensor
+        return torch.einsum("bmk,nk->nbm", self._rows("W", x, blocks), x.flatten(1))
 
     def _adjoint(self, y, blocks):
-        return torch.einsum("bmk,nbm->nk", self._buffer("W", y)[blocks], y).view(-1, *self.image_shape)
+        return torch.einsum("bmk,nbm->nk", self._rows("W", y, blocks), y).view(-1, *self.image_shape)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +89,7 @@ def test_tikhonov_matches_the_closed_form(blur_problem):
     f = [s.objective for s in states]
     assert all(b <= a * (1 + 1e-6) for a, b in zip(f, f[1:]))  # CG minimizes over growing Krylov spaces
     # (AᵀA + λI)^{-1} Aᵀy is the prox of g with γ = 1/λ at v = 0 (closed form for Blur).
-    exact = data_prox(A, y, torch.zeros_like(states[-1].x), 1 / lam)
+    exact = LeastSquares(A, y).prox(torch.zeros_like(states[-1].x), 1 / lam)
     assert (states[-1].x - exact).norm() / exact.norm() < 1e-3
 
 
@@ -138,33 +147,62 @@ def test_accelerated_red_is_faster(blur_problem):
     assert fast[-1].residual < plain[-1].residual
 
 
-# --- data step, CG and step size -------------------------------------------------------
-def _cg_prox(A, y, v, gamma, num_iter=300):
-    normal = lambda z: A.adjoint(A(z)) + z / gamma  # noqa: E731
-    for k, z in enumerate(conjugate_gradient(normal, A.adjoint(y) + v / gamma, v), start=1):
-        if k == num_iter:
-            return z
-
-
-@pytest.mark.parametrize("n", [16, 15])
-def test_closed_form_data_steps_equal_conjugate_gradient(n):
-    gen = torch.Generator().manual_seed(3)
-    v = torch.randn(2, 1, n, n, generator=gen, dtype=torch.float64)
-    mri = MultiCoilMRI(n, num_coils=1, acceleration=2, maps=torch.ones(1, n, n, dtype=torch.complex128))
-    for A in (Denoising(n), Blur(gaussian_kernel(5, 1.0), n), mri):
-        x = torch.randn(2, 1, n, n, generator=gen, dtype=torch.float64)
-        y = A(x)
-        closed, iterative = data_prox(A, y, v, 0.7), _cg_prox(A, y, v, 0.7)
-        assert (closed - iterative).norm() / iterative.norm() < 1e-8, type(A).__name__
-
-
+# --- step size ------------------------------------------------------------------------------
 def test_step_size_value_and_explanation(blur_problem):
+    """γ = 1/(L + τ·L_R) with L = ||A||²; the explanation quotes the value in one sentence."""
     A, _, _ = blur_problem
     s = step_size(A, tau=0.5, lipschitz_R=2.0)
+    assert isinstance(s, StepSize) and float(s) == s.value
     assert s.value == pytest.approx(1 / (A.norm() ** 2 + 0.5 * 2.0))
-    assert s.lipschitz_g == pytest.approx(A.norm() ** 2)
-    assert f"{s.value:.4g}" in s.explain and s.explain.count(". ") == 0 and s.explain.endswith(".")
+    assert (s.lipschitz, s.tau, s.lipschitz_R, s.batch_ratio) == (A.norm() ** 2, 0.5, 2.0, 1.0)
+    assert f"{s.value:.4g}" in s.explain and "L_g = ||A||²" in s.explain
+    assert s.explain.count(". ") == 0 and s.explain.endswith(".")
     assert step_size(A).value == pytest.approx(1 / A.norm() ** 2)
+
+
+def test_online_step_size_uses_the_minibatch_constant():
+    """For b/B < 1 the step is 1/(L_b + τ·L_R) with L_b = A.minibatch_lipschitz(b) >= L_g."""
+    A = Matrices()
+    s = step_size(A, tau=0.3, batch_ratio=0.25)
+    L_b = A.minibatch_lipschitz(batch_size_for(8, 0.25))
+    assert L_b > A.norm() ** 2 and s.lipschitz == L_b and s.value == pytest.approx(1 / (L_b + 0.3))
+    assert "minibatch constant at b/B = 0.25" in s.explain
+    for bad in ({"tau": -1.0}, {"lipschitz_R": -1.0}, {"batch_ratio": 0.0}, {"batch_ratio": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            step_size(A, **bad)
+
+
+def test_the_default_steps_are_the_step_size(blocks_problem):
+    """red and pnp_pgd default to step_size(A, τ, L_R, b/B), the online ones with the minibatch
+    constant; one iteration from x0 = 0 shows the γ used: x_1 = −γ ∇g(0) for RED with D(0) = 0."""
+    A, y, _ = blocks_problem
+    zero_prior = lambda x, sigma: x  # noqa: E731  (R = 0)
+    g = LeastSquares(A, y)
+    for ratio in (1.0, 0.25):
+        gen = torch.Generator().manual_seed(0)
+        state = next(red(A, y, zero_prior, sigma=0.1, tau=0.3, batch_ratio=ratio, generator=gen, max_iter=1))
+        gamma = step_size(A, 0.3, 1.0, ratio).value
+        expected = -gamma * g.grad(torch.zeros_like(state.x), state.blocks)
+        assert torch.allclose(state.x, expected, rtol=1e-5, atol=1e-7)
+        gen = torch.Generator().manual_seed(0)
+        state = next(pnp_pgd(A, y, zero_prior, sigma=0.1, batch_ratio=ratio, generator=gen, max_iter=1))
+        expected = -step_size(A, batch_ratio=ratio).value * g.grad(torch.zeros_like(state.x), state.blocks)
+        assert torch.allclose(state.x, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_advice_proposes_the_bound_or_half_the_step():
+    """Above the default bound the advice is the bound; within it (the denoiser is then not
+    firmly nonexpansive) it is half of γ."""
+    assert advice(0.1, 0.5, "1/L") == "try γ ≤ 0.1 = 1/L"
+    within = advice(0.1, 0.08, "1/L")
+    assert "try γ = 0.04" in within and "firmly nonexpansive" in within
+
+
+def test_the_package_exports_the_new_vocabulary():
+    assert set(algorithms.__all__) == {
+        "State", "SolverTrace", "NonContractiveError", "StepSize", "step_size", "gradient_descent", "tikhonov",
+        "fista_tv", "pnp_pgd", "pnp_admm", "red", "red_step", "denoise", "denoiser_residual"}
+    assert not hasattr(algorithms, "data_prox") and not hasattr(algorithms, "conjugate_gradient")
 
 
 def test_red_step_is_differentiable_in_gamma_and_tau():
@@ -218,6 +256,86 @@ def test_online_runs_are_reproducible(blocks_problem):
     assert all(torch.equal(s.x, t.x) and torch.equal(s.blocks, t.blocks) for s, t in zip(a, b))
 
 
+@pytest.fixture(scope="module")
+def mri_problem():
+    """Multi-coil MRI at 64², 8 coils, 4x Cartesian undersampling, a Shepp-Logan truth at 40 dB,
+    the Gaussian denoiser, x0 = Aᵀy."""
+    from oder_edu.denoisers import load_denoiser
+    from oder_edu.phantoms import shepp_logan
+
+    A = MultiCoilMRI(64, num_coils=8, acceleration=4)
+    x = shepp_logan(64)
+    y = add_noise_snr(A(x), 40.0, torch.Generator().manual_seed(0))
+    return A, y, x, load_denoiser("gaussian", device="cpu"), A.adjoint(y)
+
+
+def _online_red(mri_problem, gamma=None, seed=0, max_iter=100):
+    A, y, _, D, x0 = mri_problem
+    return list(red(A, y, D, sigma=0.05, tau=0.01 * A.norm() ** 2, gamma=gamma, batch_ratio=0.25,
+                    sampler="stratified", x0=x0, max_iter=max_iter, generator=torch.Generator().manual_seed(seed)))
+
+
+def test_online_red_on_multicoil_mri_converges_with_the_default_step(mri_problem):
+    """b/B = 1/4 (2 of 8 coils per iteration) with the default γ = 1/(L_b + τ), L_b the minibatch
+    constant: no divergence warning, and the reconstruction beats x0 = Aᵀy by more than 2 dB."""
+    A, _, x, _, x0 = mri_problem
+    assert step_size(A, 0.01 * A.norm() ** 2, batch_ratio=0.25).lipschitz == A.minibatch_lipschitz(2) > A.norm() ** 2
+    for seed in (0, 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            states = _online_red(mri_problem, seed=seed)
+        assert len(states) == 100 and not any(s.diverged for s in states)
+        assert all(s.blocks.numel() == 2 for s in states)
+        assert psnr(states[-1].x, x).item() > psnr(x0, x).item() + 2.0
+        assert states[-1].residual < states[0].residual
+
+
+def test_online_red_divergence_advice_on_multicoil_mri_names_a_step_that_converges(mri_problem):
+    """At γ = 2/(L_g + τ) -- twice the *full-batch* default, eight times the online one -- online
+    RED diverges; the warning names the online default bound, and with it the run converges."""
+    A, _, x, _, x0 = mri_problem
+    gamma = 2 / (A.norm() ** 2 + 0.01 * A.norm() ** 2)
+    with pytest.warns(RuntimeWarning, match="diverged") as record:
+        states = _online_red(mri_problem, gamma=gamma)
+    assert states[-1].diverged and len(states) < 100
+    message = str(record[0].message)
+    assert "with the minibatch constant L" in message
+    step = named_step(message)
+    assert step < gamma / 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        states = _online_red(mri_problem, gamma=step)
+    assert not states[-1].diverged and psnr(states[-1].x, x).item() > psnr(x0, x).item() + 2.0
+
+
+def test_advice_after_divergence_within_the_bound_halves_the_step(blocks_problem):
+    """An expansive 'denoiser' (R(x) = −2x) makes RED diverge at its default step; the bound
+    then cannot help, so the advice is half of the γ used."""
+    A, y, _ = blocks_problem
+    gamma = step_size(A, 1.0).value
+    with pytest.warns(RuntimeWarning, match="firmly nonexpansive") as record:
+        states = list(red(A, y, lambda x, sigma: 3 * x, sigma=0.1, tau=1.0, max_iter=500))
+    assert states[-1].diverged
+    assert named_step(str(record[0].message)) == pytest.approx(gamma / 2, rel=1e-3)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="library: step_size(A, ..., batch_ratio) uses batch_size_for(B, ratio) = 6 "
+                                       "blocks, but sampler='stratified' rounds b to a divisor of B and draws 4")
+def test_the_default_online_step_uses_the_number_of_blocks_actually_drawn():
+    """B = 8 angles at b/B = 0.75 with the stratified sampler: 4 blocks are drawn per iteration, so
+    the default step must be 1/L_4 (the minibatch constant of b = 4), not 1/L_6 (smaller L)."""
+    from oder_edu.physics import ParallelBeamCT
+
+    A = ParallelBeamCT(16, num_angles=8)
+    y = A.forward(torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    assert A.minibatch_lipschitz(4) > A.minibatch_lipschitz(6)
+    identity = lambda x, sigma: x  # noqa: E731  (R = 0: x_1 = −γ ∇_S g(0) shows γ)
+    state = next(red(A, y, identity, sigma=0.1, tau=0.0, batch_ratio=0.75, sampler="stratified", max_iter=1))
+    assert len(state.blocks) == 4
+    expected = -LeastSquares(A, y).grad(torch.zeros_like(state.x), state.blocks) / A.minibatch_lipschitz(4)
+    assert torch.allclose(state.x, expected, rtol=1e-9)
+
+
 # --- stopping ----------------------------------------------------------------------------
 def test_streams_stop_at_max_iter_and_at_tol(blur_problem):
     A, y, _ = blur_problem
@@ -251,28 +369,60 @@ def test_solvers_leave_autograd_alone(blur_problem):
 
 
 # --- divergence guard ---------------------------------------------------------------------
-@pytest.mark.parametrize("solver", ["red", "red_online", "pnp", "gd", "fista_tv"])
-def test_divergence_guard_at_ten_over_L(blocks_problem, solver):
+def named_step(message: str) -> float:
+    """The step a divergence message proposes ("try γ ≤ 0.25 = ...", "try γ = 1/L_g = 0.5")."""
+    match = re.search(r"try γ (?:≤|=) (?:1/L_g = )?([0-9.]+(?:e[+-]?[0-9]+)?)", message)
+    assert match, message
+    return float(match.group(1))
+
+
+SOLVERS = {
+    "red": lambda A, y, gamma: red(A, y, smoother, sigma=0.05, tau=0.3, gamma=gamma, max_iter=200),
+    "red_online": lambda A, y, gamma: red(A, y, smoother, sigma=0.05, tau=0.3, gamma=gamma, batch_ratio=0.25,
+                                          generator=torch.Generator().manual_seed(0), max_iter=200),
+    "pnp": lambda A, y, gamma: pnp_pgd(A, y, smoother, sigma=0.05, gamma=gamma, max_iter=200),
+    "gd": lambda A, y, gamma: gradient_descent(A, y, gamma=gamma, max_iter=200),
+    "fista_tv": lambda A, y, gamma: fista_tv(A, y, lam=0.01, gamma=gamma, tv_iter=5, max_iter=200),
+}
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_divergence_guard_at_ten_times_the_default_step_names_a_step_that_converges(blocks_problem, solver):
+    """At 10x its default step every solver stops with one warning whose message quotes the γ used
+    and names the default bound (the minibatch one online); run with that step, it converges."""
     A, y, _ = blocks_problem
-    tau = 0.3
-    safe = step_size(A, tau if solver.startswith("red") else 0.0).value
+    tau = 0.3 if solver.startswith("red") else 0.0
+    safe = step_size(A, tau, batch_ratio=0.25 if solver == "red_online" else 1.0).value
     gamma = 10 * safe
-    make = {
-        "red": lambda: red(A, y, smoother, sigma=0.05, tau=tau, gamma=gamma, max_iter=200),
-        "red_online": lambda: red(A, y, smoother, sigma=0.05, tau=tau, gamma=gamma, batch_ratio=0.25,
-                                  generator=torch.Generator().manual_seed(0), max_iter=200),
-        "pnp": lambda: pnp_pgd(A, y, smoother, sigma=0.05, gamma=gamma, max_iter=200),
-        "gd": lambda: gradient_descent(A, y, gamma=gamma, max_iter=200),
-        "fista_tv": lambda: fista_tv(A, y, lam=0.01, gamma=gamma, tv_iter=5, max_iter=200),
-    }[solver]
     with pytest.warns(RuntimeWarning, match="diverged") as record:
-        states = list(make())
+        states = list(SOLVERS[solver](A, y, gamma))
     last = states[-1]
     assert last.diverged and not any(s.diverged for s in states[:-1])
-    assert len(states) < 200
-    assert f"γ = {gamma:.4g}" in last.message and f"γ ≤ {safe:.4g}" in last.message
+    assert len(states) < 200 and len(record) == 1
+    assert f"γ = {gamma:.4g}" in last.message and named_step(last.message) == pytest.approx(safe, rel=1e-3)
     assert str(record[0].message) == last.message
     assert torch.isfinite(last.x).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        states = list(SOLVERS[solver](A, y, named_step(last.message)))
+    assert len(states) == 200 and not states[-1].diverged and states[-1].residual < 0.05 * states[0].residual
+
+
+def test_gradient_descent_above_two_over_L_is_told_to_use_one_over_L_and_then_converges(mri_problem):
+    """Landweber converges for γ < 2/L_g; at 2.5/L_g it diverges, and the advice names 1/L_g,
+    with which the objective decreases monotonically."""
+    A, y, x, _, _ = mri_problem
+    L = A.norm() ** 2
+    with pytest.warns(RuntimeWarning, match="converges for γ < 2/L_g") as record:
+        states = list(gradient_descent(A, y, gamma=2.5 / L, max_iter=300))
+    assert states[-1].diverged and len(states) < 300
+    step = named_step(str(record[0].message))
+    assert step == pytest.approx(1 / L, rel=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        states = list(gradient_descent(A, y, gamma=step, max_iter=50))
+    f = [s.objective for s in states]
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(f, f[1:])) and f[-1] < 0.1 * f[0]
 
 
 def test_divergence_guard_catches_non_finite_iterates(blur_problem):
@@ -328,7 +478,7 @@ def test_bad_input_for_the_other_solvers(blocks_problem):
         red(A, y, smoother, sigma="0.1", tau=0.3)
     with pytest.raises(TypeError, match="D must be"):
         red(A, y, None, sigma=0.1, tau=0.3)
-    with pytest.raises(ValueError, match="input shape"):
+    with pytest.raises(ValueError, match=r"the denoiser D\(x, σ\) must return a tensor of the input shape"):
         next(red(A, y, lambda x, s: x[..., :4], sigma=0.1, tau=0.3))
 
 

@@ -31,11 +31,25 @@ def f(z, x, W):
 
 @pytest.mark.parametrize("solver", [anderson, forward_iteration])
 def test_implicit_backward_passes_gradcheck(solver):
+    """Implicit gradients w.r.t. the map's inputs x and W equal finite differences of the solve."""
     W, x = contraction()
     layer = DEQ(f, solver=solver, max_iter=400, tol=1e-13)
     z0 = torch.zeros(3, D, dtype=torch.float64)
     inputs = (x.requires_grad_(), W.requires_grad_())
-    assert torch.autograd.gradcheck(lambda x, W: layer(z0, x, W), inputs)
+    assert torch.autograd.gradcheck(lambda x, W: layer(z0, x, W), inputs, check_undefined_grad=False)
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="library: deq/layer.py attach_implicit's hook solves with v=None when the incoming "
+                          "gradient is undefined (the old hook returned None)")
+def test_an_undefined_incoming_gradient_passes_through_the_implicit_hook():
+    """autograd hands a tensor hook None for an undefined gradient (gradcheck's undefined-grad
+    check does exactly that); the hook must pass it on instead of solving u = Jᵀu + None."""
+    W, x = contraction()
+    layer = DEQ(f, max_iter=400, tol=1e-13)
+    z0 = torch.zeros(3, D, dtype=torch.float64)
+    inputs = (x.requires_grad_(), W.requires_grad_())
+    assert torch.autograd.gradcheck(lambda x, W: layer(z0, x, W), inputs, check_undefined_grad=True)
 
 
 def test_implicit_gradient_matches_unrolled_to_convergence():
@@ -116,3 +130,51 @@ def test_bad_configuration():
         DEQ(f, backward="exact")
     with pytest.raises(TypeError, match="callable"):
         DEQ(3)
+    with pytest.raises(TypeError, match="backward_solver must be a callable"):
+        DEQ(f, backward_solver="anderson")
+
+
+@pytest.mark.parametrize("name", ["max_iter", "backward_max_iter", "unroll_iter"])
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-2, ValueError), (2.7, TypeError), ("5", TypeError),
+                                          (True, TypeError)])
+def test_iteration_counts_are_checked_not_coerced(name, value, error):
+    """0 is an error, not 'use the default' (the old ``int(x or default)``); 2.7, '5' and True
+    are the wrong kind, not silently truncated."""
+    with pytest.raises(error, match=f"{name} must be an integer"):
+        DEQ(f, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["tol", "backward_tol"])
+def test_tolerances_are_checked(name):
+    with pytest.raises(ValueError, match=f"{name} must be a number >= 0"):
+        DEQ(f, **{name: -1e-3})
+    with pytest.raises(ValueError, match=f"{name} must be finite"):
+        DEQ(f, **{name: float("nan")})
+
+
+def test_backward_settings_default_to_the_forward_ones():
+    import numpy as np
+
+    layer = DEQ(f, max_iter=np.int64(30), tol=np.float32(1e-3))
+    assert (layer.max_iter, layer.backward_max_iter, layer.unroll_iter) == (30, 30, 30)
+    assert layer.tol == layer.backward_tol == pytest.approx(1e-3) and type(layer.max_iter) is int
+    assert layer.backward_solver is layer.solver is anderson
+    layer = DEQ(f, solver=forward_iteration, max_iter=30, backward_max_iter=7, backward_tol=0.0, unroll_iter=3)
+    assert (layer.backward_max_iter, layer.backward_tol, layer.unroll_iter) == (7, 0.0, 3)
+    assert "solver=forward_iteration" in repr(layer)
+
+
+def test_backward_uses_its_own_solver_and_budget():
+    """The backward solve runs backward_solver with backward_max_iter / backward_tol."""
+    W, x = contraction()
+    W.requires_grad_()
+    calls = []
+
+    def recording(g, z0, max_iter, tol):
+        calls.append((max_iter, tol))
+        return forward_iteration(g, z0, max_iter=max_iter, tol=tol)
+
+    layer = DEQ(f, solver=anderson, backward_solver=recording, max_iter=100, tol=1e-10, backward_max_iter=9,
+                backward_tol=0.0)
+    layer(torch.zeros(3, D, dtype=torch.float64), x, W).sum().backward()
+    assert calls == [(9, 0.0)] and layer.backward_trace.iterations == 9

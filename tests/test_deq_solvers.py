@@ -1,4 +1,5 @@
-"""Fixed-point solvers: they reach the fixed point, Anderson is faster, divergence is caught."""
+"""Fixed-point solvers: they reach the fixed point, Anderson is faster, divergence is caught
+(``algorithms.iterate``'s rule, raised as NonContractiveError), arguments are checked strictly."""
 
 import pytest
 import torch
@@ -87,13 +88,64 @@ def test_anderson_is_a_root_finder_and_catches_non_finite_values():
         anderson(lambda z: z * float("inf") + 1, c, max_iter=10)
 
 
+def test_solvers_share_the_iterate_residual_and_return_a_solver_trace():
+    """The trace's residuals are max_n ||f(z)_n − z_n|| / ||f(z)_n|| (``algorithms.iterate``)."""
+    from oder_edu.algorithms import SolverTrace
+
+    f, c, _ = affine_map()
+    z0 = torch.zeros_like(c)
+    for solver in SOLVERS:
+        _, trace = solver(f, z0, max_iter=3, tol=0.0)
+        assert isinstance(trace, SolverTrace) and trace.iterations == 3
+        assert trace.residuals[0] == 1.0  # first step from zeros, for every solver
+    _, trace = forward_iteration(f, c, max_iter=1, tol=0.0)
+    assert trace.residuals[0] == pytest.approx(((f(c) - c).norm(dim=1) / f(c).norm(dim=1)).max().item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("max_iter, error", [(2.7, TypeError), ("5", TypeError), (True, TypeError),
+                                             (0, ValueError), (-1, ValueError)])
+def test_max_iter_is_checked_strictly(solver, max_iter, error):
+    """No silent int(): 2.7, '5' and True are the wrong kind, 0 the wrong value."""
+    c = torch.ones(2, 4)
+    with pytest.raises(error, match="max_iter must be an integer"):
+        solver(lambda z: 0.5 * z, c, max_iter=max_iter)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_a_non_finite_start_or_tolerance_is_refused(solver):
+    c = torch.ones(2, 4)
+    with pytest.raises(ValueError, match="z0 contains NaN or Inf"):
+        solver(lambda z: 0.5 * z, torch.full((2, 4), float("nan")))
+    with pytest.raises(ValueError, match="tol must be"):
+        solver(lambda z: 0.5 * z, c, tol=-1e-3)
+    with pytest.raises(ValueError, match="tol must be finite"):
+        solver(lambda z: 0.5 * z, c, tol=float("nan"))
+    with pytest.raises(TypeError, match="z0 must be a floating-point tensor"):
+        solver(lambda z: 0.5 * z, torch.ones(0, 4))
+
+
+def test_numpy_integers_are_accepted_as_iteration_counts():
+    np = pytest.importorskip("numpy")
+    z, trace = anderson(lambda z: 0.5 * z + 1, torch.zeros(1, 3), max_iter=np.int64(50), m=np.int32(3), tol=1e-8)
+    assert trace.converged and torch.allclose(z, torch.full((1, 3), 2.0))
+
+
 def test_bad_arguments():
     c = torch.ones(2, 4)
     with pytest.raises(ValueError, match="max_iter"):
         anderson(lambda z: z, c, max_iter=0)
+    with pytest.raises(TypeError, match="m must be an integer"):
+        anderson(lambda z: z, c, m=2.5)
+    with pytest.raises(ValueError, match="m must be an integer >= 1"):
+        anderson(lambda z: z, c, m=0)
+    with pytest.raises(ValueError, match="lam"):
+        anderson(lambda z: z, c, lam=-1.0)
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        anderson(lambda z: z, c, beta=0.0)
     with pytest.raises(ValueError, match="beta"):
         anderson(lambda z: z, c, beta=1.5)
-    with pytest.raises(ValueError, match="input's shape"):
+    with pytest.raises(ValueError, match="the map must return a tensor of the input shape"):
         forward_iteration(lambda z: z[:1], c)
     with pytest.raises(TypeError, match="callable"):
         nesterov(None, c)

@@ -30,6 +30,8 @@ from oder_edu.physics import (
 )
 from oder_edu.physics.base import conjugate_gradient, power_iteration
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class Rows(BlockOperator):
     """A dense real matrix split into row blocks: every quantity has an exact reference."""

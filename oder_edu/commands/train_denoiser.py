@@ -33,9 +33,6 @@ def add_arguments(parser) -> None:
     add("--sigma-max", type=float, default=default.sigma_max)
     add("--depth", type=int, default=default.depth, help="number of convolutions")
     add("--width", type=int, default=default.width, help="channels of the hidden layers")
-    add("--lipschitz", type=float, default=default.lipschitz,
-        help="cap every convolution's operator norm at 1 and scale the output by this: a certified Lipschitz "
-             "bound on R (default: %(default)s; 0 for no cap)")
     add("--seed", type=int, default=default.seed, help="seeds the initialization and the data")
     add("--device", default="cpu", help="cpu or cuda")
     add("--threads", type=int, default=None, help="CPU threads for torch")
@@ -46,7 +43,7 @@ def main(args) -> int:
     from tqdm import tqdm
 
     config = training.check(training.DenoiserConfig(
-        depth=args.depth, width=args.width, lipschitz=args.lipschitz or None,
+        depth=args.depth, width=args.width,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, patch_size=args.patch_size,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, seed=args.seed))
     out = Path(args.out)

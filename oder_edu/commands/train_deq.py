@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -83,7 +84,11 @@ def main(args) -> int:
     if result["rank"] == 0:
         metrics, extra = summary(model_config, train_config, result, args.device)
         save(out, result["model"], model_config, metrics, force=args.force)
-        checkpoints.record(args.name or out.stem, out, command, args.seed, metrics, {**extra, "log": str(log_dir)},
+        log = out.with_suffix(".log.csv")  # the training curve ships beside the weights
+        partial = log.with_suffix(".partial")
+        shutil.copyfile(log_dir / "log.csv", partial)
+        os.replace(partial, log)
+        checkpoints.record(args.name or out.stem, out, command, args.seed, metrics, {**extra, "log": log.name},
                            seconds=result["seconds"], force=args.force)
         summary_ = {"command": command, "model": asdict(model_config), "training": asdict(train_config),
                     "metrics": metrics, "seconds": result["seconds"], "replicas": result["replicas"],

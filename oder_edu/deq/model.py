@@ -29,7 +29,7 @@ class ModelConfig:
     None). ``method``: "full" (RED-DEQ), "oder" (minibatch gradient at ``batch_ratio``, blocks
     drawn per ``resample``) or "unrolled" (``unroll_iter`` RED steps backpropagated one by one).
     The prior R_θ starts from the shipped denoiser ``pretrained`` (or, with None, a fresh
-    ``DnCNN(depth, width, lipschitz=1)``) at strength ``sigma``; τ starts at ``tau_init`` · L_g.
+    ``DnCNN(depth, width)``) at strength ``sigma``; τ starts at ``tau_init`` · L_g.
     """
 
     app: str = "ct"
@@ -82,9 +82,9 @@ class ModelConfig:
 
 
 def prior(config: ModelConfig) -> DnCNN:
-    """The starting prior: the shipped denoiser ``config.pretrained`` or a fresh capped DnCNN."""
+    """The starting prior: the shipped denoiser ``config.pretrained`` or a fresh DnCNN."""
     if config.pretrained is None:
-        return DnCNN(1, config.depth, config.width, lipschitz=1.0)
+        return DnCNN(1, config.depth, config.width)
     state = checkpoints.load_state(config.pretrained, kind="denoiser")
     net = DnCNN(**state["config"])
     net.load_state_dict(state["state_dict"])

@@ -4,13 +4,14 @@ The model (RED-DEQ: Gilton, Ongie, Willett, IEEE TCI 2021, in the RED form of Li
 
     x* = T(x*),   T(x) = x − γ (∇g(x) + τ R_θ(x)),
 
-with g(x) = ½ Σ_i ||A_i x − y_i||² and R_θ the residual of a DnCNN whose convolutions are capped
-at operator norm 1, so that R_θ is L_R-Lipschitz with a certified L_R (``DnCNN(lipschitz=...)``).
+with g(x) = ½ Σ_i ||A_i x − y_i||² and R_θ the residual of a DnCNN (the shipped ``dncnn_small``
+to start from).
 
-**What is built in, what is measured.** The step is not learned: γ = 1/(L + τ L_R), one over
-the certified Lipschitz constant of ∇g + τR_θ (L = L_g = ||A||² for the full gradient). Were
-R_θ 1-cocoercive (a firmly nonexpansive denoiser), that step would make T averaged and its
-iteration convergent (``algorithms.step``); a trained network is not guaranteed to be, and the
+**What is built in, what is measured.** The step is not learned: γ = 1/(L + τ L_R) with
+L = L_g = ||A||² for the full gradient and L_R = 1, RED's assumption on the denoiser (Romano
+et al. 2017). Were R_θ 1-cocoercive (a firmly nonexpansive denoiser), that step would make T
+averaged and its iteration convergent (``algorithms.step``); a trained network is not
+guaranteed to be (its certified bound, ``DnCNN.lipschitz_bound``, is far above 1), and the
 convergence results of Liu et al. (2022) likewise *assume* a contractive T rather than enforce
 it. So the contraction the course relies on is measured: ||∂T/∂x||₂ at the fixed points of
 held-out images (``deq.jacobian_norm``), and plain iteration from x0 is checked to converge
@@ -37,8 +38,8 @@ S. Two ways to draw S (``resample``):
 
 What comes from where: the layer and the minibatch gradient in forward and backward are the
 paper's; the stratified draw and the B/b normalization are in the authors' released test code
-(``physics.samplers``, ``LeastSquares``); the capped prior, the derived γ, the measured
-contraction and the split of the backward vector-Jacobian product below are this package's.
+(``physics.samplers``, ``LeastSquares``); the derived γ, the measured contraction and the split
+of the backward vector-Jacobian product below are this package's.
 """
 
 from __future__ import annotations
@@ -60,17 +61,16 @@ RESAMPLE = ("iteration", "call")
 class REDDEQ(nn.Module):
     """RED-DEQ, and ODER when ``batch_ratio < 1``: ``model(x0, g) -> x*`` ``[N, C, H, W]``.
 
-    ``denoiser``: an ``nn.Module`` ``D(x, σ)`` with ``residual(x, σ)``; ``lipschitz_R`` its
-    residual's certified Lipschitz constant (default: the cap ``denoiser.lipschitz`` of a capped
-    ``DnCNN``, else ``denoiser.lipschitz_bound()``); ``sigma`` its fixed strength; ``tau`` the
-    initial prior weight. ``batch_ratio`` b/B in (0, 1],
+    ``denoiser``: an ``nn.Module`` ``D(x, σ)`` with ``residual(x, σ)``; ``lipschitz_R`` the
+    constant L_R of the step (default 1, RED's assumption; module docstring); ``sigma`` the
+    denoiser's fixed strength; ``tau`` the initial prior weight. ``batch_ratio`` b/B in (0, 1],
     ``resample`` and ``sampler`` ('uniform', 'stratified', 'cyclic') say how ODER draws blocks;
     ``batch_ratio``, ``resample``, a ``generator`` and ``max_iter`` can be given per call. ``solver`` solves
     fixed maps (default Anderson); online solves use plain iteration. ``backward`` is
     "implicit", "jfb" or "unrolled"; the iteration counts and tolerances are DEQ's.
     """
 
-    def __init__(self, denoiser: nn.Module, sigma: float, tau: float, *, lipschitz_R: float | None = None,
+    def __init__(self, denoiser: nn.Module, sigma: float, tau: float, *, lipschitz_R: float = 1.0,
                  batch_ratio: float = 1.0,
                  resample: str = "iteration", sampler: str = "stratified", solver=anderson,
                  backward: str = "implicit", max_iter: int = 100, tol: float = 1e-4,
@@ -80,8 +80,6 @@ class REDDEQ(nn.Module):
         if not isinstance(denoiser, nn.Module) or not callable(getattr(denoiser, "residual", None)):
             raise TypeError(f"denoiser must be an nn.Module with residual(x, sigma), got {type(denoiser).__name__}")
         self.denoiser = denoiser
-        if lipschitz_R is None:
-            lipschitz_R = getattr(denoiser, "lipschitz", None) or denoiser.lipschitz_bound()
         self.lipschitz_R = checks.number("lipschitz_R", lipschitz_R, positive=True)
         self.sigma = checks.number("sigma", sigma, minimum=0)
         self.log_tau = nn.Parameter(torch.tensor(math.log(checks.number("tau", tau, positive=True))))

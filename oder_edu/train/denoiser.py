@@ -33,7 +33,6 @@ class DenoiserConfig:
 
     depth: int = 7
     width: int = 32
-    lipschitz: float | None = 1.0
     sigma_min: float = 0.0
     sigma_max: float = 0.2
     patch_size: int = 128
@@ -44,7 +43,7 @@ class DenoiserConfig:
     mix: dict = field(default_factory=lambda: dict(images.MIX))
 
     def network(self) -> DnCNN:
-        return DnCNN(1, self.depth, self.width, (self.sigma_min, self.sigma_max), self.lipschitz)
+        return DnCNN(1, self.depth, self.width, (self.sigma_min, self.sigma_max))
 
 
 def train(config: DenoiserConfig, device=None, progress=None) -> tuple[DnCNN, list[float], float]:
@@ -140,6 +139,4 @@ def check(config: DenoiserConfig) -> DenoiserConfig:
         raise ValueError(f"need 0 <= sigma-min < sigma-max, got {config.sigma_min}, {config.sigma_max}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {config.lr}")
-    if config.lipschitz is not None and not 0 < config.lipschitz:
-        raise ValueError(f"--lipschitz must be > 0, got {config.lipschitz}")
     return config
