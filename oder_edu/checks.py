@@ -65,6 +65,14 @@ def choice(name: str, value, options):
     return value
 
 
+def flag(name: str, value) -> bool:
+    """``value`` as a bool: ``True``/``False`` (or a numpy bool), never a truthy string or number."""
+    value = _scalar(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
 def generator(value) -> torch.Generator | None:
     """A ``torch.Generator`` or None."""
     if value is not None and not isinstance(value, torch.Generator):

@@ -1,9 +1,11 @@
 """Real browser: JupyterLab + Chromium run a notebook holding the reconstruction explorer,
-press Run, move the step-size and minibatch-ratio sliders by keyboard while it runs, and the
-PSNR and memory readouts the kernel computes change, with no browser console errors.
+press Run, move the step-size and minibatch-ratio sliders by keyboard while it runs: the PSNR
+readout changes, and moving b/B from 1 to 1/4 lowers the displayed memory and time per
+iteration, with no browser console errors.
 
 The notebook is written by the test into its own temporary folder (the course notebooks are
-not involved), and the problem is tiny (CT 32², 24 angles, Gaussian denoiser).
+not involved); the problem is small and measurement-dominated (IDT 64², 128 LEDs, Gaussian
+denoiser), so a quarter of the LEDs costs clearly less per iteration.
 """
 
 import nbformat
@@ -15,8 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CELLS = [
     "from oder_edu.widgets import ReconstructionExplorer\n"
-    "explorer = ReconstructionExplorer('ct', image_size=32, denoiser='gaussian', num_blocks={'ct': 24},\n"
-    "                                  iterations=1000, device='cpu')\n"
+    "explorer = ReconstructionExplorer('idt', image_size=64, denoiser='gaussian', num_blocks={'idt': 128},\n"
+    "                                  iterations=1000, device='cpu', reference=False)\n"
     "explorer",
     "assert explorer.history == [] and explorer.batch_ratio.value == 1.0",
 ]
@@ -49,13 +51,16 @@ def test_explorer_sliders_reach_the_running_loop(chromium, tmp_path):
         assert "× 1/L" in text(page, ".oder-bound") and "start image" in text(page, ".oder-psnr")
 
         page.locator(".oder-run button, button.oder-run").first.click()
-        # The loop is running: readouts in the table form, at full batch (b = 24/24).
+        # The loop is running: readouts in the table form, at full batch (b = 128/128); wait for the
+        # time readout to rest on ten iterations at this setting.
         wait_text(page, ".oder-readout.oder-memory", "t.includes('MiB')")
-        wait_text(page, "th", "t.includes('iteration')")
+        page.wait_for_function("() => [...document.querySelectorAll('th')].some(e => /iteration (1[2-9]|[2-9][0-9])/"
+                               ".test(e.innerText))", timeout=60_000)
         psnr_before = text(page, ".oder-readout.oder-psnr")
         memory_before = text(page, ".oder-readout.oder-memory")
+        seconds_before = text(page, ".oder-readout.oder-seconds")
         bound_before = text(page, ".oder-bound")
-        assert "24/24" in page.locator(".oder-readout").first.locator("xpath=ancestor::table").inner_text()
+        assert "128/128" in page.locator(".oder-readout").first.locator("xpath=ancestor::table").inner_text()
 
         gamma = page.locator(".oder-gamma .noUi-handle").first
         gamma.scroll_into_view_if_needed()
@@ -68,17 +73,23 @@ def test_explorer_sliders_reach_the_running_loop(chromium, tmp_path):
         ratio = page.locator(".oder-ratio .noUi-handle").first
         ratio.focus()
         for _ in range(2):
-            page.keyboard.press("ArrowLeft")  # b/B: 24/24 -> 12/24 -> 8/24
+            page.keyboard.press("ArrowLeft")  # b/B: 1 -> 1/2 -> 1/4
         # The running loop read the new b/B at its next iteration: its readout says so, and the
-        # measured peak memory per iteration drops with the number of projection angles.
+        # measured memory and time per iteration drop with the number of LEDs.
         page.wait_for_function(
-            "() => [...document.querySelectorAll('th')].some(e => e.innerText.includes('b = 8/24'))",
+            "() => [...document.querySelectorAll('th')].some(e => e.innerText.includes('b = 32/128'))",
             timeout=30_000,
         )
         wait_text(page, ".oder-readout.oder-memory", f"t.includes('MiB') && t !== {memory_before!r}")
         wait_text(page, ".oder-readout.oder-psnr", f"t !== {psnr_before!r}")
+        changed_at = int(page.locator("th").first.inner_text().split()[1].split("/")[0])
+        page.wait_for_function("(k) => { const e = document.querySelector('th'); "
+                               "return e && parseInt(e.innerText.split(' ')[1]) >= k + 10; }", arg=changed_at,
+                               timeout=60_000)
         memory_after = text(page, ".oder-readout.oder-memory")
-        assert float(memory_after.split()[0]) < float(memory_before.split()[0])
+        seconds_after = text(page, ".oder-readout.oder-seconds")
+        assert float(memory_after.split()[0]) < 0.6 * float(memory_before.split()[0])
+        assert float(seconds_after.split()[0]) < float(seconds_before.split()[0])
 
         page.locator(".oder-stop button, button.oder-stop").first.click()
         wait_text(page, ".oder-status", "t.includes('stopped')")

@@ -19,6 +19,8 @@ from oder_edu.metrics import psnr
 from oder_edu.phantoms import validation_phantoms
 from oder_edu.train.denoiser import VALIDATION_SIGMAS, best_tv_psnr, denoise_psnr
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _noisy(x, sigma, seed=0):
     return x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
@@ -150,7 +152,7 @@ def _briefly_trained(phantoms, steps=15):
     return D.eval()
 
 
-def test_local_lipschitz_estimates_never_exceed_the_certified_bound(phantoms, one_thread):
+def test_local_lipschitz_estimates_never_exceed_the_certified_bound(phantoms):
     """Difference quotients of R near and far, and the local Jacobian norm ||J_R(x)||₂ (power
     iteration on JᵀJ by jvp/vjp) of a trained network, at several σ: all below lipschitz_bound(),
     which certifies every σ and image size."""

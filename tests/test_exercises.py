@@ -94,6 +94,19 @@ def _oder_unscaled(x, A, y, D, gamma, tau, sigma, blocks):
     return x - gamma * (grad + tau * (x - D(x, sigma)))
 
 
+def _subset_solution(scaled=True, all_blocks=False):
+    """The minimizer of (B/b)·½||A_S x − y_S||² + (μ/2)||x||², optionally without B/b or over all blocks."""
+    def subset_fixed_point(A, y, blocks, mu):
+        blocks = torch.arange(A.num_blocks) if all_blocks else blocks
+        scale = A.num_blocks / len(blocks) if scaled else 1.0
+        n = A.matrix().shape[1]
+        M = A.matrix().reshape(A.num_blocks, -1, n)[blocks].reshape(-1, n)
+        rhs = scale * y[:, blocks].reshape(y.shape[0], -1) @ M
+        x = torch.linalg.solve(scale * M.T @ M + mu * torch.eye(n, dtype=M.dtype), rhs.T).T
+        return x.reshape(y.shape[0], *A.image_shape)
+    return subset_fixed_point
+
+
 WRONG = {
     "power_iteration": [(_power_norm, "but L = ||A||²")],
     "landweber": [(_landweber(+1.0), "uphill"), (_landweber(extra=1), "one step too few or too many")],
@@ -122,6 +135,10 @@ WRONG = {
     ],
     "expected_minibatch_gradient": [(_expected_unscaled, "needs the factor B/b")],
     "oder_map": [(_oder_unscaled, "lacks the factor B/b")],
+    "subset_fixed_point": [
+        (_subset_solution(scaled=False), "without the factor B/b"),
+        (_subset_solution(scaled=False, all_blocks=True), "full-data solution x*"),
+    ],
     "add_noise_snr": [
         (lambda y, snr, gen: y + y.norm() / y.numel() ** 0.5 * 10 ** (-snr / 10)
          * torch.randn(y.shape, generator=gen, dtype=y.dtype), "not /10"),
@@ -137,6 +154,12 @@ WRONG = {
 
 def test_every_check_has_typical_wrong_answers():
     assert sorted(WRONG) == CHECKS
+
+
+def test_the_reference_subset_solution_passes(capsys):
+    """The wrong answers above are built from a correct solver: with B/b over S it passes."""
+    assert exercises.check_subset_fixed_point(_subset_solution()) is True
+    assert "✓ subset_fixed_point: correct." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,16 @@ def test_wheel_contains_package_data(tmp_path):
     for entry in manifest.values():
         assert f"oder_edu/weights/{entry['file']}" in names
     assert "oder_edu/physics/base.py" in names
+    for data in ("ct_small.npy", "mr_small.npy", "cell_phase.npy", "README.md"):
+        assert f"oder_edu/data/{data}" in names  # data/, installed as oder_edu.data
+    assert any(name.startswith("oder_edu/results/") and name.endswith(".json") for name in names)
+
+
+def test_pyproject_lists_every_package():
+    """``packages`` is written out (data/ is mapped to oder_edu.data), so a new subpackage must be added."""
+    on_disk = {".".join(p.relative_to(ROOT).parent.parts) for p in (ROOT / "oder_edu").rglob("__init__.py")}
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    assert on_disk | {"oder_edu.data"} == listed
 
 
 def test_environment_yml_matches_pyproject():

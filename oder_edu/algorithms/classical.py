@@ -72,6 +72,7 @@ def fista_tv(A, y, *, lam: float, gamma: float | None = None, tv_iter: int = 20,
     lam = checks.number("lam", lam, minimum=0)
     gamma = step_size(A).value if gamma is None else checks.number("gamma", gamma, positive=True)
     tv_iter = checks.integer("tv_iter", tv_iter, 1)
+    accelerate = checks.flag("accelerate", accelerate)
 
     def step(s):
         v = s - gamma * g.grad(s)

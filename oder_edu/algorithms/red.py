@@ -82,6 +82,7 @@ def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None 
     sigma = checks.number("sigma", sigma, minimum=0)
     tau = checks.number("tau", tau, minimum=0)
     checks.function("D", D, "D(x, sigma) -> denoised x")
+    accelerate = checks.flag("accelerate", accelerate)
     safe = step_size(A, tau, lipschitz_R, batch_ratio).value
     gamma = safe if gamma is None else checks.number("gamma", gamma, positive=True)
     oracle = gradient_oracle(g, batch_ratio, sampler, generator)

@@ -25,6 +25,7 @@ import torch
 
 from .. import checks
 from ..physics import LeastSquares, make_sampler
+from ..physics.base import BlockOperator
 from ..physics.samplers import batch_size_for
 
 
@@ -53,6 +54,8 @@ class StepSize:
 def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0, batch_ratio: float = 1.0) -> StepSize:
     """The default step γ = 1/(L + τ·L_R) for operator ``A`` (module docstring), with L = ||A||²
     or, for ``batch_ratio`` < 1, the minibatch constant. ``tau = 0`` gives 1/L."""
+    if not isinstance(A, BlockOperator):
+        raise TypeError(f"A must be a BlockOperator, got {type(A).__name__}")
     tau = checks.number("tau", tau, minimum=0)
     lipschitz_R = checks.number("lipschitz_R", lipschitz_R, minimum=0)
     batch_ratio = checks.ratio("batch_ratio", batch_ratio)

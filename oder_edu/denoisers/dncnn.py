@@ -64,8 +64,17 @@ class DnCNN(nn.Module):
         self.channels = checks.integer("channels", channels, 1)
         self.depth = checks.integer("depth", depth, 2)
         self.width = checks.integer("width", width, 1)
+        if isinstance(sigma_range, (str, bytes)) or not hasattr(sigma_range, "__len__"):
+            raise TypeError(f"sigma_range must be a pair (low, high) of noise levels, got {sigma_range!r}")
+        if len(sigma_range) != 2:
+            raise ValueError(f"sigma_range must be a pair (low, high), got {len(sigma_range)} values")
         self.sigma_range = (checks.number("sigma_range[0]", sigma_range[0], minimum=0),
                             checks.number("sigma_range[1]", sigma_range[1], minimum=0))
+        if self.sigma_range[0] > self.sigma_range[1]:
+            raise ValueError(f"sigma_range must be a pair (low, high) with 0 <= low <= high, got {self.sigma_range}")
+        c, w = self.channels, self.width  # 3x3 weights in float32, before any is allocated
+        checks.memory(f"DnCNN(channels={c}, depth={self.depth}, width={w})",
+                      4.0 * 10 * ((c + 1) * w + (self.depth - 2) * w * w + w * c))
         sizes = [self.channels + 1] + [self.width] * (self.depth - 1) + [self.channels]
         layers = []
         for i, (c_in, c_out) in enumerate(zip(sizes[:-1], sizes[1:])):

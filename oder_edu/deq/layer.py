@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import checks
 from ..algorithms.iterate import SolverTrace, apply
-from .solvers import anderson
+from .solvers import _start, anderson
 
 BACKWARDS = ("implicit", "jfb", "unrolled")
 
@@ -36,7 +36,7 @@ def unrolled(f, z0: torch.Tensor, num_iter: int):
     Returns ``(z_K, trace)``; the trace records residuals but never stops early, so the
     computation graph (and its memory) is exactly K applications of f."""
     num_iter = checks.integer("num_iter", num_iter, 1)
-    trace, z = SolverTrace(), z0
+    trace, z = SolverTrace(), _start(f, z0)
     for _ in range(num_iter):
         fz = apply(f, z)
         with torch.no_grad():
@@ -101,6 +101,7 @@ class DEQ(nn.Module):
         def f(z):
             return self.f(z, *args)
 
+        z0 = _start(f, z0)  # a tensor, finite: any solver (and the unrolled baseline) may start from it
         self.backward_trace = None
         if self.backward == "unrolled":
             z, self.forward_trace = unrolled(f, z0, self.unroll_iter)

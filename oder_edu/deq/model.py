@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 
 from .. import checkpoints, checks
@@ -67,13 +68,19 @@ class ModelConfig:
         checks.choice("sampler", self.sampler, tuple(SAMPLERS))
         checks.choice("solver", self.solver, tuple(SOLVERS))
         checks.choice("backward", self.backward, BACKWARDS)
+        if self.pretrained is not None:  # a name or path, stored as a string (the config is saved as data)
+            if not isinstance(self.pretrained, (str, os.PathLike)):
+                raise TypeError(f"pretrained must be a manifest name, a path to a .pt file or None, "
+                                f"got {self.pretrained!r} ({type(self.pretrained).__name__})")
+            self.pretrained = os.fspath(self.pretrained)
+        # stored as plain Python numbers: numpy scalars could not be loaded back from a weight file
         for name in ("sigma",):
-            checks.number(name, getattr(self, name), minimum=0)
-        checks.number("tau_init", self.tau_init, positive=True)
+            setattr(self, name, checks.number(name, getattr(self, name), minimum=0))
+        self.tau_init = checks.number("tau_init", self.tau_init, positive=True)
         for name in ("depth", "width", "max_iter", "backward_max_iter", "unroll_iter"):
-            checks.integer(name, getattr(self, name), 1)
+            setattr(self, name, checks.integer(name, getattr(self, name), 1))
         for name in ("tol", "backward_tol"):
-            checks.number(name, getattr(self, name), minimum=0)
+            setattr(self, name, checks.number(name, getattr(self, name), minimum=0))
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
@@ -94,6 +101,8 @@ def prior(config: ModelConfig) -> DnCNN:
 def build(config: ModelConfig, A=None, *, denoiser: DnCNN | None = None, tau: float | None = None) -> REDDEQ:
     """A ``REDDEQ`` for ``config``: the starting ``prior`` and τ = ``tau_init`` · ||A||², or a
     given ``denoiser`` and ``tau`` (a saved model's, whose weights the caller then loads)."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
     if tau is None:
         if A is None:
             raise ValueError("build needs the operator A (to scale τ by L_g) or an explicit tau")
@@ -108,6 +117,9 @@ def build(config: ModelConfig, A=None, *, denoiser: DnCNN | None = None, tau: fl
 def save(path, model: REDDEQ, config: ModelConfig, metrics: dict | None = None, force: bool = False):
     """Save the model's weights, its config and its prior's architecture
     (``checkpoints.save_state``: atomic, no overwrite)."""
+    if not isinstance(model, REDDEQ) or not isinstance(config, ModelConfig):
+        raise TypeError(f"model must be a REDDEQ and config a ModelConfig, got {type(model).__name__} and "
+                        f"{type(config).__name__}")
     return checkpoints.save_state(path, "red_deq", {**asdict(config), "prior": model.denoiser.config()}, model,
                                   metrics, force=force)
 

@@ -133,6 +133,7 @@ class REDDEQ(nn.Module):
         if not isinstance(g, LeastSquares):
             raise TypeError(f"g must be a LeastSquares data term, got {type(g).__name__}")
         g.check(x0)
+        checks.finite("x0", x0)
         ratio = self.batch_ratio if batch_ratio is None else checks.ratio("batch_ratio", batch_ratio)
         ratio = batch_size_for(g.A.num_blocks, ratio) / g.A.num_blocks  # the b/B actually drawn
         resample = self.resample if resample is None else checks.choice("resample", resample, RESAMPLE)

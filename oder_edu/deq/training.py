@@ -23,7 +23,7 @@ from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
 from ..phantoms import VALIDATION_SEED, validation_phantoms
 from ..physics import LeastSquares
-from ..problems import initial_image, simulate
+from ..problems import APPS, initial_image, simulate
 from .red_deq import REDDEQ
 from .solvers import forward_iteration
 
@@ -32,6 +32,7 @@ def held_out(app: str, n: int, image_size: int) -> torch.Tensor:
     """``n`` validation images of ``app`` ``[n, 1, H, W]`` drawn with ``VALIDATION_SEED`` (never
     used for training): cell fields for IDT; otherwise half ``validation_phantoms`` and half
     patches of the held-out photographs (``images.NATURAL_HELD_OUT``)."""
+    checks.choice("app", app, APPS)
     if app == "idt":
         return validation_phantoms(n, image_size, cells=True)
     k = n // 2
@@ -51,6 +52,7 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
     representative (``peak_mib`` is None without it).
     """
     deq = getattr(model, "module", model)
+    checks.finite("the training images x", x)  # NaN targets would turn every weight into NaN
     memory = PeakTensorMemory(x.device) if measure_memory else contextlib.nullcontext()
     start = time.perf_counter()
     with memory:
@@ -110,6 +112,7 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
     (``lipschitz``) and whether plain iteration from x0 with the model's own γ reaches a
     relative residual of 1e-4 within 300 iterations on every image (``plain_converged``).
     """
+    batch_size = checks.integer("batch_size", batch_size, 1)
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)

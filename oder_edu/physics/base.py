@@ -19,6 +19,8 @@ solvers, the DEQ layer, the widgets, training) rejects non-finite data or stops 
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .. import checks
@@ -35,7 +37,7 @@ def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
         return None
     if not torch.is_tensor(blocks):
         try:
-            blocks = torch.as_tensor([blocks] if isinstance(blocks, int) else list(blocks))
+            blocks = torch.as_tensor([blocks] if isinstance(blocks, numbers.Integral) else list(blocks))  # numpy ints too
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"blocks must be a 1-D sequence of integer indices, got {blocks!r}") from None
     if blocks.numel() == 0:  # before the dtype check: an empty list becomes a float tensor
@@ -183,7 +185,8 @@ class BlockOperator:
         return min(self.num_blocks / b * L, self.num_blocks * float(self.block_norms().max()) ** 2)
 
     def measurement_shape(self, batch: int, blocks=None) -> tuple[int, ...]:
-        return (batch, count(as_blocks(blocks, self.num_blocks), self.num_blocks), *self.block_shape)
+        return (checks.integer("batch", batch, 1), count(as_blocks(blocks, self.num_blocks), self.num_blocks),
+                *self.block_shape)
 
     # --- checks -----------------------------------------------------------------
     def check_image(self, x: torch.Tensor) -> None:

@@ -86,10 +86,13 @@ class ParallelBeamCT(BlockOperator):
     def __init__(self, image_size: int, num_angles: int | None = None, angles=None,
                  num_detectors: int | None = None):
         n = checks.integer("image_size", image_size, 2)
-        angles = _angles_in_degrees(num_angles, angles)
         d = n if num_detectors is None else checks.integer("num_detectors", num_detectors, 1)
-        checks.memory(f"ParallelBeamCT(image_size={n}, num_angles={angles.numel()}, num_detectors={d})",
-                      _operator_bytes(n, angles.numel(), d))
+        size = lambda B: (f"ParallelBeamCT(image_size={n}, num_angles={B}, num_detectors={d})",  # noqa: E731
+                          _operator_bytes(n, B, d))
+        if angles is None and num_angles is not None:  # before even the angles are allocated
+            checks.memory(*size(checks.integer("num_angles", num_angles, 1)))
+        angles = _angles_in_degrees(num_angles, angles)
+        checks.memory(*size(angles.numel()))
         self.image_size = n
         self.angles = angles  # degrees, float64 [B]
         self.num_detectors = d
@@ -320,6 +323,7 @@ def fbp(A: ParallelBeamCT, y: torch.Tensor, filter: str = "ramp", blocks=None, c
     if not isinstance(A, ParallelBeamCT):
         raise TypeError(f"fbp needs a ParallelBeamCT operator, got {type(A).__name__}")
     checks.choice("filter", filter, ("ramp", "hann"))
+    circle = checks.flag("circle", circle)
     blocks = as_blocks(blocks, A.num_blocks)
     b = count(blocks, A.num_blocks)
     A.check_measurement(y, b)

@@ -130,7 +130,19 @@ class IntensityDiffractionTomography(BlockOperator):
                 ("wavelength", wavelength), ("pixel_size", pixel_size), ("medium_index", medium_index),
                 ("thickness", thickness), ("objective_na", objective_na)))
         illumination_na = checks.number("illumination_na", illumination_na)
-        leds = num_leds if led_na is None else len(led_na)
+        absorption = checks.flag("absorption", absorption)
+        if led_na is not None:
+            try:
+                led_na = torch.as_tensor(led_na)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"led_na must be a real tensor [L, 2] of (NA_x, NA_y), "
+                                f"got {type(led_na).__name__}") from None
+            if led_na.is_complex() or led_na.dtype == torch.bool:
+                raise TypeError(f"led_na must be real (NA_x, NA_y) pairs, got dtype {led_na.dtype}")
+            led_na = led_na.to(torch.float64)
+            if led_na.ndim != 2 or led_na.shape[1] != 2 or led_na.shape[0] < 1:
+                raise ValueError(f"led_na must have shape [L, 2] with L >= 1, got {tuple(led_na.shape)}")
+        leds = checks.integer("num_leds", num_leds, 1) if led_na is None else led_na.shape[0]
         # transfer functions (complex128, several temporaries) and a call's per-LED spectra
         checks.memory(f"IntensityDiffractionTomography({image_size}, num_leds={leds})",
                       (64.0 + 24.0) * leds * image_size * image_size * (2 if absorption else 1))
@@ -144,9 +156,6 @@ class IntensityDiffractionTomography(BlockOperator):
                 )
             led_na = ring_leds(num_leds, illumination_na, num_rings)
         else:
-            led_na = torch.as_tensor(led_na, dtype=torch.float64)
-            if led_na.ndim != 2 or led_na.shape[1] != 2 or led_na.shape[0] < 1:
-                raise ValueError(f"led_na must have shape [L, 2] with L >= 1, got {tuple(led_na.shape)}")
             if not torch.isfinite(led_na).all():
                 raise ValueError("led_na contains NaN or Inf")
             largest = led_na.norm(dim=1).max().item()

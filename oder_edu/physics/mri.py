@@ -84,6 +84,7 @@ def cartesian_mask(
     acceleration is met to within rounding. ``acceleration=1`` gives the full mask.
     """
     n = _check_size(image_size)
+    checks.memory(f"a {n} x {n} mask", 8.0 * n * n)
     acceleration = checks.number("acceleration", acceleration, minimum=1)
     center_fraction = checks.ratio("center_fraction", center_fraction)
     checks.choice("mask kind", kind, ("random", "equispaced"))
@@ -153,6 +154,8 @@ class MultiCoilMRI(BlockOperator):
             raise ValueError(f"mask must be 'random', 'equispaced' or a [{n}, {n}] tensor, got {got}")
         elif not ((mask == 0) | (mask == 1)).all():
             raise ValueError("a mask tensor must contain only 0 and 1")
+        elif not mask.any():
+            raise ValueError("the mask samples no k-space entry (all zeros): nothing would be measured")
         if not torch.isfinite(torch.view_as_real(maps.to(torch.complex128))).all():
             raise ValueError("maps contain NaN or Inf")
         self.maps = maps.detach().to(torch.complex128)

@@ -13,6 +13,7 @@ from .. import checks
 
 def batch_size_for(num_blocks: int, batch_ratio: float) -> int:
     """b = round(ratio * B), at least 1; ``batch_ratio`` must lie in (0, 1]."""
+    num_blocks = checks.integer("num_blocks", num_blocks, 1)
     ratio = checks.ratio("batch_ratio", batch_ratio)
     return max(1, min(num_blocks, round(ratio * num_blocks)))
 
@@ -30,7 +31,7 @@ class UniformSampler:
         self.num_blocks, self.batch_size = _check(num_blocks, batch_size)
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        perm = torch.randperm(self.num_blocks, generator=generator)
+        perm = torch.randperm(self.num_blocks, generator=checks.generator(generator))
         return perm[: self.batch_size].sort().values
 
 
@@ -57,7 +58,7 @@ class StratifiedSampler:
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
         length = self.num_blocks // self.num_sectors
         per_sector = self.batch_size // self.num_sectors
-        offsets = torch.randperm(length, generator=generator)[:per_sector]
+        offsets = torch.randperm(length, generator=checks.generator(generator))[:per_sector]
         starts = torch.arange(self.num_sectors) * length
         return (starts[:, None] + offsets[None, :]).flatten().sort().values
 
@@ -72,6 +73,7 @@ class CyclicSampler:
         self.start = 0
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        checks.generator(generator)  # unused, but a wrong object is still a mistake
         blocks = (self.start + torch.arange(self.batch_size)) % self.num_blocks
         self.start = (self.start + self.batch_size) % self.num_blocks
         return blocks.sort().values

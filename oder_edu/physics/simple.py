@@ -43,6 +43,7 @@ def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
     """A normalized ``[size, size]`` Gaussian blur kernel (float64)."""
     size = checks.integer("size", size, 1)
     std = checks.number("std", std, positive=True)
+    checks.memory(f"a {size} x {size} kernel", 24.0 * size * size)
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     k = torch.exp(-0.5 * (t / std) ** 2)
     k = k[:, None] * k[None, :]
@@ -60,7 +61,15 @@ class Blur(BlockOperator):
     def __init__(self, kernel: torch.Tensor, image_size: int = 128, channels: int = 1):
         self.image_shape = _shape(image_size, channels)
         n = self.image_shape[-1]
-        kernel = torch.as_tensor(kernel, dtype=torch.float64)
+        given = type(kernel).__name__
+        try:
+            kernel = torch.as_tensor(kernel)
+        except (TypeError, ValueError, RuntimeError):
+            kernel = None
+        if kernel is None or kernel.is_complex() or kernel.dtype == torch.bool:
+            got = given if kernel is None else f"dtype {kernel.dtype}"
+            raise TypeError(f"kernel must be a real 2-D tensor (or array) of weights, got {got}")
+        kernel = kernel.to(torch.float64)
         if kernel.ndim != 2 or kernel.shape[0] > n or kernel.shape[1] > n:
             raise ValueError(f"kernel must be a 2-D tensor no larger than {n}x{n}, got {tuple(kernel.shape)}")
         checks.finite("kernel", kernel)
