@@ -25,7 +25,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from . import checks
 
 MANIFEST = "MANIFEST.json"
 KINDS = ("denoiser", "red_deq")
@@ -55,9 +58,17 @@ def read_manifest(directory=None) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path} is not valid JSON ({error}); restore it from the repository") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path} must map names to entries (a JSON object), got a {type(manifest).__name__}; "
+                              f"restore it from the repository")
+    for name, entry in manifest.items():
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: the entry {name!r} must be a dict (file, sha256, command, ...), got "
+                                  f"{entry!r:.80}; restore it from the repository")
+    return manifest
 
 
 def _locate(source) -> tuple[Path, dict | None]:
@@ -86,6 +97,8 @@ def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
     Raises ``CheckpointError`` naming the file and the regenerating command when the entry is
     missing or lacks a sha256, the file is missing, truncated or changed, or holds another kind.
     """
+    if kind is not None:
+        checks.choice("kind", kind, KINDS)
     path, entry = _locate(source)
     command = (entry or {}).get("command", "the `oder-edu train ...` command that made it")
     if entry is not None:
@@ -110,6 +123,22 @@ def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
     return state
 
 
+def _plain(value, where: str):
+    """``value`` with numpy scalars as Python numbers: what ``torch.load(weights_only=True)``
+    can read back. Anything else (an object, a path) is a TypeError naming where it sits."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if value is None or type(value) in (bool, int, float, str) or torch.is_tensor(value):
+        return value
+    raise TypeError(f"{where} is a {type(value).__name__} ({value!r:.60}); a weight file holds only numbers, "
+                    f"strings, lists, dicts and tensors")
+
+
 @contextlib.contextmanager
 def _atomic(path: Path, force: bool):
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds."""
@@ -119,6 +148,9 @@ def _atomic(path: Path, force: bool):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # the mode of any new file, not mkstemp's private 0600
     try:
         yield Path(temporary)
         os.replace(temporary, path)
@@ -133,6 +165,9 @@ def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: d
     an existing file, shipped or not, unless ``force``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config, metrics = _plain(config, "config"), _plain(metrics or {}, "metrics")
     path = Path(path)
     state = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
     with _atomic(path, force) as temporary:
@@ -147,6 +182,8 @@ def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict 
     date, torch version and the keys of ``extra``. An existing entry of another file is only
     replaced with ``force``. The manifest is locked while it is read, changed and written, so
     parallel trainings cannot lose each other's entries."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a string (the manifest key), got {name!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"cannot record {path}: the file does not exist")

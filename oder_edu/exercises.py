@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 
 import torch
 
@@ -22,6 +23,11 @@ from .physics.base import BlockOperator, LeastSquares
 
 
 # --- the machinery shared by every check ----------------------------------------------------
+class _Wrong(Exception):
+    """What the student's function returned cannot be checked (None, a string, a wrong shape):
+    reported as what came back, never as a crash of their code."""
+
+
 def _check(name: str, fn, hint: str, attempt) -> bool:
     """Run ``attempt()`` (None when the answer is right, else a sentence saying what is
     wrong) and report. ``hint`` is printed with every wrong answer."""
@@ -38,6 +44,8 @@ def _check(name: str, fn, hint: str, attempt) -> bool:
         if str(error):
             print(f"  {error}")
         return False
+    except _Wrong as error:
+        problem = str(error)
     except Exception as error:  # the student's code crashed: say how, do not crash the notebook
         problem = f"your function raised {type(error).__name__}: {error}"
     if problem:
@@ -48,13 +56,39 @@ def _check(name: str, fn, hint: str, attempt) -> bool:
 
 
 def _tensor(value, name: str, shape) -> torch.Tensor:
-    """``value`` as a float64 tensor of ``shape``, or a ValueError saying what came back."""
-    t = torch.as_tensor(value)
+    """``value`` as a float64 tensor of ``shape``, or ``_Wrong`` saying what came back."""
+    if value is None:
+        raise _Wrong(f"{name} returned None; expected a tensor of shape {tuple(shape)} (a missing `return`?)")
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise _Wrong(f"{name} returned a {type(value).__name__}; expected a tensor of shape {tuple(shape)}") from None
     if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} returned shape {tuple(t.shape)}, expected {tuple(shape)}")
+        raise _Wrong(f"{name} returned shape {tuple(t.shape)}, expected {tuple(shape)}")
     if t.is_complex():
-        raise ValueError(f"{name} returned complex values, expected a real tensor")
+        raise _Wrong(f"{name} returned complex values, expected a real tensor")
     return t.detach().double()
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float (a number or a one-element tensor), or ``_Wrong`` saying what came back."""
+    if value is None:
+        raise _Wrong(f"{name} returned None; expected a number (a missing `return`?)")
+    if torch.is_tensor(value) and value.numel() != 1:
+        raise _Wrong(f"{name} returned a tensor of shape {tuple(value.shape)}; expected a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise _Wrong(f"{name} returned a {type(value).__name__}; expected a number") from None
+
+
+def _residuals(value) -> list[float]:
+    """The residuals of ``fixed_point_iteration`` as floats, or ``_Wrong``."""
+    try:
+        return [float(r) for r in value]
+    except (TypeError, ValueError, RuntimeError):
+        got = type(value).__name__
+        raise _Wrong(f"fixed_point_iteration's residuals must be a list of numbers, got {got}") from None
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -135,7 +169,7 @@ def check_power_iteration(power_iteration) -> bool:
         for seed, s in ((0, [3.0, 1.5, 1.0, 0.5, 0.2, 0.1]), (1, [0.8, 0.3, 0.2, 0.1, 0.1, 0.05])):
             A = _matrix_operator(s, num_blocks=3, seed=seed)
             L = s[0] ** 2
-            got = float(power_iteration(A, 100))
+            got = _number(power_iteration(A, 100), "power_iteration")
             if abs(got - L) <= 1e-3 * L:
                 continue
             if abs(got - s[0]) <= 1e-3 * s[0]:
@@ -186,7 +220,7 @@ def check_psnr(my_psnr) -> bool:
         mse = (x - ref).square().mean(dim=(1, 2, 3))
         want = 10 * torch.log10(1 / mse)
         got = my_psnr(x, ref)
-        if torch.as_tensor(got).numel() == 1:
+        if isinstance(got, numbers.Real) or (torch.is_tensor(got) and got.numel() == 1):
             return "you returned one number for a batch of two images: average over (1, 2, 3) only."
         got = _tensor(got, "my_psnr", want.shape)
         if _close(got, want):
@@ -278,7 +312,7 @@ def check_lipschitz_estimate(lipschitz_estimate) -> bool:
 
         for R in (linear, nonlinear):
             want = _jacobian_norm(R, x)
-            got = float(lipschitz_estimate(R, x.clone(), 200))
+            got = _number(lipschitz_estimate(R, x.clone(), 200), "lipschitz_estimate")
             if abs(got - want) <= 1e-3 * want:
                 continue
             if abs(got - want**2) <= 1e-3 * want**2:
@@ -316,7 +350,7 @@ def check_fixed_point_iteration(fixed_point_iteration) -> bool:
             return "return a pair (z, residuals)."
         z, residuals = out
         z = _tensor(z, "fixed_point_iteration", c.shape)
-        residuals = [float(r) for r in residuals]
+        residuals = _residuals(residuals)
         if not _close(z, z_star):
             return f"z is not the fixed point: relative error {_relative_error(z, z_star):.2g}."
         if not residuals or residuals[-1] >= 1e-10 or len(residuals) >= 200:
@@ -324,7 +358,7 @@ def check_fixed_point_iteration(fixed_point_iteration) -> bool:
         if residuals[0] < 0.5 or residuals[-1] > residuals[0]:
             return "residuals[k] must be ||f(z_k) − z_k|| / ||f(z_k)||, starting at z_0 (1.0 from zeros)."
         _, capped = fixed_point_iteration(f, z0, 5, 0.0)
-        if len(capped) != 5:
+        if len(_residuals(capped)) != 5:
             return f"with max_iter=5 and tol=0 you ran {len(capped)} iterations instead of 5."
         return None
 

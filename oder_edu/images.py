@@ -45,6 +45,9 @@ def real_image(name: str, size: int | None = None) -> torch.Tensor:
       background.
     """
     checks.choice("name", name, REAL_IMAGES)
+    if size is not None:
+        size = checks.integer("size", size, 8)
+        checks.memory(f"real_image({name!r}, size={size})", 12.0 * size * size)
     stored = {"ct": "ct_small.npy", "mr": "mr_small.npy", "cell": "cell_phase.npy"}[name]
     with importlib.resources.as_file(importlib.resources.files("oder_edu.data") / stored) as path:
         array = np.load(path, allow_pickle=False).astype(np.float64)
@@ -58,7 +61,7 @@ def real_image(name: str, size: int | None = None) -> torch.Tensor:
         image /= image.max()
     x = torch.from_numpy(image).float()[None, None]
     if size is not None and size != x.shape[-1]:
-        x = F.interpolate(x, size=(checks.integer("size", size, 8),) * 2, mode="bilinear", antialias=True)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     return x.clamp(0, 1)
 
 

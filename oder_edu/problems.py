@@ -32,6 +32,7 @@ from . import checks, phantoms
 from .device import as_device
 from .physics import (Blur, Denoising, IntensityDiffractionTomography, LeastSquares, MultiCoilMRI, ParallelBeamCT,
                       add_noise_snr, fbp, gaussian_kernel)
+from .physics.base import BlockOperator
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def truth_images(name: str, n: int, image_size: int, seed: int = 0) -> torch.Ten
     """``n`` ground truths ``[n, 1, H, W]``: a phantom (``"shepp_logan"``; ``"cells"``, drawn with
     ``seed``) or a real image of ``data/`` (``"ct"``, ``"mr"``, ``"cell"``, ``images.real_image``)."""
     checks.choice("truth", name, TRUTHS)
+    n, image_size = checks.integer("n", n, 1), checks.integer("image_size", image_size, 1)
+    checks.memory(f"{n} truth images of {image_size} x {image_size}", 16.0 * n * image_size**2)
     if name == "shepp_logan":
         return phantoms.shepp_logan(image_size).expand(n, -1, -1, -1).clone()
     if name == "cells":
@@ -173,13 +176,15 @@ def make_problem(app: str, image_size: int | None = None, num_blocks: int | None
     """
     setting = SETTINGS[checks.choice("app", app, APPS)]
     A = make_operator(app, image_size, num_blocks) if A is None else A
+    if not isinstance(A, BlockOperator):
+        raise TypeError(f"A must be a BlockOperator (an operator to reuse) or None, got {type(A).__name__}")
     snr_db = setting.snr_db if snr_db is None else checks.number("snr_db", snr_db)
     seed = checks.integer("seed", seed)
     device = as_device(device)
     if truth is None or isinstance(truth, str):
         x_true = truth_images(truth or setting.truth, 1, A.image_shape[-1], seed)
     else:
-        x_true = truth
+        x_true = checks.finite("truth", checks.image_batch("truth", truth))
     A.check_image(x_true)
     x_true = x_true.to(device)
     if finer_grid and not isinstance(A, ParallelBeamCT):

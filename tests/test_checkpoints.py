@@ -145,6 +145,18 @@ def test_a_failure_during_save_leaves_the_old_file_intact(tmp_path, monkeypatch)
     assert sorted(os.listdir(tmp_path)) == ["m.pt"]
 
 
+def test_saved_files_get_the_permissions_of_any_new_file(tmp_path):
+    """A weight file and the manifest are shipped in the package: after save_state and record they
+    must carry the mode a plain new file gets under the current umask (e.g. 0644), not 0600."""
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")
+    expected = plain.stat().st_mode & 0o777
+    path = checkpoints.save_state(tmp_path / "m.pt", "denoiser", {}, Tiny())
+    checkpoints.record("m", path, COMMAND, 0, {})
+    assert path.stat().st_mode & 0o777 == expected
+    assert (tmp_path / "MANIFEST.json").stat().st_mode & 0o777 == expected
+
+
 # --- every failure is a clear CheckpointError ------------------------------------------------------
 
 

@@ -26,8 +26,8 @@ the classical denoisers reject non-finite images.
 
 Covered elsewhere, not repeated here: ``train deq`` refusing an existing ``--out`` before
 training, ``--num-blocks 0``, ``--checkpoint-every -1`` (tests/test_train_deq.py), ``labs``
-refusing to overwrite notebooks unless ``--force`` (tests/test_labs.py), divergence advice
-(tests/test_algorithms.py, tests/test_iterate.py).
+refusing to overwrite notebooks unless ``--force`` (tests/test_labs.py), atomic weight saves
+(tests/test_checkpoints.py), divergence advice (tests/test_algorithms.py, tests/test_iterate.py).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import importlib
 import io
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -260,27 +261,6 @@ def json_file(text: str) -> str:
     path = Path(tempfile.mkdtemp(dir=tmp())) / "bad.json"
     path.write_text(text)
     return str(path)
-
-
-def interrupted_save() -> str:
-    """A save that fails half-way leaves the old file and no temporary behind."""
-    d = Path(tempfile.mkdtemp(dir=tmp()))
-    path = checkpoints.save_state(d / "w.pt", "denoiser", net().config(), net())
-    before = path.read_bytes()
-    real = torch.save
-
-    def failing(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"half a file")
-        raise OSError("disk full")
-
-    checkpoints.torch.save = failing
-    try:
-        checkpoints.save_state(path, "denoiser", net().config(), net(), force=True)
-    except OSError:
-        pass
-    finally:
-        checkpoints.torch.save = real
-    return f"intact={path.read_bytes() == before} leftovers={sorted(p.name for p in d.iterdir() if p != path)}"
 
 
 def numpy_config_round_trip():
@@ -683,10 +663,6 @@ CASES = [
       r"MANIFEST.json must map names to entries"),
     C("checkpoints", "manifest entry a string", lambda: load_denoiser(manifest('{"w": "w.pt"}'), device="cpu"),
       CheckpointError, r"MANIFEST.json.* entry 'w' must be a dict"),
-    C("checkpoints", "save kind", lambda: checkpoints.save_state(tmp() / "k.pt", "model", {}, net()), V,
-      r"kind must be one of \('denoiser', 'red_deq'\)"),
-    C("checkpoints", "save over a file", lambda: checkpoints.save_state(files()["denoiser"], "denoiser", {}, net()),
-      CheckpointError, r"exists; refusing to overwrite it \(pass force=True"),
     C("checkpoints", "save a string", lambda: checkpoints.save_state(tmp() / "s.pt", "denoiser", {}, "net"), T,
       r"model must be a torch.nn.Module"),
     C("checkpoints", "save a config of numpy scalars", lambda: checkpoints.load_state(checkpoints.save_state(
@@ -695,11 +671,8 @@ CASES = [
     C("checkpoints", "save a config holding an object", lambda: checkpoints.save_state(tmp() / "o.pt", "denoiser",
                                                                                        {"path": Path(".")}, net()),
       T, r"config\['path'\] .*PosixPath|config\['path'\] .*Path"),
-    C("checkpoints", "an interrupted save keeps the old file", interrupted_save, None, r"intact=True leftovers=\[\]"),
     C("checkpoints", "load kind 'model'", lambda: checkpoints.load_state(files()["model"], kind="model"), V,
       r"kind must be one of 'denoiser', 'red_deq'"),
-    C("checkpoints", "record a missing file", lambda: checkpoints.record("q", tmp() / "nope.pt", "cmd", 0, {}),
-      FileNotFoundError, r"cannot record .*nope.pt: the file does not exist"),
     C("checkpoints", "record under a number", lambda: checkpoints.record(5, files()["denoiser"], "cmd", 0, {}), T,
       r"name must be a string"),
 
@@ -974,14 +947,17 @@ def test_entry_point(case):
 def _limit_memory():
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = MEMORY_LIMIT if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is enforced on Linux")
 def test_sizes_are_refused_before_memory_is_spent():
     """The ``guard`` rows run in a child process limited to 3 GiB of address space: each must
     raise its ValueError naming the size and the limit, without allocating first."""
-    done = subprocess.run([sys.executable, __file__, "--guarded", "--json"], capture_output=True, text=True,
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # a CUDA context alone reserves GiBs of address space
+    done = subprocess.run([sys.executable, __file__, "--guarded", "--json"], capture_output=True, text=True, env=env,
                           preexec_fn=_limit_memory, timeout=600, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from .. import checks
 from ..cli import command_line
 from ..timing import median_ms
 from .results import DEFAULT_OUT, check_out, write_results
@@ -98,6 +99,8 @@ def main(args) -> int:
 
     device = as_device(args.device)
     check_out(args.out)
+    for threads in args.threads or []:
+        checks.integer("--threads", threads, 1)
     default_threads = torch.get_num_threads()
     cases = QUICK_CASES if args.quick else CASES
     repeat, warmup = (2, 0) if args.quick else (7, 2)

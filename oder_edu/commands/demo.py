@@ -46,6 +46,7 @@ from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
 from ..physics import fbp
 from ..problems import make_problem
+from .results import check_out
 
 # Parameters from the sweep described in the module docstring (60 angles, 40 dB, 128²).
 TV_LAM = 1.0
@@ -86,8 +87,8 @@ def run_demo(
     image_size = checks.integer("size", image_size, 16)
     num_angles = checks.integer("angles", num_angles, 1)
     iterations = None if iterations is None else checks.integer("iterations", iterations, 1)
+    problem = make_problem("ct", image_size, num_angles, snr_db=snr_db, seed=seed, device=device)  # checks first
     D = load_denoiser("dncnn", device=device) if denoiser is None else denoiser
-    problem = make_problem("ct", image_size, num_angles, snr_db=snr_db, seed=seed, device=device)
     A, y, truth = problem.A, problem.y, problem.x_true
     L_g = A.norm() ** 2  # power iteration once, outside every method's timing (cached on A)
 
@@ -174,6 +175,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    check_out(Path(args.out).parent)  # before the run, not after it
     rows, images, truth = run_demo(args.size, args.angles, args.snr, args.iterations, args.seed)
     print(f"Sparse-view CT: Shepp-Logan {args.size}², {args.angles} angles over 180°, {args.snr:g} dB input SNR, "
           f"seed {args.seed}, device {as_device(None)}")

@@ -117,6 +117,8 @@ def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tup
         raise FileNotFoundError(f"no notebooks (*.ipynb) in {source_dir.resolve()}; pass --source DIR")
     if out_dir.resolve() == source_dir.resolve():
         raise ValueError(f"--out must differ from --source ({source_dir}); the instructor notebooks would be overwritten")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder; choose a folder for the student notebooks")
     existing = [out_dir / p.name for p in paths if (out_dir / p.name).exists()]
     if existing and not force:
         raise FileExistsError(f"{len(existing)} notebook(s) already in {out_dir} (e.g. {existing[0].name}), perhaps "

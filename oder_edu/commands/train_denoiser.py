@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoints
+from .. import checkpoints, checks
 from ..cli import command_line
+from ..device import as_device
 from ..train import denoiser as training
+from .results import check_out
 
 
 def add_arguments(parser) -> None:
@@ -49,8 +51,10 @@ def main(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:  # before hours of training, not after
         raise SystemExit(f"{out} exists; pass --force to replace it")
+    check_out(out.parent)  # a folder the weights can be written to, also before the training
+    as_device(args.device, "--device")
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(checks.integer("--threads", args.threads, 1))
     command = command_line(args)
     progress = None if args.no_progress else (lambda steps: tqdm(steps, desc="train denoiser", mininterval=5))
     model, losses, seconds = training.train(config, args.device, progress)

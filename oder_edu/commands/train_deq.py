@@ -17,11 +17,13 @@ import torch
 
 from .. import checkpoints, checks
 from ..cli import command_line
+from ..device import as_device
 from ..deq import ModelConfig, save
 from ..deq.model import METHODS
 from ..problems import APPS
 from ..train import ddp
 from ..train.deq import TrainConfig, run, summary
+from .results import check_out
 
 
 def add_arguments(parser) -> None:
@@ -73,8 +75,11 @@ def main(args) -> int:
     out = Path(args.out) if args.out else log_dir / "model.pt"
     if out.exists() and not args.force:  # before the training, not after
         raise SystemExit(f"{out} exists; pass --force to replace it")
+    if os.environ.get("RANK", "0") == "0":  # folders for the log and the weights, also before the training
+        check_out(log_dir), check_out(out.parent)
+    as_device(args.device, "--device")
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(checks.integer("--threads", args.threads, 1))
     command = command_line(args)
     if ddp.world_size() > 1:
         command = command.replace("oder-edu", "torchrun ... -m oder_edu.cli", 1)

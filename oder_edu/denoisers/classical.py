@@ -13,6 +13,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from .. import checks
+
 
 def check_image(x, name: str = "denoiser") -> None:
     """Raise a clear TypeError/ValueError unless ``x`` is a finite real ``[N, C, H, W]`` batch."""
@@ -125,14 +127,13 @@ def tv_denoise(v: torch.Tensor, lam, num_iter: int = 100) -> torch.Tensor:
     ``denoise_tv_chambolle(v, weight=lam)`` on each 2-D channel.
     """
     check_image(v, "tv_denoise")
-    if int(num_iter) != num_iter or num_iter < 0:
-        raise ValueError(f"num_iter must be a non-negative integer, got {num_iter!r}")
+    num_iter = checks.integer("num_iter", num_iter, 0)
     lam = as_strength(v, lam, "lam")[:, None, None, None]
     active = lam > 0  # lam = 0: the prox is the identity
     step = 1.0 / (8.0 * torch.where(active, lam, torch.ones_like(lam)))
     p = torch.zeros(*v.shape[:2], 2, *v.shape[2:], device=v.device, dtype=v.dtype)
     q, t = p, 1.0
-    for _ in range(int(num_iter)):
+    for _ in range(num_iter):
         x = v - lam * gradient_adjoint(q)
         p_next = q + step[..., None] * gradient(x)
         p_next = p_next / p_next.square().sum(dim=2, keepdim=True).sqrt().clamp(min=1.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import checkpoints
+from .. import checkpoints, checks
 from ..device import as_device
 from .classical import as_strength, check_image, gaussian_denoise, tv_denoise
 from .dncnn import DnCNN
@@ -31,7 +31,7 @@ class ClassicalDenoiser(torch.nn.Module):
         super().__init__()
         if kind not in ("tv", "gaussian"):
             raise ValueError(f"kind must be 'tv' or 'gaussian', got {kind!r}")
-        self.kind, self.num_iter = kind, num_iter
+        self.kind, self.num_iter = kind, checks.integer("num_iter", num_iter, 0)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         if self.kind == "gaussian":

@@ -37,7 +37,8 @@ def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
         return None
     if not torch.is_tensor(blocks):
         try:
-            blocks = torch.as_tensor([blocks] if isinstance(blocks, numbers.Integral) else list(blocks))  # numpy ints too
+            single = isinstance(blocks, numbers.Integral)  # numpy integers too
+            blocks = torch.as_tensor([blocks] if single else list(blocks))
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"blocks must be a 1-D sequence of integer indices, got {blocks!r}") from None
     if blocks.numel() == 0:  # before the dtype check: an empty list becomes a float tensor

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .. import images
+from .. import checks, images
 from ..denoisers import DnCNN, tv_denoise
 from ..metrics import psnr
 from ..phantoms import VALIDATION_SEED, validation_phantoms
@@ -135,6 +135,10 @@ def check(config: DenoiserConfig) -> DenoiserConfig:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
     if config.patch_size < 8:
         raise ValueError(f"--patch-size must be >= 8, got {config.patch_size}")
+    # float32 activations of a training step (two per layer), before a batch is drawn
+    checks.memory(f"a training step at --batch-size {config.batch_size}, --patch-size {config.patch_size}, "
+                  f"--width {config.width}, --depth {config.depth}",
+                  4.0 * config.batch_size * config.patch_size**2 * (2 * config.width * config.depth + 8))
     if not 0 <= config.sigma_min < config.sigma_max:
         raise ValueError(f"need 0 <= sigma-min < sigma-max, got {config.sigma_min}, {config.sigma_max}")
     if not (math.isfinite(config.lr) and config.lr > 0):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import checks, images
+from ..checkpoints import CheckpointError
 from ..deq import ModelConfig, build, evaluate, held_out, train_step
 from ..phantoms import VALIDATION_SEED
 from ..physics import LeastSquares
@@ -63,11 +64,30 @@ class TrainConfig:
             checks.number(name, getattr(self, name), positive=True)
 
 
-def validate(model, config: ModelConfig, n: int, device) -> dict:
-    """``deq.evaluate`` with properties on ``n`` held-out images of the model's problem."""
+def validate(model, config: ModelConfig, n: int, device, properties: bool = True) -> dict:
+    """``deq.evaluate`` on ``n`` held-out images of the model's problem (with its measured
+    properties unless ``properties`` is False)."""
     A = make_operator(config.app, config.image_size, config.num_blocks)
     images_ = held_out(config.app, n, config.image_size).to(device)
-    return evaluate(model, A, images_, config.snr_db, properties=True)
+    return evaluate(model, A, images_, config.snr_db, properties=properties)
+
+
+def resume_state(path) -> dict:
+    """The training checkpoint at ``path`` (the ``checkpoint.pt`` of an earlier run's log folder),
+    or a ``CheckpointError`` saying what the file is instead."""
+    path = Path(path)
+    hint = "pass the checkpoint.pt that `oder-edu train deq` writes in its log folder (--checkpoint-every)"
+    if not path.is_file():
+        raise CheckpointError(f"--resume {path}: no such file; {hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # not a torch file, truncated, or holding code
+        raise CheckpointError(f"--resume {path}: cannot load it as a training checkpoint "
+                              f"({type(error).__name__}); {hint}") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "rows", "generators"} <= set(state):
+        what = f"a {state['kind']!r} weight file" if isinstance(state, dict) and "kind" in state else "something else"
+        raise CheckpointError(f"--resume {path} is not a training checkpoint (it is {what}); {hint}")
+    return state
 
 
 def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=None, progress=None) -> dict:
@@ -86,12 +106,12 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=N
     generator = torch.Generator().manual_seed(train.seed + 1000 * rank)
     first, rows = 0, []
     if resume:
-        state = torch.load(resume, map_location="cpu", weights_only=True)
+        state = resume_state(resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generators"][rank])
         first, rows = state["step"], state["rows"]
-    before = validate(model, config, train.val_images, device) if rank == 0 and not resume else None
+    before = validate(model, config, train.val_images, device, properties=False) if rank == 0 and not resume else None
     net = ddp.wrap(model, device)
     if rank == 0:
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,11 @@ class ReconstructionExplorer:
         checks.choice("problem", problem, PROBLEMS)
         checks.choice("algorithm", algorithm, tuple(ALGORITHMS))
         iterations = checks.integer("iterations", iterations, 1, 1000)
+        reference = checks.flag("reference", reference)
         self.image_size = None if image_size is None else checks.integer("image_size", image_size, 16)
+        if num_blocks is not None and not isinstance(num_blocks, dict):
+            raise TypeError(f"num_blocks must be a dict problem -> B (e.g. {{'ct': 90}}) or None, "
+                            f"got {type(num_blocks).__name__}")
         num_blocks = dict(num_blocks or {})
         if set(num_blocks) - set(PROBLEMS):
             raise ValueError(f"num_blocks keys must be among {PROBLEMS}, got {sorted(num_blocks)}")

@@ -154,6 +154,9 @@ class ReconstructionRun:
 
     def step(self, settings: Settings) -> Record:
         """One iteration with ``settings``; the record says if the solver stopped the run."""
+        if not isinstance(settings, Settings):
+            raise TypeError(f"settings must be a Settings(algorithm, gamma, sigma, tau, batch_ratio), "
+                            f"got {type(settings).__name__}")
         state, seconds, peak = self.main.step(settings, lambda x: self._stream(settings, x, self.generator))
         quality = self._quality(self.main.x)
         reference = {}

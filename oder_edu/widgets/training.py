@@ -20,12 +20,14 @@ from __future__ import annotations
 import html
 import json
 import math
+import numbers
 from pathlib import Path
 
 import ipywidgets as w
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .. import checks
 from .. import results as shipped
 from .explorer import close_all
 from .render import png_bytes
@@ -43,7 +45,12 @@ def read_results(source) -> tuple[list[dict], str]:
     if source == SHIPPED:
         data, name = shipped.load("oder"), "oder.json shipped with oder_edu"
     else:
-        data, name = json.loads(Path(source).read_text()), Path(source).name
+        name = Path(source).name
+        try:
+            data = json.loads(Path(source).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{name} is not valid JSON ({error}); expected the output of "
+                             f"`oder-edu bench oder`") from None
     records = data.get("records") if isinstance(data, dict) else None
     if not isinstance(records, list):
         raise ValueError(f"{name} holds no 'records' list; expected the output of `oder-edu bench oder`")
@@ -55,9 +62,16 @@ def read_results(source) -> tuple[list[dict], str]:
 
 
 def _usable(record) -> bool:
-    ratio = record.get("ratio") if isinstance(record, dict) else None
+    ratio = _number(record.get("ratio")) if isinstance(record, dict) else None
     return (isinstance(record, dict) and record.get("method") in ("full", "oder", "unrolled")
-            and isinstance(ratio, (int, float)) and 0 < ratio <= 1)
+            and ratio is not None and 0 < ratio <= 1)
+
+
+def _number(value) -> float | None:
+    """A finite real number (numpy scalars included) as a float, else None: what can be shown."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _check_record(record, app, method, ratio) -> dict:
@@ -99,6 +113,7 @@ class TrainingExplorer:
     def __init__(self, results=SHIPPED, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
         if measure is not None and not callable(measure):
             raise TypeError(f"measure must be a callable (app, method, ratio) -> dict, got {type(measure).__name__}")
+        ratios = tuple(checks.ratio("ratios", r) for r in ratios)
         self.measure, self.history = measure, []
         self.records: list[dict] = []
         self.source = "no benchmark file"
@@ -115,6 +130,9 @@ class TrainingExplorer:
         keys = [setting(r) for r in self.records if r.get("method") in ("full", "oder")]
         keys += [(app, "live", None) for app in apps] if measure is not None else []
         keys = list(dict.fromkeys(keys))
+        if not keys:
+            raise ValueError("no full DEQ or ODER record to show, and no apps for live runs: pass results of "
+                             "`oder-edu bench oder`, or measure=... with apps=('ct', ...)")
         self.setting = w.Dropdown(options=[(_setting_label(k), k) for k in keys], value=keys[0], description="setting")
         self.ratio = w.SelectionSlider(options=[("1/1", 1.0)], description="b/B", layout=w.Layout(width="380px"))
         self.ratio.add_class("oder-ratio")
@@ -190,7 +208,7 @@ class TrainingExplorer:
         oder = full if ratio == 1.0 else self.lookup("oder", ratio)
         rows = []
         for key, name, unit in METRICS:
-            a, b = (None if r is None else r.get(key) for r in (full, oder))
+            a, b = (None if r is None else _number(r.get(key)) for r in (full, oder))
             if key == "test_psnr":
                 versus = f"{b - a:+.2f} dB" if a is not None and b is not None else "–"
             else:
@@ -214,7 +232,7 @@ class TrainingExplorer:
         ticks = ratios + [1.0]
         for ax, (key, name, unit) in zip(self.axes, METRICS):
             ax.clear()
-            value = lambda record: None if record is None else record.get(key)  # noqa: E731
+            value = lambda record: None if record is None else _number(record.get(key))  # noqa: E731
             points = [(math.log2(r), v) for r in ratios if (v := value(self.lookup("oder", r))) is not None]
             if points:
                 ax.plot(*zip(*points), "o-", color="C0", label="ODER")
