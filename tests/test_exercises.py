@@ -1,6 +1,8 @@
 """Each exercise check accepts the notebook's reference solution and rejects the student
-stub and typical wrong answers, with a hint aimed at the mistake."""
+stub and typical wrong answers, with a hint aimed at the mistake; hints come in tiers and the
+full answer only on request (``exercises.solution``)."""
 
+import ast
 import itertools
 import re
 from pathlib import Path
@@ -31,6 +33,14 @@ def _checked_name(source: str) -> str:
     return names[0]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hint_tiers():
+    """Every test starts at the first hint tier (the counts are module state, as in a kernel)."""
+    exercises.reset()
+    yield
+    exercises.reset()
+
+
 @pytest.mark.parametrize("source", _exercise_cells())
 def test_notebook_solution_passes_and_student_stub_gets_the_hint(source, capsys):
     """Exercise cells are self-contained (imports, the function, its check), so each runs
@@ -41,6 +51,16 @@ def test_notebook_solution_passes_and_student_stub_gets_the_hint(source, capsys)
     exec(compile(strip_solutions(source), "<student>", "exec"), {})  # must not raise
     out = capsys.readouterr().out
     assert f"✗ {name}: not implemented yet" in out and "Hint:" in out
+
+
+@pytest.mark.parametrize("source", _exercise_cells())
+def test_exercise_cell_assigns_the_check_result_instead_of_echoing_it(source):
+    """The cell ends with `ok = check_x(fn)`: it prints one ✓/✗ line (no True/False echo), and a
+    later cell can use the student's function under the guard `fn if ok else fallback`."""
+    last = ast.parse(source).body[-1]
+    assert (isinstance(last, ast.Assign) and len(last.targets) == 1 and isinstance(last.targets[0], ast.Name)
+            and isinstance(last.value, ast.Call) and getattr(last.value.func, "id", "").startswith("check_")), \
+        f"the exercise cell should end with `<name>_ok = check_{_checked_name(source)}(...)`, not {ast.unparse(last)!r}"
 
 
 def test_every_check_is_used_by_one_notebook_exercise():
@@ -71,6 +91,15 @@ def _expected_unscaled(A, y, x, b):
     return sum(A.adjoint(A.forward(x, S) - y[:, S], S) for S in subsets) / len(subsets)
 
 
+def _minibatch_integer_division(A, y, x, blocks):  # B // b: a wrong scale whenever b does not divide B
+    return A.num_blocks // len(blocks) * A.adjoint(A.forward(x, blocks) - y[:, blocks], blocks)
+
+
+def _expected_integer_division(A, y, x, b):
+    subsets = [torch.tensor(S) for S in itertools.combinations(range(A.num_blocks), b)]
+    return sum(A.num_blocks // b * A.adjoint(A.forward(x, S) - y[:, S], S) for S in subsets) / len(subsets)
+
+
 def _lipschitz_squared(R, x, num_iter):
     J = torch.autograd.functional.jacobian(R, x).reshape(x.numel(), x.numel())
     return torch.linalg.matrix_norm(J, ord=2).item() ** 2
@@ -94,11 +123,17 @@ def _oder_unscaled(x, A, y, D, gamma, tau, sigma, blocks):
     return x - gamma * (grad + tau * (x - D(x, sigma)))
 
 
-def _subset_solution(scaled=True, all_blocks=False):
-    """The minimizer of (B/b)·½||A_S x − y_S||² + (μ/2)||x||², optionally without B/b or over all blocks."""
+def _oder_integer_division(x, A, y, D, gamma, tau, sigma, blocks):
+    grad = A.num_blocks // len(blocks) * A.adjoint(A.forward(x, blocks) - y[:, blocks], blocks)
+    return x - gamma * (grad + tau * (x - D(x, sigma)))
+
+
+def _subset_solution(scaled=True, all_blocks=False, integer=False):
+    """The minimizer of (B/b)·½||A_S x − y_S||² + (μ/2)||x||², optionally without B/b, with B // b
+    or over all blocks."""
     def subset_fixed_point(A, y, blocks, mu):
         blocks = torch.arange(A.num_blocks) if all_blocks else blocks
-        scale = A.num_blocks / len(blocks) if scaled else 1.0
+        scale = (A.num_blocks // len(blocks) if integer else A.num_blocks / len(blocks)) if scaled else 1.0
         n = A.matrix().shape[1]
         M = A.matrix().reshape(A.num_blocks, -1, n)[blocks].reshape(-1, n)
         rhs = scale * y[:, blocks].reshape(y.shape[0], -1) @ M
@@ -119,7 +154,8 @@ WRONG = {
         (lambda x, g, D, gamma, tau, s: x - gamma * (g + tau * (D(x, s) - x)), "R(x) = x − D(x, σ)"),
         (lambda x, g, D, gamma, tau, s: x - gamma * (g + (x - D(x, s))), "weight τ"),
     ],
-    "minibatch_gradient": [(_minibatch_unscaled, "without the factor B/b")],
+    "minibatch_gradient": [(_minibatch_unscaled, "without the factor B/b"),
+                           (_minibatch_integer_division, "integer division")],
     "lipschitz_estimate": [(_lipschitz_squared, "its root")],
     "fixed_point_iteration": [
         (lambda f, z0, max_iter, tol: (f(z0), [1.0]), "not the fixed point"),
@@ -133,10 +169,12 @@ WRONG = {
         (_anderson_unnormalized, "normalize them"),
         (lambda G: torch.full((len(G),), 1.0 / len(G), dtype=G.dtype), "the minimum"),
     ],
-    "expected_minibatch_gradient": [(_expected_unscaled, "needs the factor B/b")],
-    "oder_map": [(_oder_unscaled, "lacks the factor B/b")],
+    "expected_minibatch_gradient": [(_expected_unscaled, "needs the factor B/b"),
+                                    (_expected_integer_division, "integer division")],
+    "oder_map": [(_oder_unscaled, "lacks the factor B/b"), (_oder_integer_division, "integer division")],
     "subset_fixed_point": [
         (_subset_solution(scaled=False), "without the factor B/b"),
+        (_subset_solution(integer=True), "integer division"),
         (_subset_solution(scaled=False, all_blocks=True), "full-data solution x*"),
     ],
     "add_noise_snr": [
@@ -178,8 +216,111 @@ def test_a_crashing_answer_is_reported_not_raised(capsys):
     assert exercises.check_power_iteration(broken) is False
     out = capsys.readouterr().out
     assert "your function raised ValueError" in out and "must have shape [N, C, H, W]" in out
+    assert "return A.forward(torch.zeros(3))" in out  # the student's own line, not the library's
 
 
 def test_passing_a_result_instead_of_the_function_is_a_type_error():
     with pytest.raises(TypeError, match="your function itself"):
         exercises.check_psnr(torch.tensor([30.0]))
+
+
+# --- hint tiers: diagnosis and idea, then a closer nudge, the full answer only on request ---------
+def _giveaways(name: str) -> list[str]:
+    """The lines of the full answer that would give it away (its code, not imports or the def line)."""
+    lines = (line.strip() for line in exercises.HINTS[name].solution.splitlines())
+    return [line for line in lines if len(line) > 12 and not line.startswith(("import ", "from ", "def ", "#"))]
+
+
+def test_every_check_has_hint_tiers_and_a_solution():
+    assert sorted(exercises.HINTS) == CHECKS
+    for name, hints in exercises.HINTS.items():
+        assert hints.idea and hints.steps and _giveaways(name), name
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_hints_are_tiered_and_the_solution_comes_only_on_request(name, capsys):
+    check, wrong = getattr(exercises, f"check_{name}"), WRONG[name][0][0]
+    assert check(wrong) is False
+    first = capsys.readouterr().out
+    assert exercises.HINTS[name].idea in first and exercises.HINTS[name].steps not in first
+    assert check(wrong) is False
+    second = capsys.readouterr().out
+    assert second.startswith(first) and len(second) > len(first), "a second miss must add to the first hints"
+    assert exercises.HINTS[name].steps in second and f'solution("{name}")' in second
+    for out in (first, second):
+        assert not [line for line in _giveaways(name) if line in out], f"a hint gives the answer away:\n{out}"
+    exercises.solution(name)
+    revealed = capsys.readouterr().out
+    assert all(line in revealed for line in _giveaways(name))
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_the_revealed_solution_passes_its_check(name, capsys):
+    namespace = {}
+    exec(compile(exercises.HINTS[name].solution, f"<solution {name}>", "exec"), namespace)
+    function = [node.name for node in ast.parse(exercises.HINTS[name].solution).body
+                if isinstance(node, ast.FunctionDef)][-1]
+    assert getattr(exercises, f"check_{name}")(namespace[function]) is True
+    assert capsys.readouterr().out == f"✓ {name}: correct.\n"
+
+
+def test_solution_names_the_exercises_when_asked_for_an_unknown_one(capsys):
+    exercises.solution("check_landweber")  # the check's name works too
+    assert "def landweber" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="power_iteration"):
+        exercises.solution("landwebber")
+
+
+@pytest.mark.parametrize(
+    "name, wrong",
+    [("minibatch_gradient", _minibatch_integer_division), ("expected_minibatch_gradient", _expected_integer_division),
+     ("oder_map", _oder_integer_division), ("subset_fixed_point", _subset_solution(integer=True))],
+)
+def test_integer_division_B_over_b_fails_every_minibatch_check(name, wrong, capsys):
+    """The checks use B = 7, b = 3: `B // b` = 2 is not B/b = 2.33, and the diagnosis says so."""
+    assert getattr(exercises, f"check_{name}")(wrong) is False
+    assert "B // b = 7 // 3 = 2" in capsys.readouterr().out
+
+
+def _returning(value):
+    return lambda *args, **kwargs: value
+
+
+@pytest.mark.parametrize("name", CHECKS)
+@pytest.mark.parametrize("value, phrase", [(None, "returned None"), ("42", "returned a str")])
+def test_nothing_or_the_wrong_type_is_told_plainly(name, value, phrase, capsys):
+    assert getattr(exercises, f"check_{name}")(_returning(value)) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {name}:") and phrase in out and "raised" not in out, out
+
+
+def test_an_unfinished_stub_gets_its_own_hint_and_is_not_counted(capsys):
+    def power_iteration(A, num_iter=50):
+        raise NotImplementedError("Hint: the stub's own nudge.")
+
+    for _ in range(3):
+        assert exercises.check_power_iteration(power_iteration) is False
+        out = capsys.readouterr().out
+        assert "not implemented yet" in out and "Hint: the stub's own nudge." in out
+        assert exercises.HINTS["power_iteration"].idea not in out
+        assert not [line for line in _giveaways("power_iteration") if line in out]
+    assert exercises.check_power_iteration(_power_norm) is False  # the first real miss: first tier
+    assert "Closer:" not in capsys.readouterr().out
+
+
+def test_a_stub_without_a_message_gets_the_idea(capsys):
+    def landweber(A, y, gamma, num_iter):
+        raise NotImplementedError
+
+    assert exercises.check_landweber(landweber) is False
+    out = capsys.readouterr().out
+    assert "not implemented yet" in out and exercises.HINTS["landweber"].idea in out
+
+
+def test_reset_starts_the_tiers_again(capsys):
+    exercises.check_landweber(_landweber(+1.0))
+    exercises.check_landweber(_landweber(+1.0))
+    assert "Closer:" in capsys.readouterr().out
+    exercises.reset("landweber")
+    exercises.check_landweber(_landweber(+1.0))
+    assert "Closer:" not in capsys.readouterr().out

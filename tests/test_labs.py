@@ -159,38 +159,111 @@ def _python(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
 
 
-def _names(tree) -> tuple[set[str], set[str]]:
-    """(names a cell defines at top level, names it reads anywhere)."""
+def _exercise_definitions(tree) -> tuple[set[str], dict[str, str]]:
+    """(names an exercise cell defines at top level, {function: the name its check's result is
+    assigned to}), the latter from the cell's `ok = check_x(fn)`."""
     defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    guards = {}
     for node in tree.body:
         if isinstance(node, ast.Assign):
             defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return defined, used
+            call = node.value
+            if (isinstance(call, ast.Call) and getattr(call.func, "id", "").startswith("check_") and call.args
+                    and isinstance(call.args[0], ast.Name) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)):
+                guards[call.args[0].id] = node.targets[0].id
+    return defined, guards
+
+
+def _guard(test) -> tuple[set[str], set[str]]:
+    """(names that must be true in an if's body, names that must be true in its else) for the
+    tests `ok`, `not ok` and `ok and ...`."""
+    if isinstance(test, ast.Name):
+        return {test.id}, set()
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not) and isinstance(test.operand, ast.Name):
+        return set(), {test.operand.id}
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return {v.id for v in test.values if isinstance(v, ast.Name)}, set()
+    return set(), set()
+
+
+def _unguarded(node, guarded: dict, active: frozenset = frozenset()) -> set[str]:
+    """The names of ``guarded`` ({name: the check result that must be true, or None: never})
+    that ``node`` reads outside the body of an `if ok:` / `... if ok else ...` on their guard."""
+    found = set()
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in guarded:
+        if guarded[node.id] is None or guarded[node.id] not in active:
+            found.add(node.id)
+    if isinstance(node, (ast.If, ast.IfExp)):
+        yes, no = _guard(node.test)
+        found |= _unguarded(node.test, guarded, active)
+        for child in node.body if isinstance(node.body, list) else [node.body]:
+            found |= _unguarded(child, guarded, active | yes)
+        for child in node.orelse if isinstance(node.orelse, list) else [node.orelse]:
+            found |= _unguarded(child, guarded, active | no)
+        return found
+    for child in ast.iter_child_nodes(node):
+        found |= _unguarded(child, guarded, active)
+    return found
 
 
 @pytest.mark.parametrize("path", INSTRUCTOR, ids=[p.name for p in INSTRUCTOR])
 def test_course_student_versions_are_valid_and_runnable(path):
     """Each student notebook is valid, every code cell still parses, it differs from the
-    instructor's only in exercise cells, and no other cell uses what an exercise defines —
-    so all non-exercise cells run exactly as they do under nbval in the instructor version."""
+    instructor's only in exercise cells, and a later cell uses what an exercise defines only
+    where the student version runs too: an exercise's check result (`ok`, a bool either way)
+    anywhere, its function only under a guard on that result (`fn if ok else fallback`, or in
+    the body of `if ok:`). A function of a later cell that calls the exercise's function is
+    held to the same guard. So all non-exercise cells run in the student version as they do
+    under nbval in the instructor version."""
     nb = nbformat.read(path, as_version=4)
     student, count = student_notebook(nb, path.name)
     nbformat.validate(student)
-    exercise_defs: set[str] = set()
+    guarded: dict[str, str | None] = {}  # name defined in an exercise -> the check result guarding it
+    results: set[str] = set()
     for ours, theirs in zip(_code_cells(nb), _code_cells(student)):
         ast.parse(_python(theirs.source))
         if has_solution(ours.source):
             assert "raise NotImplementedError" in theirs.source
             assert DEFAULT_HINT not in theirs.source, f"{path.name}: an exercise without a '# Hint:' line"
-            exercise_defs |= _names(ast.parse(_python(ours.source)))[0]
-        else:
-            assert theirs.source == ours.source
-    assert (count > 0) == bool(exercise_defs)
-    for cell in _code_cells(nb):
-        if not has_solution(cell.source):
-            leaked = exercise_defs & _names(ast.parse(_python(cell.source)))[1]
-            assert not leaked, f"{path.name}: a non-exercise cell uses {sorted(leaked)}, defined in an exercise"
+            defined, guards = _exercise_definitions(ast.parse(_python(ours.source)))
+            results |= set(guards.values())
+            guarded |= {name: guards.get(name) for name in defined - set(guards.values())}
+            continue
+        assert theirs.source == ours.source
+        tree = ast.parse(_python(ours.source))
+        wrappers = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        changed = True
+        while changed:  # a function that calls an exercise's function inherits its guard
+            changed = False
+            for function in wrappers:
+                needs = {guarded[name] for name in _unguarded(function, guarded)}
+                if function.name not in guarded and needs:
+                    guarded[function.name] = needs.pop() if len(needs) == 1 else None
+                    changed = True
+        leaked = set()
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name in guarded):
+                leaked |= _unguarded(node, guarded)
+        assert not leaked, (f"{path.name}: a non-exercise cell uses {sorted(leaked)} outside a guard on the "
+                            f"exercise's check result (`fn if ok else fallback`); the student version would fail there")
+    assert (count > 0) == bool(guarded or results)
+
+
+def test_the_guard_rule_accepts_guarded_uses_and_rejects_the_rest():
+    guarded = {"landweber": "landweber_ok", "helper": None}
+
+    def leaks(source):
+        return _unguarded(ast.parse(source), guarded)
+
+    assert not leaks("step = landweber if landweber_ok else gradient_descent")
+    assert not leaks("if landweber_ok:\n    x = landweber(A, y, 1, 2)\nelse:\n    x = 0")
+    assert not leaks("if not landweber_ok:\n    x = 0\nelse:\n    x = landweber(A, y, 1, 2)")
+    assert not leaks("print('yours' if landweber_ok else 'ours')")
+    assert leaks("x = landweber(A, y, 1, 2)") == {"landweber"}
+    assert leaks("step = gradient_descent if landweber_ok else landweber") == {"landweber"}
+    assert leaks("if other_ok:\n    landweber(A, y, 1, 2)") == {"landweber"}
+    assert leaks("helper(1) if landweber_ok else 0") == {"helper"}  # defined in an exercise, never checked
 
 
 def test_course_exercise_counts():

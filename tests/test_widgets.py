@@ -414,3 +414,30 @@ def test_a_headless_run_changes_settings_between_iterations():
     assert all(r.reference_psnr is not None for r in run.history)
     with pytest.raises(ValueError, match="batch_ratio"):
         Settings("red", 1e-3, 0.05, 1.0, 0.0)
+
+
+def test_the_explorer_defaults_are_the_shipped_sweep_choice():
+    """problems.SETTINGS' RED σ and τ are what `oder-edu bench widgets --sweep` chose, and that
+    choice ends within 0.3 dB of its best iterate (the sweep's rule)."""
+    from oder_edu import results
+    from oder_edu.problems import SETTINGS
+
+    sweep = [r for r in results.load("widgets")["records"] if r["case"].startswith("RED sweep")]
+    for app in ("ct", "mri", "idt"):
+        (chosen,) = [r for r in sweep if r["case"] == f"RED sweep, {app}" and r["chosen"]]
+        assert (chosen["sigma"], chosen["tau_over_L"]) == (SETTINGS[app].red_sigma, SETTINGS[app].red_tau), app
+        assert chosen["best_psnr"] - chosen["final_psnr"] <= 0.3 and not chosen["diverged"]
+
+
+def test_red_sweep_and_its_choice():
+    from oder_edu.denoisers import load_denoiser
+    from oder_edu.widgets.runner import choose_red_setting, red_sweep
+
+    problem = make_problem("idt", 32, 8, device="cpu")
+    rows = red_sweep(problem, load_denoiser("gaussian", device="cpu"), sigmas=(0.02, 0.05), taus=(0.03, 0.3),
+                     iterations=15)
+    assert len(rows) == 4 and all(r["best_psnr"] >= r["final_psnr"] for r in rows)
+    chosen = choose_red_setting(rows, within=100.0)
+    assert chosen["final_psnr"] == max(r["final_psnr"] for r in rows)
+    with pytest.raises(ValueError, match="within"):
+        choose_red_setting([dict(r, best_psnr=r["final_psnr"] + 1) for r in rows], within=0.3)

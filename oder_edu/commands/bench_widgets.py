@@ -14,6 +14,10 @@
 
 Default setting: RED on CT 128², 180 angles, b/B = 1/4, shipped DnCNN. Only the explorer's
 public API is used.
+
+With ``--sweep``, also the RED sweep behind the explorer's default σ and τ for each problem at
+its setting (``widgets.runner.red_sweep``; the choice: the best final PSNR among the settings
+that end within 0.3 dB of their best iterate), one record per (problem, σ, τ).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--iterations", type=int, default=60, help="iterations per timed run, default 60")
     parser.add_argument("--changes", type=int, default=12, help="control changes timed, default 12")
     parser.add_argument("--denoiser", default="dncnn", help="dncnn (shipped), tv or gaussian; default dncnn")
+    parser.add_argument("--sweep", action="store_true", help="also sweep RED's σ and τ for each problem")
     parser.add_argument("--seed", type=int, default=0, help="seed of the change times, default 0")
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="torch CPU thread counts to measure with, one record each "
@@ -141,10 +146,20 @@ def main(args) -> int:
         torch.set_num_threads(threads)
         records.append(measure(ex, args))
     torch.set_num_threads(default_threads)
+    D = ex.D
     ex.close()
+    if args.sweep:
+        from ..problems import make_problem
+        from ..widgets.runner import choose_red_setting, red_sweep
+
+        for app in ("ct", "mri", "idt"):
+            rows = red_sweep(make_problem(app), D)
+            chosen = choose_red_setting(rows)
+            records += [{"case": f"RED sweep, {app}", **r, "chosen": r is chosen} for r in rows]
+            print(f"{app}: σ = {chosen['sigma']}, τ/L_g = {chosen['tau_over_L']}: {chosen['final_psnr']} dB", flush=True)
 
     caption = (f"Reconstruction explorer, driven headless through its asyncio loop. first_frame_ms: median over "
                f"{args.changes} changes of σ, γ, b/B (max beside it), 0.1 s redraw throttle included; iters_per_s: "
                f"live run without the full-batch reference; one record per torch thread count.")
-    write_results("widgets", records, args.out, caption, command_line(args))
+    write_results("widgets", records, args.out, caption, command_line(args), ship=args.sweep)
     return 0

@@ -149,14 +149,16 @@ class ParallelBeamCT(BlockOperator):
         return self._back_project_gather(y, blocks)
 
     def _back_project_by_angle(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
-        """``A_S^T y = sum_j lower_j[i_a] + w_a * slope_j[i_a]`` (a = angle of row j), one angle at a time.
+        """``A_S^T y = sum_j lower_j[i_a] + w_a * slope_j[i_a]`` (a = ``blocks[j]``), one angle at a time.
 
-        ``index_select`` reads a row of one angle about 3x faster than ``gather`` reads a
-        chunk of angles, and an angle's rows of the tables are views: a subset costs its
-        share of the full call. An angle is a single op of n² elements, which torch runs on
-        one thread below 32768 elements (128²) and splits between threads above, so more
-        threads never slow the loop down (chunks of angles did: many small parallel gathers).
-        Temporaries: the padded sinogram and one image-sized buffer, reused for every angle.
+        Per element, ``index_select`` on one angle's row of the sinogram is several times
+        faster than ``gather`` over a chunk of angles, and an angle's rows of the tables are
+        views: a subset of b angles takes about b/B of the full call's time and allocates
+        nothing per angle. Every step is one op over one image (n² elements), which torch
+        splits between threads only when it is large, so the loop is never slower with more
+        threads than with one (measured at 128² and 256²; chunks of angles, many small
+        parallel gathers, could be). Temporaries: the padded sinogram, its slopes and one
+        image-sized buffer, reused for every angle.
         """
         lower, slope = _lower_and_slope(y)
         index, weight = self.bin_index, self._buffer("bin_weight", y)

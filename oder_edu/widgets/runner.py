@@ -193,3 +193,34 @@ def safe_step(problem, settings_or_algorithm, tau: float = 0.0, batch_ratio: flo
     when b/B < 1."""
     algorithm = getattr(settings_or_algorithm, "algorithm", settings_or_algorithm)
     return step_size(problem.A, 0.0 if algorithm == "pnp" else tau, 1.0, batch_ratio).value
+
+
+RED_SIGMAS = (0.01, 0.02, 0.05)
+RED_TAUS = (0.01, 0.03, 0.1, 0.3)  # × L_g
+
+
+def red_sweep(problem, D, sigmas=RED_SIGMAS, taus=RED_TAUS, iterations: int = 100) -> list[dict]:
+    """RED (the explorer's default algorithm, default step) on ``problem`` for every σ in
+    ``sigmas`` and τ/L_g in ``taus``: one row each with the final PSNR, the best PSNR over the
+    iterations and where it was. ``choose_red_setting`` picks the explorer's defaults from it."""
+    L = problem.A.norm() ** 2
+    rows = []
+    for sigma in sigmas:
+        for tau in taus:
+            run = ReconstructionRun(problem, D, iterations, reference=False)
+            settings = Settings("red", safe_step(problem, "red", tau * L), sigma, tau * L, 1.0)
+            curve = [r.psnr for r in run.run_sync(settings)]
+            best = max(range(len(curve)), key=curve.__getitem__)
+            rows.append({"sigma": sigma, "tau_over_L": tau, "final_psnr": round(curve[-1], 2),
+                         "best_psnr": round(curve[best], 2), "best_iteration": best + 1,
+                         "diverged": run.history[-1].diverged})
+    return rows
+
+
+def choose_red_setting(rows: list[dict], within: float = 0.3) -> dict:
+    """The row with the best final PSNR among those that end within ``within`` dB of their best
+    iterate (a setting whose picture does not get worse the longer it runs)."""
+    stable = [r for r in rows if not r["diverged"] and r["best_psnr"] - r["final_psnr"] <= within]
+    if not stable:
+        raise ValueError(f"no setting ends within {within} dB of its best iterate")
+    return max(stable, key=lambda r: r["final_psnr"])
