@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 
-.PHONY: setup lab test demo bench clean
+.PHONY: setup chromium lab test demo bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,17 @@ $(STAMP): pyproject.toml constraints.txt
 lab: setup
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/
 
-test: setup
+# The browser tests drive Debian's Chromium (pip's playwright cannot download browsers
+# offline); install it with apt where it is missing, or say how.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	    if command -v apt-get >/dev/null; then \
+	        SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	        $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; \
+	    else echo "no /usr/bin/chromium and no apt-get: the browser tests will say what to install"; fi; \
+	fi
+
+test: setup chromium
 	$(BIN)/python -m pytest
 
 demo: setup

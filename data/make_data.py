@@ -2,9 +2,8 @@
 
     python data/make_data.py            # rewrites nothing that exists; --force to remake
 
-Each output is a small .npy array (no pickles), described with its source and licence in
-data/README.md. Needs pydicom and scikit-image (both in oder-edu's `test` extra). Medical
-slices are validation data only: nothing in oder-edu trains on them.
+Each output is a small .npy array (no pickles); data/README.md gives its source and licence. Needs
+pydicom and scikit-image (oder-edu's `test` extra). Medical slices are validation data only.
 """
 
 from __future__ import annotations

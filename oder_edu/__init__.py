@@ -1,7 +1,5 @@
-"""oder-edu: from imaging inverse problems to PnP/RED, Deep Equilibrium models and ODER.
-
-The course lives in ``notebooks/``; this package runs every reconstruction in it.
-"""
+"""oder-edu: from imaging inverse problems to PnP/RED, Deep Equilibrium models and ODER. The course
+lives in ``notebooks/``; this package runs every reconstruction in it."""
 
 __version__ = "0.1.0"
 

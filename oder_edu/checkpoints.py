@@ -1,18 +1,17 @@
 """Weights are data: the one place that saves, records and loads them.
 
-A weight file holds ``{"kind", "config", "state_dict", "metrics"}`` (tensors and plain
-containers only, loaded with ``torch.load(weights_only=True)``: never code). ``kind`` is
-``"denoiser"`` or ``"red_deq"``, so a file of the wrong kind gives a clear error instead of
-a missing key. The shipped files live in ``oder_edu/weights`` beside ``MANIFEST.json``, which
-maps a name to an entry::
+A weight file holds ``{"kind", "config", "state_dict", "metrics"}`` (tensors and plain containers
+only, loaded with ``torch.load(weights_only=True)``: never code); ``kind`` (``"denoiser"`` or
+``"red_deq"``) makes a file of the wrong kind a clear error, not a missing key. The shipped files
+live in ``oder_edu/weights`` beside ``MANIFEST.json``, which maps a name to an entry::
 
     {"file": "dncnn.pt", "sha256": "...", "command": "oder-edu train denoiser ...",
      "seed": 0, "seconds": 612.3, "metrics": {...}, "data": {...}, "device": "cpu", ...}
 
-``load_state`` refuses a file whose sha256 differs from its manifest entry, and every failure
-names the file and the command that regenerates it. ``save_state`` and ``record`` never replace
-an existing file or entry unless asked (``force=True``), and write atomically (a temporary
-file, then a rename), so an interrupted save leaves the old file intact.
+``load_state`` refuses a file whose sha256 differs from its manifest entry, and every failure names
+the file and the command that regenerates it. ``save_state`` and ``record`` never replace an
+existing file or entry unless asked (``force=True``), and write atomically (a temporary file, then
+a rename), so an interrupted save leaves the old file intact.
 """
 
 from __future__ import annotations
@@ -91,12 +90,9 @@ def _locate(source) -> tuple[Path, dict | None]:
 
 
 def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
-    """Load a weight file by manifest name (or path) after checking its sha256.
-
-    Returns ``{"kind", "config", "state_dict", "metrics"}``; ``kind`` (if given) must match.
-    Raises ``CheckpointError`` naming the file and the regenerating command when the entry is
-    missing or lacks a sha256, the file is missing, truncated or changed, or holds another kind.
-    """
+    """``{"kind", "config", "state_dict", "metrics"}`` of a weight file named by its manifest
+    name (or path), after checking its sha256 and (if given) its ``kind``; a ``CheckpointError``
+    naming the file and the regenerating command otherwise."""
     if kind is not None:
         checks.choice("kind", kind, KINDS)
     path, entry = _locate(source)
@@ -124,8 +120,8 @@ def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
 
 
 def _plain(value, where: str):
-    """``value`` with numpy scalars as Python numbers: what ``torch.load(weights_only=True)``
-    can read back. Anything else (an object, a path) is a TypeError naming where it sits."""
+    """``value`` with numpy scalars as Python numbers, for ``torch.load(weights_only=True)``;
+    anything else (an object, a path) is a TypeError naming where it sits."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
@@ -163,25 +159,22 @@ def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: d
                force: bool = False) -> Path:
     """Save ``model``'s weights (float32, CPU) with its ``config`` atomically; never overwrite
     an existing file, shipped or not, unless ``force``."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    checks.choice("kind", kind, KINDS)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     config, metrics = _plain(config, "config"), _plain(metrics or {}, "metrics")
-    path = Path(path)
     state = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
-    with _atomic(path, force) as temporary:
-        torch.save({"kind": kind, "config": config, "state_dict": state, "metrics": metrics or {}}, temporary)
-    return path
+    with _atomic(Path(path), force) as temporary:
+        torch.save({"kind": kind, "config": config, "state_dict": state, "metrics": metrics}, temporary)
+    return Path(path)
 
 
 def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict | None = None,
            seconds: float | None = None, force: bool = False) -> dict:
-    """Add the manifest entry ``name`` for the weight file ``path`` (the ``MANIFEST.json`` beside
-    it): file name, sha256, the exact ``command``, ``seed``, training ``seconds``, ``metrics``,
-    date, torch version and the keys of ``extra``. An existing entry of another file is only
-    replaced with ``force``. The manifest is locked while it is read, changed and written, so
-    parallel trainings cannot lose each other's entries."""
+    """Add the entry ``name`` for the weight file ``path`` to the ``MANIFEST.json`` beside it (file,
+    sha256, ``command``, ``seed``, ``seconds``, ``metrics``, date, torch version, ``extra``'s keys)
+    and return it. An entry of another file is only replaced with ``force``. The manifest stays
+    locked while it is read, changed and written, so parallel trainings keep each other's entries."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a string (the manifest key), got {name!r}")
     path = Path(path)
@@ -213,8 +206,5 @@ def _locked(lock: Path):
         yield
         return
     with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, whatever the block does
+        yield

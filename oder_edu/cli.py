@@ -1,14 +1,6 @@
 """The ``oder-edu`` command.
 
-    oder-edu demo                      headless CT comparison (FBP, TV, PnP, RED, online RED)
-    oder-edu bench physics|widgets|oder|priors|notebooks [--out DIR]
-    oder-edu train denoiser|deq ...    make the shipped weights
-    oder-edu labs [--out DIR]          write student versions of the notebooks
-
-Each command lives in a module of ``oder_edu.commands`` exposing ``add_arguments(parser)`` and
-``main(args)``; modules are imported only when their command runs, so ``oder-edu --help`` is
-instant.
-"""
+``COMMANDS`` names each command's module in ``oder_edu.commands``, imported only when it runs."""
 
 from __future__ import annotations
 
@@ -33,20 +25,16 @@ COMMANDS = {
 def _parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oder-edu", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    groups: dict[str, argparse._SubParsersAction] = {}
+    groups: dict[str, argparse._SubParsersAction] = {}  # "bench" -> its subcommands
     for name, (module, help_text) in COMMANDS.items():
         words = name.split()
-        if len(words) == 1:
-            p = sub.add_parser(words[0], help=help_text)
-        else:
-            if words[0] not in groups:
-                g = sub.add_parser(words[0], help=f"{words[0]} commands")
-                groups[words[0]] = g.add_subparsers(dest="target", metavar="TARGET", required=True)
-            p = groups[words[0]].add_parser(words[1], help=help_text)
-        module = f"oder_edu.commands.{module}"
-        p.set_defaults(module=module)
+        if len(words) == 2 and words[0] not in groups:
+            group = sub.add_parser(words[0], help=f"{words[0]} commands")
+            groups[words[0]] = group.add_subparsers(dest="target", metavar="TARGET", required=True)
+        p = (groups[words[0]] if len(words) == 2 else sub).add_parser(words[-1], help=help_text)
+        p.set_defaults(module=f"oder_edu.commands.{module}")
         if argv[: len(words)] == words:  # only the command being run imports its module
-            importlib.import_module(module).add_arguments(p)
+            importlib.import_module(f"oder_edu.commands.{module}").add_arguments(p)
     return parser
 
 

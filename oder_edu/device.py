@@ -9,29 +9,22 @@ import torch
 
 def available_devices() -> list[str]:
     """Device names usable on this machine, best first (e.g. ``['cuda', 'cpu']``)."""
-    names = []
-    if torch.cuda.is_available():
-        names.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    names = ["cuda"] if torch.cuda.is_available() else []
+    if torch.backends.mps.is_available():
         names.append("mps")
     return names + ["cpu"]
 
 
 def default_device() -> torch.device:
-    """The best available device, or the one named by the environment variable
-    ``ODER_EDU_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
-
-    An unknown or unavailable name raises a ValueError listing what is available.
-    """
+    """The best available device, or the one named by the environment variable ``ODER_EDU_DEVICE``
+    (``cpu``, ``cuda``, ``cuda:1``, ``mps``; a ValueError if unknown or unavailable)."""
     name = os.environ.get("ODER_EDU_DEVICE", "").strip()
     return as_device(name, "ODER_EDU_DEVICE") if name else torch.device(available_devices()[0])
 
 
 def as_device(device, what: str = "device") -> torch.device:
-    """``device`` (a name such as ``"cuda:1"``, a ``torch.device``, or None for
-    ``default_device()``) as a ``torch.device`` that exists on this machine; a ValueError or
-    TypeError listing what is available otherwise."""
+    """``device`` (a name such as ``"cuda:1"``, a ``torch.device``, or None for ``default_device()``)
+    as a ``torch.device`` present on this machine; a ValueError or TypeError listing those otherwise."""
     if device is None:
         return default_device()
     available = available_devices()

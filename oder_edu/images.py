@@ -1,16 +1,7 @@
-"""Real images: the validation slices of ``data/`` and natural-image patches for training.
-
-- ``real_image(name)``: the course's real images, ``[1, 1, H, W]`` float32 in [0, 1], read from
-  the ``.npy`` files of the repository's ``data/`` folder (installed as ``oder_edu.data``, so
-  found from a clone, on Binder and from a wheel). ``data/README.md`` gives each file's source
-  and licence. Medical slices are for validation only: nothing here trains on them.
-- ``natural_crops``: random patches of scikit-image's bundled photographs and textures (all CC0
-  or public domain, offline), with flips, rotations and intensity scaling; ``camera`` and
-  ``coins`` are held out for validation.
-- ``training_images``: a per-batch mix of procedural phantoms and natural patches.
-
-All images are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU; random functions take an explicit
-``torch.Generator``.
+"""Real images: the validation slices of ``data/``, natural-image patches for training, and the
+training mix of both with the procedural phantoms. Medical slices are for validation only:
+nothing here trains on them. All images are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU; random
+functions take an explicit ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -34,15 +25,15 @@ MIX = {"random_ellipses": 0.3, "shepp_logan_variations": 0.1, "random_cells": 0.
 
 
 def real_image(name: str, size: int | None = None) -> torch.Tensor:
-    """A real image of ``data/``, ``[1, 1, H, W]`` in [0, 1], resized (anti-aliased) to ``size``.
+    """A real image ``[1, 1, H, W]`` in [0, 1], resized (anti-aliased) to ``size``, from the ``.npy``
+    files of ``data/`` (installed as ``oder_edu.data``; ``data/README.md`` gives sources and licences):
 
     - ``"ct"``: pydicom's CT_small.dcm (128², Hounsfield units) as attenuation,
       (HU + 1000) / 2500 clipped to [0, 1]: air 0, water 0.4, dense bone 1;
     - ``"mr"``: pydicom's MR_small.dcm (64²) magnitude over its maximum;
-    - ``"cell"``: scikit-image's ``cell``, a quantitative phase image (512² crop): the background
-      phase (the median of the border pixels) is removed and the rest scaled to [0, 1] -- a
-      phase-only IDT measurement cannot see an image's mean, so a sample must sit on a zero
-      background.
+    - ``"cell"``: scikit-image's ``cell``, a quantitative phase image (512² crop), minus its
+      background phase (the median of the border pixels), clipped at 0 and scaled to [0, 1]: IDT
+      cannot see an image's mean, so a sample must sit on a zero background.
     """
     checks.choice("name", name, REAL_IMAGES)
     if size is not None:
@@ -80,13 +71,11 @@ def _pictures(names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
 
 
 def natural_crops(n: int, image_size: int, generator: torch.Generator, held_out: bool = False) -> torch.Tensor:
-    """``n`` random patches ``[n, 1, H, W]`` of scikit-image's bundled pictures.
-
-    A square crop of random side in [image_size, 2 * image_size] (bounded by the picture) is
-    resized to ``image_size`` with anti-aliasing, randomly rotated by a multiple of 90° and
-    flipped, and its intensities scaled, x -> a x + b with a in [0.6, 1] and b in [0, 1 - a], so
-    patches span different contrasts. ``held_out`` draws from ``NATURAL_HELD_OUT`` instead.
-    """
+    """``n`` random patches ``[n, 1, H, W]`` of scikit-image's bundled pictures (``NATURAL_TRAINING``,
+    or ``NATURAL_HELD_OUT`` with ``held_out``): square crops of random side in [image_size,
+    2 * image_size] (bounded by the picture) resized to ``image_size`` with anti-aliasing, rotated
+    by a random multiple of 90°, flipped with probability 1/2, and mapped x -> a x + b with a in
+    [0.6, 1] and b in [0, 1 - a]."""
     n, image_size = checks.integer("n", n, 1), checks.integer("image_size", image_size, 8)
     pictures = _pictures(NATURAL_HELD_OUT if held_out else NATURAL_TRAINING)
     crops = []
@@ -104,8 +93,7 @@ def natural_crops(n: int, image_size: int, generator: torch.Generator, held_out:
         if torch.rand(1, generator=generator) < 0.5:
             crop = crop.flip(-1)
         a = 0.6 + 0.4 * torch.rand(1, generator=generator)
-        crop = a * crop + (1 - a) * torch.rand(1, generator=generator)
-        crops.append(crop)
+        crops.append(a * crop + (1 - a) * torch.rand(1, generator=generator))
     return torch.cat(crops).clamp(0, 1)
 
 
@@ -118,13 +106,11 @@ def training_images(n: int, image_size: int, generator: torch.Generator, mix: di
     ``source -> fraction``, default ``MIX``; sources are the keys of ``MAKERS``)."""
     n, image_size = checks.integer("n", n, 1), checks.integer("image_size", image_size, 8)
     mix = dict(MIX if mix is None else mix)
-    unknown = set(mix) - set(MAKERS)
-    if unknown or not mix or min(mix.values()) < 0 or sum(mix.values()) <= 0:
+    if set(mix) - set(MAKERS) or not mix or min(mix.values()) < 0 or sum(mix.values()) <= 0:
         raise ValueError(f"mix must map sources among {sorted(MAKERS)} to fractions >= 0 (not all 0), got {mix}")
-    sources = list(mix)
-    kind = torch.multinomial(torch.tensor([float(mix[s]) for s in sources]), n, replacement=True, generator=generator)
+    kind = torch.multinomial(torch.tensor([float(f) for f in mix.values()]), n, replacement=True, generator=generator)
     images = torch.empty(n, 1, image_size, image_size)
-    for k, source in enumerate(sources):
+    for k, source in enumerate(mix):
         index = (kind == k).nonzero().flatten()
         if len(index):
             images[index] = MAKERS[source](len(index), image_size, generator)

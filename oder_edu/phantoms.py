@@ -1,24 +1,13 @@
-"""Procedural images for training and testing denoisers: nothing is downloaded.
+"""Procedural images (sums of ellipses) for training and testing denoisers: nothing is downloaded.
 
-- ``random_ellipses``: CT-like phantoms, a body ellipse filled with random overlapping
-  ellipses of random (additive) intensity, in the parameterization of the Shepp-Logan
-  head phantom (L. A. Shepp and B. F. Logan, "The Fourier reconstruction of a head
-  section", IEEE Trans. Nucl. Sci. 21(3), 1974): each ellipse is
-  (intensity, semi-axis a, semi-axis b, centre x0, centre y0, angle) on [-1, 1]^2.
-- ``shepp_logan``: scikit-image's Shepp-Logan phantom, resized.
-- ``shepp_logan_variations``: the modified Shepp-Logan table (P. Toft, "The Radon
-  transform", PhD thesis, DTU 1996) with every parameter randomly perturbed.
-- ``random_cells``: sparse fields of cell-like ellipses on an empty background (IDT samples).
-
-Real images and the training mix of phantoms and natural patches are in ``oder_edu.images``.
-
-Every random function takes an explicit ``torch.Generator``; held-out validation data
-(``validation_phantoms``) uses its own fixed seed, ``VALIDATION_SEED``.
-All images are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU.
+All are ``[n, 1, H, W]`` float32 in [0, 1] on the CPU; random functions take an explicit
+``torch.Generator``, and held-out data (``validation_phantoms``) use their own ``VALIDATION_SEED``.
+Real images and the training mix are in ``oder_edu.images``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -28,8 +17,8 @@ from . import checks
 
 VALIDATION_SEED = 2022  # held-out data; training runs use other seeds (0 by default)
 
-# The modified Shepp-Logan head phantom (Toft 1996): rows are
-# (intensity, a, b, x0, y0, angle in degrees), on [-1, 1]^2 with y pointing up.
+# The modified Shepp-Logan head phantom (P. Toft, "The Radon transform", PhD thesis, DTU 1996):
+# rows are (intensity, a, b, x0, y0, angle in degrees), on [-1, 1]^2 with y pointing up.
 MODIFIED_SHEPP_LOGAN = (
     (1.0, 0.69, 0.92, 0.0, 0.0, 0.0),
     (-0.8, 0.6624, 0.874, 0.0, -0.0184, 0.0),
@@ -57,10 +46,10 @@ def _uniform(shape, low, high, generator) -> torch.Tensor:
 def render_ellipses(params: torch.Tensor, image_size: int, supersample: int = 2) -> torch.Tensor:
     """Rasterize sums of ellipses: ``params [n, K, 6] -> [n, 1, H, W]`` (float32, unclipped).
 
-    Each row (rho, a, b, x0, y0, theta) adds rho on the ellipse
-    ((x'/a)^2 + (y'/b)^2 <= 1, with (x', y') the point rotated by -theta about (x0, y0)),
-    as in Shepp and Logan (1974); theta in radians, coordinates on [-1, 1]^2 with y up.
-    Edges are anti-aliased by averaging a ``supersample``-times finer grid.
+    Each row (rho, a, b, x0, y0, theta) adds rho on the ellipse (x'/a)^2 + (y'/b)^2 <= 1, with
+    (x', y') the point rotated by -theta about (x0, y0) (L. A. Shepp and B. F. Logan, "The Fourier
+    reconstruction of a head section", IEEE Trans. Nucl. Sci. 21(3), 1974); theta in radians,
+    coordinates on [-1, 1]^2 with y up; edges anti-aliased on a ``supersample``-times finer grid.
     """
     if params.ndim != 3 or params.shape[-1] != 6:
         raise ValueError(f"params must be [n, K, 6], got {tuple(params.shape)}")
@@ -74,46 +63,24 @@ def render_ellipses(params: torch.Tensor, image_size: int, supersample: int = 2)
         c, s = torch.cos(theta), torch.sin(theta)
         inside = ((dx * c + dy * s) / a) ** 2 + ((-dx * s + dy * c) / b) ** 2 <= 1
         image += rho * inside
-    image = F.avg_pool2d(image[:, None], supersample)
-    return image.float()
+    return F.avg_pool2d(image[:, None], supersample).float()
 
 
 def random_ellipses(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` random CT-like phantoms ``[n, 1, H, W]`` in [0, 1].
-
-    A body ellipse of intensity in [0.5, 1] is filled with 4 to 12 random ellipses
-    (Shepp-Logan parameterization, see ``render_ellipses``) of additive intensity in
-    [-0.4, 0.4]; the sum is clipped to [0, 1]. Small ellipses are frequent, like the
-    lesions of the Shepp-Logan phantom.
-    """
+    """``n`` random CT-like phantoms ``[n, 1, H, W]`` in [0, 1]: a body ellipse of intensity in
+    [0.5, 1] holding 4 to 12 random ellipses of additive intensity in [-0.4, 0.4], small ones
+    frequent like the lesions of the Shepp-Logan phantom; the sum is clipped to [0, 1]."""
     _check(n, image_size, generator)
     k_max = 12
-    body = torch.stack(
-        [
-            _uniform(n, 0.5, 1.0, generator),
-            _uniform(n, 0.6, 0.95, generator),
-            _uniform(n, 0.6, 0.95, generator),
-            _uniform(n, -0.05, 0.05, generator),
-            _uniform(n, -0.05, 0.05, generator),
-            _uniform(n, -math.pi, math.pi, generator),
-        ],
-        dim=-1,
-    )[:, None]
+    u = functools.partial(_uniform, generator=generator)  # u(shape, low, high)
+    body = torch.stack([u(n, 0.5, 1.0), u(n, 0.6, 0.95), u(n, 0.6, 0.95), u(n, -0.05, 0.05), u(n, -0.05, 0.05),
+                        u(n, -math.pi, math.pi)], dim=-1)[:, None]
     # Inner ellipses: the radius of the centre is kept inside the body's smaller axis.
-    r = torch.sqrt(_uniform((n, k_max), 0, 1, generator)) * 0.55
-    phi = _uniform((n, k_max), -math.pi, math.pi, generator)
-    axes = 0.02 + 0.35 * _uniform((n, k_max, 2), 0, 1, generator) ** 2
-    inner = torch.stack(
-        [
-            _uniform((n, k_max), -0.4, 0.4, generator),
-            axes[..., 0],
-            axes[..., 1],
-            r * torch.cos(phi),
-            r * torch.sin(phi),
-            _uniform((n, k_max), -math.pi, math.pi, generator),
-        ],
-        dim=-1,
-    )
+    r = torch.sqrt(u((n, k_max), 0, 1)) * 0.55
+    phi = u((n, k_max), -math.pi, math.pi)
+    axes = 0.02 + 0.35 * u((n, k_max, 2), 0, 1) ** 2
+    inner = torch.stack([u((n, k_max), -0.4, 0.4), axes[..., 0], axes[..., 1], r * torch.cos(phi),
+                         r * torch.sin(phi), u((n, k_max), -math.pi, math.pi)], dim=-1)
     # A random number of inner ellipses per image: unused ones get zero intensity.
     count = torch.randint(4, k_max + 1, (n, 1), generator=generator)
     inner[..., 0] *= torch.arange(k_max)[None, :] < count
@@ -121,24 +88,15 @@ def random_ellipses(n: int, image_size: int, generator: torch.Generator) -> torc
 
 
 def random_cells(n: int, image_size: int, generator: torch.Generator, count: int = 14) -> torch.Tensor:
-    """``n`` sparse fields of ``count`` cell-like ellipses on an empty background,
-    ``[n, 1, H, W]`` in [0, 1]: the thin, weakly scattering samples that IDT images.
-
-    A phase-only IDT measurement loses the image mean (its transfer functions vanish at
-    zero frequency); a sparse sample on a zero background has a mean near zero, and the
-    empty background is what lets a prior pin it down. Cells have intensity in [0.4, 1],
-    semi-axes in [0.06, 0.14] and centres uniform in the disc of radius 0.75.
-    """
+    """``n`` sparse fields ``[n, 1, H, W]`` in [0, 1] of ``count`` cell-like ellipses (intensity
+    in [0.4, 1], semi-axes in [0.06, 0.14], centres uniform in the disc of radius 0.75) on an
+    empty background: IDT's thin samples. A phase-only IDT measurement loses the image mean (its
+    transfer functions vanish at zero frequency); the empty background lets a prior pin it down."""
     _check(n, image_size, generator)
-
-    def u(low, high):
-        return low + (high - low) * torch.rand(n, count, generator=generator, dtype=torch.float64)
-
+    u = functools.partial(_uniform, (n, count), generator=generator)  # u(low, high)
     radius, angle = u(0, 1).sqrt() * 0.75, u(-math.pi, math.pi)
-    params = torch.stack(  # rows (intensity, a, b, x0, y0, rotation) as render_ellipses takes them
-        [u(0.4, 1.0), u(0.06, 0.14), u(0.06, 0.14), radius * angle.cos(), radius * angle.sin(), u(-math.pi, math.pi)],
-        dim=-1,
-    )
+    params = torch.stack([u(0.4, 1.0), u(0.06, 0.14), u(0.06, 0.14), radius * angle.cos(), radius * angle.sin(),
+                          u(-math.pi, math.pi)], dim=-1)  # rows (intensity, a, b, x0, y0, theta)
     return render_ellipses(params, image_size).clamp(0, 1)
 
 
@@ -153,19 +111,14 @@ def shepp_logan(image_size: int) -> torch.Tensor:
 
 
 def shepp_logan_variations(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` perturbed modified Shepp-Logan phantoms ``[n, 1, H, W]`` in [0, 1].
-
-    Each parameter of Toft's table is perturbed: intensities of inner ellipses by up to
-    +-60 %, their axes by up to +-25 %, centres by up to +-0.05, angles by up to +-20
-    degrees; skull and brain are scaled together, and the whole phantom is rotated by a
-    random angle. The result is rescaled by its max.
-    """
+    """``n`` modified Shepp-Logan phantoms ``[n, 1, H, W]`` in [0, 1], perturbed: inner ellipses'
+    intensities by up to +-60 %, axes +-25 %, centres +-0.05, angles +-20 degrees; skull and
+    brain scaled together; the whole rotated by a random angle and divided by its max."""
     _check(n, image_size, generator)
     base = torch.tensor(MODIFIED_SHEPP_LOGAN, dtype=torch.float64).expand(n, -1, -1).clone()
     k = base.shape[1]
-    base[:, 2:, 0] *= _uniform((n, k - 2), 0.4, 1.6, generator)  # keep skull and brain intact
-    # Skull and brain share one scale so the skull keeps its thickness; the rest vary freely.
-    base[:, :2, 1:3] *= _uniform((n, 1, 2), 0.8, 1.05, generator)
+    base[:, 2:, 0] *= _uniform((n, k - 2), 0.4, 1.6, generator)  # skull and brain keep their intensities
+    base[:, :2, 1:3] *= _uniform((n, 1, 2), 0.8, 1.05, generator)  # and one scale, so the skull keeps its thickness
     base[:, 2:, 1:3] *= _uniform((n, k - 2, 2), 0.75, 1.25, generator)
     base[:, 2:, 3:5] += _uniform((n, k - 2, 2), -0.05, 0.05, generator)
     base[:, 2:, 5] += _uniform((n, k - 2), -20, 20, generator)
@@ -181,10 +134,9 @@ def shepp_logan_variations(n: int, image_size: int, generator: torch.Generator) 
 
 
 def validation_phantoms(n: int, image_size: int, seed: int = VALIDATION_SEED, cells: bool = False) -> torch.Tensor:
-    """Held-out phantoms ``[n, 1, H, W]``: the first ``n - n // 4`` are random ellipses,
-    the rest Shepp-Logan variations (or, with ``cells``, ``n`` random cell fields, the
-    samples of IDT), drawn from a generator seeded with ``seed`` (by default
-    ``VALIDATION_SEED``, never used for training)."""
+    """Held-out phantoms ``[n, 1, H, W]`` from a generator seeded with ``seed`` (by default
+    ``VALIDATION_SEED``, never used for training): ``n - n // 4`` random ellipses, then
+    Shepp-Logan variations; with ``cells``, ``n`` random cell fields (the samples of IDT)."""
     _check(n, image_size)
     generator = torch.Generator().manual_seed(seed)
     if cells:

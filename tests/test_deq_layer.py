@@ -39,9 +39,6 @@ def test_implicit_backward_passes_gradcheck(solver):
     assert torch.autograd.gradcheck(lambda x, W: layer(z0, x, W), inputs, check_undefined_grad=False)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="library: deq/layer.py attach_implicit's hook solves with v=None when the incoming "
-                          "gradient is undefined (the old hook returned None)")
 def test_an_undefined_incoming_gradient_passes_through_the_implicit_hook():
     """autograd hands a tensor hook None for an undefined gradient (gradcheck's undefined-grad
     check does exactly that); the hook must pass it on instead of solving u = Jᵀu + None."""

@@ -142,7 +142,7 @@ def test_a_subset_of_angles_never_needs_more_memory_than_all_angles():
     """ODER's minibatch steps must be cheaper than full ones: for forward, adjoint and
     gradient, a subset's peak tensor memory is at most the full call's, and a quarter of the
     angles needs less. The forward's memory is all per angle (exactly b/B of the full
-    call's); the adjoint and gradient add two image-sized buffers to it. Before, a subset
+    call's); the adjoint and gradient add three image-sized buffers to it. Before, a subset
     copied its rows of the interpolation tables and needed more than all angles."""
     A = ParallelBeamCT(48, num_angles=60)
     gen = torch.Generator().manual_seed(0)
@@ -158,7 +158,7 @@ def test_a_subset_of_angles_never_needs_more_memory_than_all_angles():
                        ("grad", lambda S, y_S: data.grad(x, S))):
         full, *peaks = [peak_bytes(lambda: call(S, y_S)) for S, y_S in cases]
         assert max(peaks) <= full, (name, full, peaks)
-        fixed = 0 if name == "forward" else 2 * image  # the adjoint's image-sized buffers
+        fixed = 0 if name == "forward" else 3 * image  # the adjoint's image-sized buffers
         assert peaks[0] <= fixed + (full - fixed) * 15 / 60 * 1.05, (name, full, peaks[0])
 
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from oder_edu import checkpoints
-from oder_edu.deq import (NonContractiveError, REDDEQ, ModelConfig, anderson, build, forward_iteration,
-                          jacobian_norm, load_model, plain_solve, save)
+from oder_edu.deq import (ContractionPenalty, NonContractiveError, REDDEQ, ModelConfig, anderson, build,
+                          forward_iteration, jacobian_norm, load_model, plain_solve, save)
 from oder_edu.physics import IntensityDiffractionTomography, LeastSquares, make_sampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -207,6 +207,26 @@ def test_call_resampling_fixes_one_block_set_per_call():
     assert (out.detach() - full).norm() > 1e-3 * full.norm() and not torch.allclose(out.detach(), second)
 
 
+def test_call_resampling_neighbourhood_shrinks_as_b_grows():
+    """With one S per call the model returns x*_S, the solution on a b/B share of the data; its
+    mean distance to the full x* shrinks as b grows and vanishes at b = B."""
+    A, x, g = idt_problem()
+    net = model(A, resample="call")
+    with torch.no_grad():
+        full = net(torch.zeros_like(x), g, batch_ratio=1.0)
+        distances = []
+        for ratio in (0.125, 0.25, 0.5, 1.0):
+            gen = torch.Generator().manual_seed(1)
+            errors = []
+            for _ in range(4):
+                z = net(torch.zeros_like(x), g, batch_ratio=ratio, generator=gen)
+                assert net.forward_trace.converged  # one block set per call: T_S is a fixed contraction
+                errors.append(((z - full).norm() / full.norm()).item())
+            distances.append(sum(errors) / len(errors))
+    assert distances[0] > distances[1] > distances[2] > distances[3]
+    assert distances[3] < 1e-8 and distances[0] > 1e-3
+
+
 def test_online_forward_approaches_the_full_fixed_point_on_average():
     """E_S[T_S] is the full map with the same γ: the online iterates hover around x*. The mean of
     independent online runs is much closer to x* than a single run (noise averages out), and a
@@ -233,10 +253,6 @@ def test_oder_backward_reaches_every_parameter():
                for p in net.parameters())
 
 
-@pytest.mark.xfail(strict=True, raises=NonContractiveError,
-                   reason="library: the divergence rule (algorithms/iterate.py) misfires on ODER's online backward "
-                          "solve: the step's noise floor jumps 10x over its luckiest minimum while u legitimately "
-                          "grows from v towards u* (about 3.7 ||v|| here)")
 def test_online_backward_with_contractive_block_maps_is_not_reported_as_diverging():
     """Every J_S = I − γ((B/b)A_SᵀA_S + τJ_R) is a contraction here (||J_S|| ≈ 0.77 for all four
     stratified sets), so u_{k+1} = J_{S_k}ᵀu_k + v stays bounded by ||v||/(1 − 0.77) and hovers
@@ -255,8 +271,6 @@ def test_online_backward_with_contractive_block_maps_is_not_reported_as_divergin
     assert net.backward_trace.iterations == 200
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="library: REDDEQ.forward derives γ from batch_size_for(B, ratio) = 6 blocks, "
-                                       "but the stratified sampler rounds b to a divisor of B and draws 4")
 def test_the_online_step_is_derived_for_the_number_of_blocks_actually_drawn():
     """B = 8 angles at b/B = 0.75: the stratified sampler draws b = 4 (a divisor of 8), so the step
     must use the minibatch constant of b = 4 (larger than that of b = 6 on this operator)."""
@@ -297,6 +311,38 @@ def test_jacobian_norm_matches_the_dense_jacobian():
         J = torch.autograd.functional.jacobian(T, x[n].flatten())
         # power iteration approaches from below; two close top singular values slow it down
         assert measured[n].item() == pytest.approx(torch.linalg.matrix_norm(J, ord=2).item(), rel=1e-4)
+
+
+def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_lowers_it():
+    """ContractionPenalty: its estimate is jacobian_norm's; above the target it is
+    weight·mean (norm − target)², and one gradient step on the prior's weights lowers the norm;
+    below the target it is zero with no gradient."""
+    from oder_edu.denoisers import DnCNN
+
+    torch.manual_seed(0)
+    A = IntensityDiffractionTomography(6, num_leds=4)
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    g = LeastSquares(A, A.forward(x))
+    net = REDDEQ(DnCNN(depth=3, width=4).double(), sigma=0.05, tau=0.5 * A.norm() ** 2)
+    measured = jacobian_norm(net, x, g, num_iter=300)
+
+    penalty = ContractionPenalty(target=0.5, weight=2.0, num_iter=300)
+    value, norms = penalty(net, x, g)
+    assert norms == pytest.approx(measured, rel=2e-3)  # two close top singular values: slow power iteration
+    assert value.item() == pytest.approx(2.0 * (norms - 0.5).clamp(min=0).square().mean().item(), rel=1e-6)
+    value.backward()
+    # every weight of the prior moves the Jacobian (the last bias, a constant shift, does not); τ is a constant
+    assert net.log_tau.grad is None and all(p.grad is not None for n, p in net.named_parameters() if "weight" in n)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.grad is not None and p.grad.any():
+                p -= 1e-2 * p.grad / p.grad.norm()
+    assert jacobian_norm(net, x, g, num_iter=300).max() < measured.max()
+
+    net.zero_grad()
+    value, _ = ContractionPenalty(target=2.0)(net, x, g)
+    value.backward()
+    assert value.item() == 0 and all(p.grad is None or not p.grad.any() for p in net.parameters())
 
 
 # --- configuration, save and load -----------------------------------------------------------------------------

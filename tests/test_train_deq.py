@@ -13,7 +13,9 @@ from oder_edu.deq import ModelConfig, build, load_model, save, train_step
 from oder_edu.images import training_images
 from oder_edu.physics import LeastSquares
 from oder_edu.problems import initial_image, make_operator, simulate
-from oder_edu.train.deq import LOG_COLUMNS
+from oder_edu.deq import NonContractiveError
+from oder_edu.train import deq as train_deq
+from oder_edu.train.deq import LOG_COLUMNS, MAX_SKIPPED, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,6 +117,37 @@ def test_command_logs_records_and_resumes(tmp_path):
     assert resumed["replicas"][0]["digest"] == summary["replicas"][0]["digest"]
 
 
+def test_a_diverging_batch_is_skipped_and_counted_and_a_run_of_them_stops_with_advice(tmp_path, monkeypatch):
+    real, calls = train_deq.train_step, []
+
+    def sometimes_diverging(*args):
+        calls.append(len(calls) + 1)
+        if calls[-1] in diverging:
+            raise NonContractiveError("iterates diverged")
+        return real(*args)
+
+    monkeypatch.setattr(train_deq, "train_step", sometimes_diverging)
+    diverging = {2}
+    result = train_deq.run(tiny(), TrainConfig(steps=3, val_images=2, memory_every=0), tmp_path / "a")
+    assert result["skipped"] == 1 and [r["step"] for r in result["rows"]] == [1, 3]
+    rows = list(csv.DictReader(open(tmp_path / "a" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 3]
+
+    calls.clear()
+    diverging = set(range(1, MAX_SKIPPED + 1))
+    with pytest.raises(NonContractiveError, match="in a row diverged.*--tau-init"):
+        train_deq.run(tiny(), TrainConfig(steps=MAX_SKIPPED + 2, val_images=2, memory_every=0), tmp_path / "b")
+
+
+def test_full_and_oder_training_pays_the_contraction_penalty_and_logs_its_estimate(tmp_path):
+    config = TrainConfig(steps=2, val_images=2, memory_every=0, contraction=0.01)  # the hinge is active
+    for method, ratio in (("full", 1.0), ("oder", 0.5)):
+        result = train_deq.run(tiny(method, ratio), config, tmp_path / method)
+        assert all(0 < r["lipschitz"] < 2 for r in result["rows"])
+    result = train_deq.run(tiny("unrolled"), config, tmp_path / "unrolled")
+    assert all(r["lipschitz"] is None for r in result["rows"])
+
+
 def test_the_command_refuses_to_overwrite_weights_before_training(tmp_path, capsys):
     out = tmp_path / "kept.pt"
     out.write_bytes(b"precious")
@@ -128,6 +161,8 @@ def test_the_command_refuses_to_overwrite_weights_before_training(tmp_path, caps
     (["--tau-init", "0"], "tau_init"), (["--tau-init", "-1"], "tau_init"), (["--sigma", "-0.1"], "sigma"),
     (["--steps", "0"], "steps"), (["--lr", "nan"], "lr"), (["--num-blocks", "0"], "num_blocks"),
     (["--checkpoint-every", "-1"], "checkpoint_every"), (["--max-iter", "0"], "max_iter"),
+    (["--contraction", "0"], "contraction"), (["--contraction-weight", "-1"], "contraction_weight"),
+    (["--warmup", "-1"], "warmup"),
 ])
 def test_bad_configuration_is_rejected(bad, message, tmp_path):
     with pytest.raises(ValueError, match=message):

@@ -11,13 +11,18 @@ caller decides when to stop, what to show and whether to warn (``iterate``) or r
 - **Residual.** ``max_n ||T(x)_n - x_n|| / ||T(x)_n||`` over the images n of the batch: how far
   the point is from being a fixed point, relative to the image (0 at a fixed point; 1 for the
   first step from zeros).
-- **Divergence.** Non-finite values, or the step ``||T(x) - x||`` grown ``GROWTH`` times over its
-  smallest value so far *while* the iterate has grown ``SCALE`` times over its size at the
-  start. Either alone misfires: a stochastic or accelerated step can jump without the iterate
-  going anywhere, and an iterate started from zeros grows while converging.
+- **Divergence.** Non-finite values, or the step ``||T(x) - x||`` -- averaged over the last few
+  iterations, so that one lucky small step of a stochastic iteration does not set the scale --
+  grown ``GROWTH`` times over its smallest value so far *while* the iterate has grown ``SCALE``
+  times over its size at that best point (or at the start, if larger). Either alone misfires: a
+  stochastic or accelerated step can jump without the iterate going anywhere, and an iterate
+  started from zeros or a faint x0 grows while converging.
 - **Momentum.** Nesterov's extrapolation in FISTA's form with adaptive restart: t resets to 1
-  whenever the step grows (O'Donoghue & Candès, Found. Comput. Math. 2015), which keeps the
-  speed-up on convex problems and stops momentum from feeding an oscillation elsewhere.
+  whenever the new step points against the progress, <T(s) − s, T(s) − x> < 0 (the gradient
+  restart of O'Donoghue & Candès, Found. Comput. Math. 2015), or against the previous step,
+  <T(s_k) − s_k, T(s_{k−1}) − s_{k−1}> < 0. The first keeps the speed-up on convex problems; the
+  second stops momentum from feeding an oscillation (a map that flips the sign of the error every
+  step), which the first cannot see.
 """
 
 from __future__ import annotations
@@ -91,16 +96,18 @@ def fixed_point_updates(step: Callable, x0: torch.Tensor, accelerate: bool = Fal
 
     Without acceleration s_k = x_k. With it, s_k is Nesterov's extrapolation in FISTA's form
     (Beck & Teboulle, SIAM J. Imaging Sci. 2009), t_{k+1} = (1 + sqrt(1 + 4 t_k²))/2,
-    s_{k+1} = x_{k+1} + (t_k − 1)/t_{k+1} (x_{k+1} − x_k), restarted (t = 1) when the step grows.
+    s_{k+1} = x_{k+1} + (t_k − 1)/t_{k+1} (x_{k+1} − x_k), restarted (t = 1, s_{k+1} = x_{k+1})
+    when the step T(s_k) − s_k points against the progress x_{k+1} − x_k or against the last step.
     """
-    x, s, t, previous = x0, x0, 1.0, math.inf
+    x, s, t, d_last = x0, x0, 1.0, None
     while True:
         x_next, extras = step(s)
         yield x_next, s, extras
         if accelerate:
-            size = (x_next - s).norm().item()
-            t = 1.0 if size > previous else t  # adaptive restart
-            previous = size
+            d = x_next - s
+            if (d * (x_next - x)).sum().item() < 0 or (d_last is not None and (d * d_last).sum().item() < 0):
+                t = 1.0  # the step points back (gradient restart) or reversed the last one (oscillation)
+            d_last = d
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
             s = x_next + ((t - 1.0) / t_next) * (x_next - x)
             t = t_next
@@ -124,7 +131,7 @@ def stream(updates: Iterator, x0: torch.Tensor, max_iter: int, tol: float, descr
 
 
 def _states(updates, x0, max_iter, tol, describe, objective):
-    seconds, smallest = 0.0, math.inf
+    seconds, smallest, smoothed = 0.0, math.inf, None
     reference = _norms(x0).max().item() if torch.is_tensor(x0) else 0.0
     last = x0
     started = time.perf_counter()
@@ -137,14 +144,16 @@ def _states(updates, x0, max_iter, tol, describe, objective):
             if k == 1:
                 reference = max(reference, size_max)
             finite = math.isfinite(step_max) and math.isfinite(size_max)
-            diverged = not finite or (step_max > GROWTH * smallest and size_max > SCALE * reference)
-            smallest = min(smallest, step_max)
+            smoothed = step_max if smoothed is None else 0.5 * (smoothed + step_max)
+            diverged = not finite or (smoothed > GROWTH * smallest and size_max > SCALE * reference)
+            if smoothed < smallest:  # the best point so far sets both scales
+                smallest, reference = smoothed, max(reference, size_max)
             value = objective(Tx) if objective is not None and not diverged else None
         seconds += time.perf_counter() - started
         if diverged:
             reason = "non-finite values" if not finite else (
-                f"the step grew {step_max / max(smallest, 1e-300):.3g}× over its smallest value while the "
-                f"iterate grew {size_max / max(reference, 1e-300):.3g}× over its starting size")
+                f"the step grew {smoothed / max(smallest, 1e-300):.3g}× over its smallest value while the "
+                f"iterate grew {size_max / max(reference, 1e-300):.3g}× over its size at the smallest step")
             message = f"iterates diverged at iteration {k} ({reason}); {describe()}"
             yield State(k, Tx if finite else last, residual, seconds, None, diverged=True, message=message, **extras)
             return

@@ -39,7 +39,7 @@ def pnp_pgd(A, y: torch.Tensor, D, *, sigma: float, gamma: float | None = None, 
     sigma = checks.number("sigma", sigma, minimum=0)
     checks.function("D", D, "D(x, sigma) -> denoised x")
     accelerate = checks.flag("accelerate", accelerate)
-    safe = step_size(A, batch_ratio=batch_ratio).value
+    safe = step_size(A, batch_ratio=batch_ratio, sampler=sampler).value
     gamma = safe if gamma is None else checks.number("gamma", gamma, positive=True)
     oracle = gradient_oracle(g, batch_ratio, sampler, generator)
 

@@ -83,7 +83,7 @@ def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None 
     tau = checks.number("tau", tau, minimum=0)
     checks.function("D", D, "D(x, sigma) -> denoised x")
     accelerate = checks.flag("accelerate", accelerate)
-    safe = step_size(A, tau, lipschitz_R, batch_ratio).value
+    safe = step_size(A, tau, lipschitz_R, batch_ratio, sampler).value
     gamma = safe if gamma is None else checks.number("gamma", gamma, positive=True)
     oracle = gradient_oracle(g, batch_ratio, sampler, generator)
 

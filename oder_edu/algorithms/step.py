@@ -26,7 +26,7 @@ import torch
 from .. import checks
 from ..physics import LeastSquares, make_sampler
 from ..physics.base import BlockOperator
-from ..physics.samplers import batch_size_for
+from ..physics.samplers import batch_size_for, draw_size
 
 
 @dataclass(frozen=True)
@@ -51,15 +51,19 @@ class StepSize:
         return self.value
 
 
-def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0, batch_ratio: float = 1.0) -> StepSize:
+def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0, batch_ratio: float = 1.0,
+              sampler="uniform") -> StepSize:
     """The default step γ = 1/(L + τ·L_R) for operator ``A`` (module docstring), with L = ||A||²
-    or, for ``batch_ratio`` < 1, the minibatch constant. ``tau = 0`` gives 1/L."""
+    or, for ``batch_ratio`` < 1, the minibatch constant for the b that ``sampler`` draws (a name;
+    a callable sampler is taken to draw ``batch_size_for(B, ratio)``). ``tau = 0`` gives 1/L."""
     if not isinstance(A, BlockOperator):
         raise TypeError(f"A must be a BlockOperator, got {type(A).__name__}")
     tau = checks.number("tau", tau, minimum=0)
     lipschitz_R = checks.number("lipschitz_R", lipschitz_R, minimum=0)
     batch_ratio = checks.ratio("batch_ratio", batch_ratio)
-    L = A.minibatch_lipschitz(batch_size_for(A.num_blocks, batch_ratio))
+    b = draw_size(sampler, A.num_blocks, batch_ratio) if isinstance(sampler, str) else batch_size_for(
+        A.num_blocks, batch_ratio)
+    L = A.minibatch_lipschitz(b)
     return StepSize(1.0 / (L + tau * lipschitz_R), L, tau, lipschitz_R, batch_ratio)
 
 

@@ -1,3 +1,2 @@
-"""The ``oder-edu`` commands: thin argparse glue over the library (nothing in the library, and
-no notebook, imports this package). Each module exposes ``add_arguments(parser)`` and
-``main(args)``; ``oder_edu.cli`` imports a module only when its command runs."""
+"""The ``oder-edu`` commands (``oder_edu.cli``): thin argparse glue over the library, which (like
+the notebooks) never imports them. Each module exposes ``add_arguments(parser)`` and ``main(args)``."""

@@ -1,21 +1,15 @@
-"""``oder-edu bench notebooks``: wall time and peak RSS of each notebook, run top to bottom.
-
-Each notebook executes in a fresh Python process (nbclient, a fresh kernel); that process
-reports ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` after the kernel has exited, which is the
-kernel's peak resident memory. Budgets (DESIGN.md): ≤ 3 min and ≤ 1.5 GB per notebook on a
-2-core CPU, all notebooks ≤ 12 min.
-"""
+"""``oder-edu bench notebooks``: wall time and peak RSS of each notebook run top to bottom in a fresh
+kernel, against DESIGN.md's budgets (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from ..cli import command_line
-from .results import DEFAULT_OUT, check_out, write_results
+from ..timing import timed
+from .results import add_bench_arguments, check_out, write_results
 
 _RUN_ONE = """
 import json, resource, sys, nbformat
@@ -27,7 +21,7 @@ print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).r
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    add_bench_arguments(parser)
     parser.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files")
 
 
@@ -35,10 +29,8 @@ def main(args) -> int:
     check_out(args.out)
     records = []
     for path in sorted(Path(args.notebooks).glob("[0-9]*.ipynb")):
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _RUN_ONE, str(path), str(path.parent)],
-                              capture_output=True, text=True)
-        seconds = time.perf_counter() - start
+        done, seconds = timed(subprocess.run, [sys.executable, "-c", _RUN_ONE, str(path), str(path.parent)],
+                              capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"{path.name} failed to run top to bottom")
@@ -46,8 +38,7 @@ def main(args) -> int:
         records.append({"notebook": path.stem, "seconds": round(seconds, 1), "peak_rss_mib": round(rss),
                         "within_budget": seconds <= 180 and rss <= 1536})
         print(f"{path.stem}: {seconds:.1f} s, {rss:.0f} MiB", flush=True)
-    total = sum(r["seconds"] for r in records)
-    caption = (f"Each notebook executed top to bottom in a fresh kernel (nbclient); peak RSS is the "
-               f"kernel's. Total {total:.0f} s. Budgets: ≤ 180 s and ≤ 1536 MiB each, ≤ 720 s in all.")
-    write_results("notebooks", records, args.out, caption, command_line(args))
+    caption = (f"Each notebook executed top to bottom in a fresh kernel (nbclient); peak RSS is the kernel's. Total "
+               f"{sum(r['seconds'] for r in records):.0f} s. Budgets: ≤ 180 s and ≤ 1536 MiB each, ≤ 720 s in all.")
+    write_results("notebooks", records, args, caption)
     return 0

@@ -1,21 +1,5 @@
-"""``oder-edu bench oder``: ODER against full RED-DEQ and unrolled RED, measured per app.
-
-For each app, at its setting (``problems.SETTINGS``: the setting the shipped models were
-trained at), one record per (method, ratio):
-
-- **cost of one training step** (forward solve, backward, Adam update) on one image with
-  ``--iters`` forward and backward iterations for every method (the unrolled baseline
-  backpropagates through that many): ``train_step_ms`` (median of ``--repeat`` steps run
-  round-robin) and ``train_peak_mib`` (peak tensor memory of one more step);
-- the **cost model** fitted over the full and ODER rows: a step costs F + P·b/B, so ODER at
-  b/B can save at most down to the floor 1/(1 + P/F); ``predicted_ratio`` (F + P·b/B)/(F + P)
-  beside the measured ratio;
-- **accuracy of the shipped checkpoints** on held-out images (``deq.held_out``): ``test_psnr``
-  (the model as trained), ``test_lipschitz`` (max ||∂T/∂x||₂ at the fixed points) and
-  ``test_plain_converged``; for the ODER checkpoint also with all blocks, online at its ratio
-  (``test_psnr_online``: a fresh S at every one of ``--online-iters`` plain iterations, the
-  step from the minibatch constant), and with one S per reconstruction (the ablation).
-"""
+"""``oder-edu bench oder``: ODER vs full RED-DEQ vs unrolled RED per app: training-step cost, the
+cost model F + P·b/B and the shipped checkpoints' held-out scores (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -27,15 +11,17 @@ from fractions import Fraction
 import torch
 
 from .. import checkpoints, checks
-from ..cli import command_line
-from .results import DEFAULT_OUT, check_out, write_results
-
-APPS = ("ct", "mri", "idt")
-CHECKPOINT = {"full": "deq_{app}_full", "oder": "oder_{app}", "unrolled": "unrolled_{app}"}
+from ..deq import ModelConfig, build, evaluate, held_out, load_model, train_step
+from ..device import as_device
+from ..images import training_images
+from ..physics import LeastSquares
+from ..problems import initial_image, make_operator, simulate
+from .results import add_bench_arguments, check_out, write_results
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    add_bench_arguments(parser, device=True)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--apps", default="ct,mri,idt", help="comma-separated apps (default: %(default)s)")
     parser.add_argument("--iters", type=int, default=10, help="forward and backward iterations of a timed step")
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per case (median)")
@@ -44,8 +30,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ratios", default="1/2,1/4,1/8", help="ODER ratios b/B (default: %(default)s)")
     parser.add_argument("--image-size", type=int, default=None, help="override every app's image size (cost only)")
     parser.add_argument("--num-blocks", type=int, default=None, help="override every app's B (cost only)")
-    parser.add_argument("--device", default=None, help="default: oder_edu.device.default_device()")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -62,35 +46,17 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     return tuple(ratios)
 
 
-def fraction(ratio: float) -> str:
-    return str(Fraction(ratio).limit_denominator(512))
-
-
-def cases(ratios) -> list[tuple[str, float]]:
-    return [("unrolled", 1.0), ("full", 1.0)] + [("oder", r) for r in ratios]
-
-
-def step_costs(app: str, size: int | None, blocks: int | None, iters: int, repeat: int, device, ratios) -> dict:
-    """``{(method, ratio): {"train_step_ms", "train_peak_mib"}}`` for one image of ``app``.
-
-    Every case starts from the same prior (the shipped ``dncnn_small`` if present) and takes
-    the same number of iterations (tol 0); after a warm-up step and one step under
-    ``PeakTensorMemory``, the timed steps run round-robin so that a change of load on a shared
-    machine affects every case alike.
-    """
-    from ..deq import ModelConfig, build, train_step
-    from ..images import training_images
-    from ..physics import LeastSquares
-    from ..problems import initial_image, make_operator, simulate
-
-    pretrained = "dncnn_small" if "dncnn_small" in checkpoints.read_manifest() else None
+def step_cost_rows(app: str, size, blocks, iters: int, repeat: int, device, ratios) -> list[dict]:
+    """One row per (method, ratio) with ``train_step_ms`` and ``train_peak_mib`` on one image of ``app``:
+    a warm-up step, one step for the memory, then the timed steps round-robin."""
     A = make_operator(app, size, blocks)
+    pretrained = "dncnn_small" if "dncnn_small" in checkpoints.read_manifest() else None
     generator = torch.Generator().manual_seed(0)
     x = training_images(1, A.image_shape[-1], generator, {"random_cells": 1.0} if app == "idt" else None).to(device)
     y = simulate(A, x, 40.0, generator)
     x0, g = initial_image(A, y), LeastSquares(A, y)
     runs = {}
-    for method, ratio in cases(ratios):
+    for method, ratio in [("unrolled", 1.0), ("full", 1.0)] + [("oder", r) for r in ratios]:
         config = ModelConfig(app=app, image_size=A.image_shape[-1], num_blocks=A.num_blocks, method=method,
                              batch_ratio=ratio, pretrained=pretrained, max_iter=iters, tol=0.0, backward_max_iter=iters,
                              backward_tol=0.0, unroll_iter=iters)
@@ -101,23 +67,22 @@ def step_costs(app: str, size: int | None, blocks: int | None, iters: int, repea
         step(measure_memory=False)
         runs[(method, ratio)] = (step, step(measure_memory=True)["peak_mib"], [])
     for _ in range(repeat):
-        for step, _, rows in runs.values():
-            rows.append(step(measure_memory=False))
-    return {key: {"train_step_ms": round(statistics.median(r["seconds"] for r in rows) * 1e3, 1),
-                  "train_peak_mib": round(peak, 2)} for key, (_, peak, rows) in runs.items()}
+        for step, _, timed_steps in runs.values():
+            timed_steps.append(step(measure_memory=False))
+    return [{"app": app, "image_size": A.image_shape[-1], "num_blocks": A.num_blocks, "method": method,
+             "ratio": ratio, "b": round(ratio * A.num_blocks),
+             "train_step_ms": round(statistics.median(r["seconds"] for r in timed_steps) * 1e3, 1),
+             "train_peak_mib": round(peak, 2)} for (method, ratio), (_, peak, timed_steps) in runs.items()]
 
 
 def split_cost(rows: list[dict], key: str) -> tuple[float, float] | None:
     """Least-squares fit ``cost(r) = F + P·r`` over the full and ODER rows: ``(F, P)``, or None
-    with fewer than two ratios. F is what a step costs whatever b is (the prior network, the
-    solvers), P what grows with b/B (the measurement blocks)."""
+    with fewer than two ratios."""
     points = [(r["ratio"], r[key]) for r in rows if r["method"] in ("full", "oder")]
     if len({ratio for ratio, _ in points}) < 2:
         return None
-    n = len(points)
-    mean_r, mean_c = sum(p[0] for p in points) / n, sum(p[1] for p in points) / n
-    slope = sum((r - mean_r) * (c - mean_c) for r, c in points) / sum((r - mean_r) ** 2 for r, _ in points)
-    return mean_c - slope * mean_r, slope
+    P, F = statistics.linear_regression(*zip(*points))
+    return F, P
 
 
 def add_cost_model(rows: list[dict]) -> None:
@@ -139,10 +104,7 @@ def add_cost_model(rows: list[dict]) -> None:
 
 def accuracy(app: str, method: str, ratio: float, n_images: int, online_iters: int, device) -> dict:
     """Held-out scores of the shipped checkpoint for (app, method); empty without one."""
-    from ..deq import evaluate, held_out, load_model
-    from ..problems import make_operator
-
-    name = CHECKPOINT[method].format(app=app)
+    name = {"full": f"deq_{app}_full", "oder": f"oder_{app}", "unrolled": f"unrolled_{app}"}[method]
     if name not in checkpoints.read_manifest():
         return {}
     model = load_model(name, device)
@@ -165,40 +127,28 @@ def accuracy(app: str, method: str, ratio: float, n_images: int, online_iters: i
 
 
 def main(args) -> int:
-    from ..device import as_device
-
-    out = check_out(args.out)
+    check_out(args.out)
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
     device = as_device(args.device)
-    apps = [a.strip() for a in args.apps.split(",") if a.strip()]
-    for app in apps:
-        checks.choice("--apps", app, APPS)
+    apps = [checks.choice("--apps", a.strip(), ("ct", "mri", "idt")) for a in args.apps.split(",") if a.strip()]
     for name in ("iters", "repeat", "test_images", "online_iters"):
         checks.integer(f"--{name.replace('_', '-')}", getattr(args, name), 1)
     ratios = parse_ratios(args.ratios)
+    custom = args.image_size is not None or args.num_blocks is not None
     records, start = [], time.perf_counter()
     for app in apps:
-        costs = step_costs(app, args.image_size, args.num_blocks, args.iters, args.repeat, device, ratios)
-        from ..problems import make_operator
-
-        A = make_operator(app, args.image_size, args.num_blocks)
-        rows = [{"app": app, "image_size": A.image_shape[-1], "num_blocks": A.num_blocks, "method": method,
-                 "ratio": ratio, "b": round(ratio * A.num_blocks), **costs[(method, ratio)]}
-                for method, ratio in cases(ratios)]
+        rows = step_cost_rows(app, args.image_size, args.num_blocks, args.iters, args.repeat, device, ratios)
         add_cost_model(rows)
-        custom = args.image_size is not None or args.num_blocks is not None
         for row in rows:
             if not custom:  # checkpoints are scored at their own setting only
                 row.update(accuracy(app, row["method"], row["ratio"], args.test_images, args.online_iters, device))
-            print(f"{app} {row['method']} {fraction(row['ratio'])}: {row['train_step_ms']:.0f} ms, "
-                  f"{row['train_peak_mib']:.1f} MiB, PSNR {row.get('test_psnr')}", flush=True)
+            print(f"{app} {row['method']} {Fraction(row['ratio']).limit_denominator(512)}: "
+                  f"{row['train_step_ms']:.0f} ms, {row['train_peak_mib']:.1f} MiB, PSNR {row.get('test_psnr')}", flush=True)
         records += rows
     caption = (f"One training step on one image with {args.iters} forward and backward iterations for every method "
                f"(unrolled: K = {args.iters}), on {device}; median of {args.repeat} steps; peak tensor memory of one "
-               f"more step. time/memory_fixed + _per_ratio × b/B: least-squares fit over the full and ODER rows; "
-               f"_floor = F/(F + P). Checkpoint scores on {args.test_images} held-out images at the checkpoints' "
-               f"setting; test_psnr_online: {args.online_iters} online iterations. Whole run "
-               f"{time.perf_counter() - start:.0f} s.")
-    write_results("oder", records, out, caption, command_line(args), ship=args.image_size is None and args.num_blocks is None)
+               f"more step. Checkpoint scores on {args.test_images} held-out images; test_psnr_online: {args.online_iters} "
+               f"iterations; the cost model: benchmarks/README.md. Whole run {time.perf_counter() - start:.0f} s.")
+    write_results("oder", records, args, caption, ship=not custom)
     return 0

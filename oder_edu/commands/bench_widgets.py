@@ -1,24 +1,5 @@
-"""``oder-edu bench widgets``: how responsive the reconstruction explorer is, measured headless.
-
-- ``first_frame_ms``: a control (σ, γ or b/B, in turn) is changed while a run is going, the way
-  a slider message arrives in the kernel: between two iterations of the asyncio loop. The
-  time until the explorer has drawn the first image computed with the new value (the next
-  iteration, then the redraw throttle, then Agg rendering to PNG). Median and max over
-  ``--changes`` changes at random moments. Sending the PNG to the browser is not included.
-- ``run_to_first_frame_ms``: from pressing Run to the first drawn frame.
-- ``iters_per_s``: iterations per second of a live run without the full-batch reference,
-  through the same loop (solver step, peak-memory count, PSNR and SSIM, readouts, throttled
-  redraws); ``iters_per_s_with_reference`` with it; ``solver_iters_per_s``: the bare ``red``
-  generator on the same problem, nothing else (``solver_cpu_ms_per_iter``: its process CPU
-  time per iteration, summed over threads).
-
-Default setting: RED on CT 128², 180 angles, b/B = 1/4, shipped DnCNN. Only the explorer's
-public API is used.
-
-With ``--sweep``, also the RED sweep behind the explorer's default σ and τ for each problem at
-its setting (``widgets.runner.red_sweep``; the choice: the best final PSNR among the settings
-that end within 0.3 dB of their best iterate), one record per (problem, σ, τ).
-"""
+"""``oder-edu bench widgets``: the reconstruction explorer's responsiveness, driven headless; with
+``--sweep`` also the RED sweep behind its default σ and τ (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -29,13 +10,16 @@ import time
 
 import torch
 
-from ..cli import command_line
-from ..timing import median_ms
-from .results import DEFAULT_OUT, check_out, write_results
+from ..algorithms import red
+from ..problems import make_problem
+from ..timing import median_ms, timed
+from ..widgets import ReconstructionExplorer
+from ..widgets.runner import choose_red_setting, red_sweep
+from .results import add_bench_arguments, check_out, thread_counts, write_results
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default: {DEFAULT_OUT})")
+    add_bench_arguments(parser, threads=True)
     parser.add_argument("--image-size", type=int, default=128, help="CT image size n (n x n), default 128")
     parser.add_argument("--num-angles", type=int, default=180, help="CT projection angles B, default 180")
     parser.add_argument("--ratio", type=float, default=0.25, help="minibatch ratio b/B, default 0.25")
@@ -44,9 +28,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--denoiser", default="dncnn", help="dncnn (shipped), tv or gaussian; default dncnn")
     parser.add_argument("--sweep", action="store_true", help="also sweep RED's σ and τ for each problem")
     parser.add_argument("--seed", type=int, default=0, help="seed of the change times, default 0")
-    parser.add_argument("--threads", type=int, nargs="+", default=None,
-                        help="torch CPU thread counts to measure with, one record each "
-                             "(default: torch's choice, then 1)")
 
 
 async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, list[float]]:
@@ -63,10 +44,9 @@ async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, li
     latencies = []
     for k in range(changes):
         await asyncio.sleep(rng.uniform(0.15, 0.35))  # a random phase relative to the redraws
-        kind = k % 3
-        if kind == 0:
+        if k % 3 == 0:
             ex.sigma.value = round(ex.sigma.value + (0.005 if k % 2 else -0.005), 3)
-        elif kind == 1:
+        elif k % 3 == 1:
             ex.gamma.value = safe * (0.9 if ex.gamma.value >= safe else 1.0)
         else:  # toggle between the stated b/B and the next one
             ex.batch_ratio.value = neighbour if ex.batch_ratio.value == start else start
@@ -80,17 +60,12 @@ async def _first_frames(ex, changes: int, rng: random.Random) -> tuple[float, li
 
 
 def _live_rate(ex, iterations: int) -> float:
-    start = time.perf_counter()
-    history = asyncio.run(ex.run(iterations))
-    return len(history) / (time.perf_counter() - start)
+    history, seconds = timed(asyncio.run, ex.run(iterations))
+    return len(history) / seconds
 
 
 def _solver_rate(ex, args) -> tuple[float, float]:
-    """Bare ``red`` iterations per second on the explorer's problem and settings, and process CPU
-    milliseconds per iteration (less sensitive than wall time to other jobs on a shared machine)."""
-    from ..algorithms import red
-    from ..problems import make_problem
-
+    """Bare ``red`` iterations per second on the explorer's problem, and process CPU ms per iteration."""
     p, s = make_problem("ct", args.image_size, args.num_angles), ex.settings()
     stream = red(p.A, p.y, ex.D, sigma=s.sigma, tau=s.tau, gamma=s.gamma, batch_ratio=s.batch_ratio, x0=p.x0,
                  max_iter=args.iterations, sampler=p.setting.sampler, generator=torch.Generator().manual_seed(0))
@@ -110,48 +85,31 @@ def measure(ex, args) -> dict:
     solver_rate, solver_cpu_ms = _solver_rate(ex, args)
     ex.reference.value = True
     rate_with_reference = _live_rate(ex, max(10, args.iterations // 2))
-    history = ex.history
-    x = torch.rand(1, 1, args.image_size, args.image_size)
+    x, history = torch.rand(1, 1, args.image_size, args.image_size), ex.history
     render = median_ms(lambda: ex.figure.update(x, [r.iteration for r in history], [r.psnr for r in history],
                                                 [r.reference_psnr for r in history]), repeat=7, warmup=1)
-    return {
-        "case": f"RED, CT {args.image_size}², {args.num_angles} angles, b/B = {ex.batch_ratio.label}",
-        "denoiser": args.denoiser,
-        "device": str(ex.device),
-        "threads": torch.get_num_threads(),
-        "first_frame_ms": statistics.median(latencies),
-        "first_frame_ms_max": max(latencies),
-        "run_to_first_frame_ms": run_to_frame,
-        "iters_per_s": rate,
-        "iters_per_s_with_reference": rate_with_reference,
-        "solver_iters_per_s": solver_rate,
-        "solver_cpu_ms_per_iter": solver_cpu_ms,
-        "frame_render_ms": render,
-        "changes": len(latencies),
-    }
+    return {"case": f"RED, CT {args.image_size}², {args.num_angles} angles, b/B = {ex.batch_ratio.label}",
+            "denoiser": args.denoiser, "device": str(ex.device), "threads": torch.get_num_threads(),
+            "first_frame_ms": statistics.median(latencies), "first_frame_ms_max": max(latencies),
+            "run_to_first_frame_ms": run_to_frame, "iters_per_s": rate,
+            "iters_per_s_with_reference": rate_with_reference, "solver_iters_per_s": solver_rate,
+            "solver_cpu_ms_per_iter": solver_cpu_ms, "frame_render_ms": render, "changes": len(latencies)}
 
 
 def main(args) -> int:
-    from ..widgets import ReconstructionExplorer
-
     check_out(args.out)
-    default_threads = torch.get_num_threads()
-    thread_counts = list(dict.fromkeys(args.threads or [default_threads, 1]))
+    counts, default_threads = thread_counts(args.threads), torch.get_num_threads()
     ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
                                 num_blocks={"ct": args.num_angles}, reference=False)
-    options = [value for _, value in ex.batch_ratio.options]
-    ex.batch_ratio.value = min(options, key=lambda r: abs(r - args.ratio))
+    ex.batch_ratio.value = min((value for _, value in ex.batch_ratio.options), key=lambda r: abs(r - args.ratio))
     records = []
-    for threads in thread_counts:
+    for threads in counts:
         torch.set_num_threads(threads)
         records.append(measure(ex, args))
     torch.set_num_threads(default_threads)
     D = ex.D
     ex.close()
     if args.sweep:
-        from ..problems import make_problem
-        from ..widgets.runner import choose_red_setting, red_sweep
-
         for app in ("ct", "mri", "idt"):
             rows = red_sweep(make_problem(app), D)
             chosen = choose_red_setting(rows)
@@ -161,5 +119,5 @@ def main(args) -> int:
     caption = (f"Reconstruction explorer, driven headless through its asyncio loop. first_frame_ms: median over "
                f"{args.changes} changes of σ, γ, b/B (max beside it), 0.1 s redraw throttle included; iters_per_s: "
                f"live run without the full-batch reference; one record per torch thread count.")
-    write_results("widgets", records, args.out, caption, command_line(args), ship=args.sweep)
+    write_results("widgets", records, args, caption, ship=args.sweep)
     return 0

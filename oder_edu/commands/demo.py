@@ -1,42 +1,13 @@
-"""``oder-edu demo``: one sparse-view CT scan reconstructed five ways, headless.
-
-The setting (``run_demo``'s defaults), chosen so the whole run stays well under a minute
-on a 2-core CPU while the methods still differ visibly:
-
-- the Shepp-Logan phantom at 128² (``problems.make_problem("ct", 128, 60)``), values in [0, 1];
-- parallel-beam CT with 60 angles spread evenly over 180°, a sixth of the course's 360-angle scan;
-- white Gaussian noise on the sinogram at 40 dB input SNR (seed 0);
-- iterative methods started from the FBP image, run for ``ITERATIONS`` iterations: 60
-  for FISTA-TV and both RED variants, 20 for PnP-ADMM, whose exact data step (5 CG
-  iterations) makes each iteration dearer and which has converged by then.
-
-Methods: filtered back-projection (FBP, ramp filter); FISTA-TV (Beck & Teboulle 2009);
-PnP-ADMM (Chan et al. 2017) and RED with Nesterov acceleration (Romano et al. 2017), both
-with the shipped DnCNN; and online RED using b/B = 1/4 of the angles per iteration
-(stratified: every 4th angle, random phase), the test-time iteration of ODER (Liu et al.,
-NeurIPS 2022). λ, σ, τ and the ADMM step were picked by a sweep on three perturbed
-Shepp-Logan phantoms (``phantoms.shepp_logan_variations``, seed 7), not on the image shown.
-
-Why PnP-ADMM and not PnP-FISTA here: with the shipped DnCNN, PnP proximal gradient peaks
-after ~10 iterations (29 dB on the sweep) and then falls below FBP. Its step γ ≤ 1/L_g
-barely touches the high frequencies that CT's AᵀA hardly constrains, so each pass of the
-denoiser erodes a little more detail (applying this DnCNN 20 times to the clean phantom
-alone costs ~20 dB). PnP-ADMM's exact data step with a large γ = 100/L_g restores data
-consistency at every iteration (37 dB on the sweep).
-
-``seconds`` is the wall-clock time of each method alone. ``peak_mib`` is the measured peak
-of tensor bytes it allocates (``PeakTensorMemory``: the CUDA allocator's peak on a GPU, a
-count of live tensor storages on the CPU), measured in a separate run of its first
-``MEMORY_ITERATIONS`` iterations: every later iteration allocates the same temporaries, and
-counting storages on the CPU doubles the run time, so it must not share the timed run.
-"""
+"""``oder-edu demo``: one sparse-view CT scan reconstructed five ways (FBP, FISTA-TV, PnP-ADMM, RED,
+online RED), headless. The setting and the parameter sweep: benchmarks/README.md."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from .. import checks
 from ..algorithms import fista_tv, pnp_admm, red
@@ -46,9 +17,10 @@ from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
 from ..physics import fbp
 from ..problems import make_problem
+from ..timing import timed
 from .results import check_out
 
-# Parameters from the sweep described in the module docstring (60 angles, 40 dB, 128²).
+# Parameters from a sweep on three perturbed phantoms (60 angles, 40 dB, 128²; benchmarks/README.md).
 TV_LAM = 1.0
 ADMM_SIGMA, ADMM_GAMMA_TIMES_LG, ADMM_CG_ITER = 0.03, 100.0, 5
 RED_SIGMA, RED_TAU = 0.05, 100.0
@@ -67,22 +39,11 @@ def _final(stream):
     return state.x
 
 
-def run_demo(
-    image_size: int = 128,
-    num_angles: int = 60,
-    snr_db: float = 40.0,
-    iterations: int | None = None,
-    seed: int = 0,
-    device=None,
-    denoiser=None,
-):
-    """Reconstruct the Shepp-Logan phantom five ways; return ``(rows, images, truth)``.
-
-    ``rows``: one dict per method with ``method``, ``psnr`` (dB), ``ssim``, ``seconds``,
-    ``peak_mib`` (peak tensor memory) and ``iterations``; ``images``: method -> ``[1, 1, H, W]``;
-    ``truth``: the phantom ``[1, 1, H, W]``. ``iterations`` overrides the per-method counts of
-    ``ITERATIONS`` for every iterative method; ``denoiser`` defaults to the shipped DnCNN (``load_denoiser("dncnn")``).
-    """
+def run_demo(image_size: int = 128, num_angles: int = 60, snr_db: float = 40.0, iterations: int | None = None,
+             seed: int = 0, device=None, denoiser=None):
+    """The Shepp-Logan phantom reconstructed five ways: ``(rows, images, truth)``, a row per method (``method``,
+    ``psnr`` in dB, ``ssim``, ``seconds``, ``peak_mib``, ``iterations``) and its ``[1, 1, H, W]`` image.
+    ``iterations`` overrides every count of ``ITERATIONS``; ``denoiser`` defaults to the shipped DnCNN."""
     device = as_device(device)
     image_size = checks.integer("size", image_size, 16)
     num_angles = checks.integer("angles", num_angles, 1)
@@ -109,24 +70,12 @@ def run_demo(
     rows, images = [], {}
     for name, key, method in methods:
         k = 1 if key is None else (iterations or ITERATIONS[key])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tic = time.perf_counter()
-        x = method(k)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - tic
+        x, seconds = timed(method, k, device=device)
         with PeakTensorMemory(device) as mem:
             method(min(k, MEMORY_ITERATIONS))
         images[name] = x
-        rows.append({
-            "method": name,
-            "psnr": psnr(x, truth).item(),
-            "ssim": ssim(x.clamp(0, 1), truth).item(),
-            "seconds": seconds,
-            "peak_mib": mem.peak_bytes / 2**20,
-            "iterations": k,
-        })
+        rows.append({"method": name, "psnr": psnr(x, truth).item(), "ssim": ssim(x.clamp(0, 1), truth).item(),
+                     "seconds": seconds, "peak_mib": mem.peak_bytes / 2**20, "iterations": k})
     return rows, images, truth
 
 
@@ -134,26 +83,21 @@ def format_table(rows) -> str:
     """The rows as a Markdown table (what the README quotes)."""
     lines = ["| method | PSNR (dB) | SSIM | seconds | peak tensor memory (MiB) | iterations |",
              "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.2f} "
-                     f"| {r['peak_mib']:.1f} | {r['iterations']} |")
+    lines += [f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.2f} | {r['peak_mib']:.1f} "
+              f"| {r['iterations']} |" for r in rows]
     return "\n".join(lines)
 
 
 def save_figure(rows, images, truth, path) -> Path:
     """A PNG grid: the phantom and each reconstruction with its PSNR/SSIM (Matplotlib Agg,
     through a bare ``Figure`` so no global backend is touched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     panels = [("ground truth", truth, "")] + [
-        (r["method"], images[r["method"]], f"{r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}") for r in rows
-    ]
-    cols = 3
-    fig = Figure(figsize=(3.2 * cols, 3.7 * ((len(panels) + cols - 1) // cols)))
+        (r["method"], images[r["method"]], f"{r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}") for r in rows]
+    cols, grid_rows = 3, (len(panels) + 2) // 3
+    fig = Figure(figsize=(3.2 * cols, 3.7 * grid_rows))
     FigureCanvasAgg(fig)
     for i, (title, image, subtitle) in enumerate(panels):
-        ax = fig.add_subplot((len(panels) + cols - 1) // cols, cols, i + 1)
+        ax = fig.add_subplot(grid_rows, cols, i + 1)
         ax.imshow(image[0, 0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{title}\n{subtitle}" if subtitle else title, fontsize=9)
         ax.axis("off")
@@ -180,6 +124,5 @@ def main(args) -> int:
     print(f"Sparse-view CT: Shepp-Logan {args.size}², {args.angles} angles over 180°, {args.snr:g} dB input SNR, "
           f"seed {args.seed}, device {as_device(None)}")
     print(format_table(rows))
-    path = save_figure(rows, images, truth, args.out)
-    print(f"wrote {path}")
+    print(f"wrote {save_figure(rows, images, truth, args.out)}")
     return 0

@@ -1,23 +1,5 @@
-"""Student versions of the course notebooks: ``oder-edu labs [--source DIR] [--out DIR]``.
-
-An exercise in an instructor notebook is a code cell whose solution sits between the
-nbgrader markers (the same lines nbgrader's ``ClearSolutions`` looks for)::
-
-    def power_iteration(A, num_iter=50):
-        ### BEGIN SOLUTION
-        # Hint: repeat x <- AᵀA x / ||AᵀA x||; L is the last norm.
-        ...the instructor's code...
-        ### END SOLUTION
-
-The student version replaces everything from ``### BEGIN SOLUTION`` to ``### END SOLUTION``
-by a stub, indented like the marker, whose message carries the region's ``# Hint:`` lines::
-
-        # YOUR CODE HERE
-        raise NotImplementedError("Hint: repeat x <- AᵀA x / ||AᵀA x||; L is the last norm.")
-
-Every other cell is copied unchanged, so the two notebooks differ only inside the markers.
-Outputs, execution counts and saved widget state are dropped from both kinds of cell.
-"""
+"""``oder-edu labs``: student versions of the notebooks, each solution region replaced by a stub raising
+``NotImplementedError("Hint: ...")`` with the region's hints (format and workflow: notebooks/README.md)."""
 
 from __future__ import annotations
 
@@ -25,8 +7,9 @@ import copy
 import re
 from pathlib import Path
 
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
+import nbformat
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 HINT = re.compile(r"^\s*#\s*Hint:\s*(.*)$")
 DEFAULT_HINT = "write your solution here."
 
@@ -36,24 +19,14 @@ def has_solution(source: str) -> bool:
     return BEGIN in source
 
 
-def _stub(indent: str, hints: list[str]) -> list[str]:
-    message = "Hint: " + (" ".join(hints) if hints else DEFAULT_HINT)
-    return [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({message!r})"]
-
-
 def strip_solutions(source: str, where: str = "cell") -> str:
-    """The student version of one code cell's ``source``: each solution region replaced by a
-    ``raise NotImplementedError("Hint: ...")`` stub (see the module docstring).
-
-    ``where`` names the cell in error messages. A region that is never closed, an END
-    without a BEGIN, a nested BEGIN, or a marker with other code on its line raises a
-    ValueError: guessing would either leak the solution or delete the student's code.
-    """
-    lines = source.split("\n")
+    """The student version of one code cell's ``source`` (``where`` names it in errors). A region
+    never closed, an END without a BEGIN, a nested BEGIN, or a marker with other code on its line
+    raises a ValueError: guessing would either leak the solution or delete the student's code."""
     out: list[str] = []
     region: list[str] | None = None  # lines of the open solution region
     indent = ""
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(source.split("\n"), start=1):
         stripped = line.strip()
         for marker in (BEGIN, END):
             if marker in line and stripped != marker:
@@ -66,7 +39,8 @@ def strip_solutions(source: str, where: str = "cell") -> str:
             if region is None:
                 raise ValueError(f"{where}, line {number}: {END!r} without a matching {BEGIN!r}")
             hints = [m.group(1).strip() for m in map(HINT.match, region) if m]
-            out += _stub(indent, hints)
+            message = "Hint: " + (" ".join(hints) if hints else DEFAULT_HINT)
+            out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({message!r})"]
             region = None
         elif region is not None:
             region.append(line)
@@ -77,40 +51,26 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
-def _clean(cell) -> None:
-    """Drop what running a notebook adds (outputs, counts, widget views), in place."""
-    if cell.get("cell_type") == "code":
-        cell["outputs"] = []
-        cell["execution_count"] = None
-    cell.get("metadata", {}).pop("widgets", None)
-
-
 def student_notebook(notebook, name: str = "notebook"):
-    """A deep copy of an nbformat notebook with every code cell's solutions stripped.
-
-    Returns ``(student, count)`` where ``count`` is the number of exercise cells.
-    """
+    """``(student, count)``: a deep copy of an nbformat notebook with every code cell's solutions
+    stripped, and the number of exercise cells."""
     student = copy.deepcopy(notebook)
     student.metadata.pop("widgets", None)
     count = 0
     for index, cell in enumerate(student.cells):
-        _clean(cell)
-        if cell.cell_type == "code" and has_solution(cell.source):
-            cell.source = strip_solutions(cell.source, where=f"{name}, cell {index}")
-            count += 1
+        cell.get("metadata", {}).pop("widgets", None)  # drop what running a notebook adds
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if has_solution(cell.source):
+                cell.source = strip_solutions(cell.source, where=f"{name}, cell {index}")
+                count += 1
     return student, count
 
 
 def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tuple[Path, int]]:
-    """Write the student version of every ``*.ipynb`` in ``source_dir`` to ``out_dir``.
-
-    Notebooks without exercises are copied (cleaned) too, so ``out_dir`` is a complete
-    course. A notebook already in ``out_dir`` (a student's work) is never replaced unless
-    ``force``: nothing is written then. Each file is written to a temporary name, then renamed.
-    Returns ``[(written path, number of exercise cells), ...]`` in name order.
-    """
-    import nbformat
-
+    """Write the student version of every ``*.ipynb`` in ``source_dir`` (with or without exercises)
+    to ``out_dir``, each to a temporary name then renamed; nothing at all if a notebook is already
+    there (a student's work) unless ``force``. ``[(written path, exercise cells), ...]`` by name."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     paths = sorted(source_dir.glob("*.ipynb"))
     if not paths:
@@ -126,11 +86,9 @@ def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tup
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
-        notebook = nbformat.read(path, as_version=4)
-        student, count = student_notebook(notebook, path.name)
+        student, count = student_notebook(nbformat.read(path, as_version=4), path.name)
         nbformat.validate(student)
-        target = out_dir / path.name
-        partial = out_dir / f".{path.name}.partial"
+        target, partial = out_dir / path.name, out_dir / f".{path.name}.partial"
         nbformat.write(student, partial)
         partial.replace(target)
         written.append((target, count))

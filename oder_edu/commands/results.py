@@ -1,7 +1,5 @@
-"""What every bench writes: ``DIR/NAME.json`` (records, machine, date, the complete command) and
-``DIR/NAME.md`` (a short caption and the table). Interpretation lives in the README and the
-notebooks, not here. Results that notebooks and widgets display are also copied into the
-package (``oder_edu/results/``), so they load from an installed wheel in any directory."""
+"""What every bench shares: the --out, --device and --threads options and the files it writes,
+``DIR/NAME.json`` and ``DIR/NAME.md`` (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -14,8 +12,28 @@ from pathlib import Path
 
 import torch
 
+from .. import checks
+from ..cli import command_line
+
 DEFAULT_OUT = Path("benchmarks/results")
 SHIPPED = Path(__file__).resolve().parent.parent / "results"  # the package oder_edu.results
+
+
+def add_bench_arguments(parser, device: bool = False, threads: bool = False) -> None:
+    """--out, and --device and --threads N [N ...] (one record per count) if asked for."""
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    if device:
+        parser.add_argument("--device", default=None, help="torch device (default: oder_edu.device.default_device())")
+    if threads:
+        parser.add_argument("--threads", type=int, nargs="+", default=None,
+                            help="torch CPU thread counts, one record each (default: torch's choice, then 1)")
+
+
+def thread_counts(threads: list[int] | None) -> list[int]:
+    """The thread counts to measure with, each checked: --threads, or torch's choice then 1."""
+    for count in threads or []:
+        checks.integer("--threads", count, 1)
+    return list(dict.fromkeys(threads or [torch.get_num_threads(), 1]))
 
 
 def machine() -> dict:
@@ -54,10 +72,10 @@ def check_out(out_dir) -> Path:
     return out
 
 
-def write_results(name: str, records: list[dict], out_dir, caption: str, command: str, ship: bool = False) -> Path:
-    """Write ``out_dir/name.json`` and ``out_dir/name.md`` (atomically), print the table, and
-    with ``ship`` (the default folder only) copy the JSON into the package's ``results/``."""
-    out = check_out(out_dir)
+def write_results(name: str, records: list[dict], args, caption: str, ship: bool = False) -> None:
+    """Write ``args.out/name.json`` and ``.md`` (atomically) with the command of ``args``, print the
+    table, and with ``ship`` (the default folder only) copy the JSON into the package's ``results/``."""
+    out, command = check_out(args.out), command_line(args)
     meta = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "caption": caption}
     table = markdown_table(records)
@@ -72,4 +90,3 @@ def write_results(name: str, records: list[dict], out_dir, caption: str, command
         SHIPPED.mkdir(exist_ok=True)
         shutil.copyfile(out / f"{name}.json", SHIPPED / f"{name}.json")
     print(table)
-    return out / f"{name}.json"

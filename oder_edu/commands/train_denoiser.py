@@ -1,18 +1,12 @@
-"""``oder-edu train denoiser``: train a DnCNN on phantoms and natural patches, validate it on
-held-out real images, save it (atomically, never over an existing file unless --force) and
-record it in the manifest beside it.
-
-The shipped weights came from (MANIFEST.json records the exact lines, times and metrics):
-
-    oder-edu train denoiser --out oder_edu/weights/dncnn.pt --steps 3000 --threads 1
-    oder-edu train denoiser --out oder_edu/weights/dncnn_small.pt --depth 5 --width 16 --steps 3000 --threads 1
-"""
+"""``oder-edu train denoiser``: train a DnCNN, validate it on held-out real images, save it and record
+it in the manifest beside it (the shipped weights' commands: oder_edu/weights/MANIFEST.json)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .. import checkpoints, checks
 from ..cli import command_line
@@ -42,8 +36,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from tqdm import tqdm
-
     config = training.check(training.DenoiserConfig(
         depth=args.depth, width=args.width,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, patch_size=args.patch_size,
@@ -55,13 +47,12 @@ def main(args) -> int:
     as_device(args.device, "--device")
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
-    command = command_line(args)
     progress = None if args.no_progress else (lambda steps: tqdm(steps, desc="train denoiser", mininterval=5))
     model, losses, seconds = training.train(config, args.device, progress)
     validation = training.validate(model, device=args.device)
     entry = training.summary(config, model, losses, seconds, validation)
     checkpoints.save_state(out, "denoiser", model.config(), model, entry["metrics"], force=args.force)
-    checkpoints.record(args.name or out.stem, out, command, args.seed, entry["metrics"],
+    checkpoints.record(args.name or out.stem, out, command_line(args), args.seed, entry["metrics"],
                        {**entry["extra"], "device": str(args.device), "torch_threads": torch.get_num_threads()},
                        seconds=seconds, force=args.force)
     print(f"saved {out} in {seconds:.0f} s of training; PSNR in dB (denoiser / best TV) per σ:")

@@ -1,14 +1,11 @@
-"""Denoisers ``D(x, sigma) -> [N, C, H, W]`` and their RED residuals ``R = x - D``.
-
-- ``DnCNN``: a noise-level-conditional CNN (shipped weights: ``load_denoiser("dncnn")``);
-- ``gaussian_denoise``, ``tv_denoise`` (the prox of lam TV): classical, no training.
+"""Denoisers ``D(x, sigma) -> [N, C, H, W]`` and their RED residuals ``R = x - D``: ``DnCNN``, a
+noise-level-conditional CNN (shipped weights: ``load_denoiser("dncnn")``), and the classical
+``gaussian_denoise`` and ``tv_denoise`` (the prox of lam TV), which need no training.
 """
 
 from .classical import gaussian_denoise, gradient, gradient_adjoint, total_variation, tv_denoise, tv_objective
 from .dncnn import DnCNN
 from .pretrained import ClassicalDenoiser, load_denoiser
 
-__all__ = [
-    "DnCNN", "ClassicalDenoiser", "load_denoiser", "gaussian_denoise", "tv_denoise", "tv_objective",
-    "total_variation", "gradient", "gradient_adjoint",
-]
+__all__ = ["DnCNN", "ClassicalDenoiser", "load_denoiser", "gaussian_denoise", "tv_denoise", "tv_objective",
+           "total_variation", "gradient", "gradient_adjoint"]

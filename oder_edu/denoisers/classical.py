@@ -1,8 +1,7 @@
 """Denoisers that need no training: Gaussian smoothing and total-variation (TV) denoising.
 
-Both take an image batch ``x`` ``[N, C, H, W]`` and a strength (a float or an ``[N]``
-tensor) and return ``[N, C, H, W]``. ``tv_denoise`` is the proximal operator of
-``lam * TV``, which FISTA-TV uses as its prior step.
+Both map an image batch ``x`` ``[N, C, H, W]`` and a strength (a float or an ``[N]`` tensor) to
+``[N, C, H, W]``; ``tv_denoise``, the proximal operator of ``lam * TV``, is FISTA-TV's prior step.
 """
 
 from __future__ import annotations
@@ -29,11 +28,8 @@ def check_image(x, name: str = "denoiser") -> None:
 
 
 def as_strength(x: torch.Tensor, value, what: str = "sigma") -> torch.Tensor:
-    """A strength (float, 0-d or ``[N]`` tensor) as an ``[N]`` tensor on ``x``'s device and dtype.
-
-    Negative, non-finite or wrongly shaped strengths raise a ValueError; nothing is broadcast
-    except a single number to the whole batch.
-    """
+    """A strength >= 0 (a float, a 0-d or an ``[N]`` tensor) as an ``[N]`` tensor on ``x``'s
+    device and dtype; only a single number is broadcast to the batch."""
     n = x.shape[0]
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or torch.is_tensor(value)):
         raise TypeError(f"{what} must be a float or a tensor of shape [{n}], got {type(value).__name__}")
@@ -52,21 +48,15 @@ def as_strength(x: torch.Tensor, value, what: str = "sigma") -> torch.Tensor:
     return value
 
 
-# --- Gaussian smoothing -------------------------------------------------------------
-
 GAUSSIAN_STD_SCALE = 2.5  # kernel std in pixels = 2.5 sqrt(sigma): 0.56 px at 0.05, 1.1 px at 0.2
 
 
 def gaussian_denoise(x: torch.Tensor, sigma, std=None) -> torch.Tensor:
-    """Gaussian smoothing ``[N, C, H, W] -> [N, C, H, W]`` with reflecting borders.
-
-    The strength ``sigma`` (noise level of images in [0, 1]) sets the kernel's standard
-    deviation in pixels to ``std = GAUSSIAN_STD_SCALE * sqrt(sigma)``: fitted to the best
-    std found on ``validation_phantoms`` at sigma = 0.05, 0.1, 0.2 (about 0.55, 0.8 and
-    1.2 pixels; tests/test_denoisers.py checks it stays within 0.5 dB of the best).
-    Pass ``std`` (a float or ``[N]``, in pixels) to set it directly. A zero std returns
-    ``x`` unchanged. The kernel is separable and truncated at 4 std.
-    """
+    """Gaussian smoothing ``[N, C, H, W] -> [N, C, H, W]`` (reflecting borders, separable kernel
+    truncated at 4 std) with std ``GAUSSIAN_STD_SCALE * sqrt(sigma)`` pixels, sigma the noise level
+    of images in [0, 1] (fitted to the best std on ``validation_phantoms`` at sigma = 0.05, 0.1, 0.2,
+    about 0.55, 0.8, 1.2 px; tests/test_denoisers.py keeps it within 0.5 dB of the best), or
+    ``std`` (a float or ``[N]``, in pixels) when given. A zero std returns ``x`` unchanged."""
     check_image(x, "gaussian_denoise")
     std = GAUSSIAN_STD_SCALE * as_strength(x, sigma).sqrt() if std is None else as_strength(x, std, "std")
     n, c, h, w = x.shape
@@ -75,8 +65,7 @@ def gaussian_denoise(x: torch.Tensor, sigma, std=None) -> torch.Tensor:
         raise ValueError(f"gaussian_denoise: kernel radius {radius} px needs images larger than {h}x{w}")
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     # One 1-D kernel per image; std = 0 gives a unit impulse (identity).
-    safe = std.clamp(min=1e-12)[:, None]
-    k = torch.exp(-0.5 * (t[None, :] / safe) ** 2)
+    k = torch.exp(-0.5 * (t[None, :] / std.clamp(min=1e-12)[:, None]) ** 2)
     k = k / k.sum(dim=1, keepdim=True)  # [N, 2r+1]
     # Images become channels of one grouped convolution, so each gets its own kernel.
     z = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
@@ -84,9 +73,6 @@ def gaussian_denoise(x: torch.Tensor, sigma, std=None) -> torch.Tensor:
     z = F.conv2d(z, weight[:, :, None, :], groups=n * c)  # along W
     z = F.conv2d(z, weight[:, :, :, None], groups=n * c)  # along H
     return z.reshape(n, c, h, w)
-
-
-# --- Total variation ----------------------------------------------------------------
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:
@@ -106,25 +92,23 @@ def gradient_adjoint(p: torch.Tensor) -> torch.Tensor:
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Isotropic TV, one value per image: ``TV(x) = sum_pixels sqrt(dv^2 + dh^2)``, ``[N]``
-    (channels summed separately, forward differences, Neumann boundary)."""
+    """Isotropic TV per image ``[N]``: ``TV(x) = sum_pixels sqrt(dv^2 + dh^2)`` (channels summed
+    separately, forward differences, Neumann boundary)."""
     return gradient(x).square().sum(dim=2).sqrt().sum(dim=(1, 2, 3))
 
 
 def tv_denoise(v: torch.Tensor, lam, num_iter: int = 100) -> torch.Tensor:
-    """The proximal operator of isotropic TV: ``argmin_x 1/2 ||x - v||^2 + lam TV(x)``.
+    """The proximal operator of isotropic TV, ``argmin_x 1/2 ||x - v||^2 + lam TV(x)``:
+    ``[N, C, H, W] -> [N, C, H, W]``, ``lam`` a float or an ``[N]`` tensor. Same problem as
+    scikit-image's ``denoise_tv_chambolle(v, weight=lam)`` on each 2-D channel.
 
-    ``v`` is ``[N, C, H, W]``, ``lam`` a float or an ``[N]`` tensor; returns ``[N, C, H, W]``.
-    Solved by FISTA on the dual (A. Beck and M. Teboulle, "Fast gradient-based algorithms
-    for constrained total variation image denoising and deblurring problems", IEEE TIP
-    2009; the dual itself is Chambolle's, JMIV 2004): with ``x = v - lam grad^T p``,
+    ``num_iter`` steps of FISTA on the dual (A. Beck and M. Teboulle, "Fast gradient-based
+    algorithms for constrained total variation image denoising and deblurring problems", IEEE TIP
+    2009; the dual is Chambolle's, JMIV 2004), error O(1/k^2): with ``x = v - lam grad^T p``,
 
         minimize over |p_ij| <= 1 (pixelwise, 2-vectors):  1/2 || v - lam grad^T p ||^2,
 
-    a smooth problem whose gradient is Lipschitz with constant ``8 lam^2``, so each step is
-    ``p <- Proj(q + grad(x) / (8 lam))`` followed by Nesterov's momentum. ``num_iter``
-    iterations; the error decays as O(1/k^2). Same problem as scikit-image's
-    ``denoise_tv_chambolle(v, weight=lam)`` on each 2-D channel.
+    whose gradient is (8 lam^2)-Lipschitz: ``p <- Proj(q + grad(x) / (8 lam))``, then momentum.
     """
     check_image(v, "tv_denoise")
     num_iter = checks.integer("num_iter", num_iter, 0)

@@ -1,9 +1,6 @@
-"""Ready-to-use denoisers, all with the call ``D(x, sigma) -> [N, C, H, W]``.
-
-    D = load_denoiser("dncnn")      # the shipped DnCNN, eval mode, weights checked by sha256
-    D = load_denoiser("tv")         # the prox of lam TV with lam = TV_LAM_PER_SIGMA * sigma
-    D = load_denoiser("gaussian")   # Gaussian smoothing, std = 2.5 sqrt(sigma) pixels
-"""
+"""Ready-to-use denoisers ``D(x, sigma) -> [N, C, H, W]``: ``load_denoiser("dncnn")``, the shipped
+DnCNN with its sha256 checked; ``"tv"``, the prox of lam TV with lam = TV_LAM_PER_SIGMA * sigma;
+``"gaussian"``, Gaussian smoothing with std = 2.5 sqrt(sigma) pixels."""
 
 from __future__ import annotations
 
@@ -14,18 +11,14 @@ from ..device import as_device
 from .classical import as_strength, check_image, gaussian_denoise, tv_denoise
 from .dncnn import DnCNN
 
-# How the strength sigma (noise std of images in [0, 1]) becomes TV's weight lam: on
-# validation_phantoms the best lam is about sigma (0.85 to 1.1 sigma for sigma in
-# [0.05, 0.2]; `oder-edu train denoiser` records the best lam at sigma = 0.1).
+# TV's weight lam per unit of sigma (noise std of images in [0, 1]): on validation_phantoms the best
+# lam is 0.85 to 1.1 sigma for sigma in [0.05, 0.2] (`oder-edu train denoiser` records it at 0.1).
 TV_LAM_PER_SIGMA = 1.0
 
 
 class ClassicalDenoiser(torch.nn.Module):
-    """A training-free denoiser behind the DnCNN interface ``D(x, sigma)`` and ``D.residual``.
-
-    ``"tv"``: ``D(x, sigma) = tv_denoise(x, TV_LAM_PER_SIGMA * sigma)``;
-    ``"gaussian"``: ``D(x, sigma) = gaussian_denoise(x, sigma)``.
-    """
+    """A training-free denoiser behind the DnCNN interface ``D(x, sigma)`` and ``D.residual``:
+    ``kind="tv"``, ``tv_denoise(x, TV_LAM_PER_SIGMA * sigma)``; ``"gaussian"``, ``gaussian_denoise(x, sigma)``."""
 
     def __init__(self, kind: str, num_iter: int = 100):
         super().__init__()
@@ -48,13 +41,10 @@ class ClassicalDenoiser(torch.nn.Module):
 
 
 def load_denoiser(name: str = "dncnn", device=None) -> torch.nn.Module:
-    """A denoiser ``D(x, sigma)`` by name, in eval mode on ``device`` (default ``default_device()``).
-
-    ``"dncnn"``, ``"dncnn_contractive"`` (or any denoiser recorded in
-    ``oder_edu/weights/MANIFEST.json``, or a path to a ``.pt`` file) load their weights through
-    ``checkpoints.load_state``, which checks the sha256; ``"tv"`` and ``"gaussian"`` return a
-    ``ClassicalDenoiser``.
-    """
+    """A denoiser ``D(x, sigma)`` in eval mode on ``device`` (default ``default_device()``): ``"tv"``
+    or ``"gaussian"`` (a ``ClassicalDenoiser``), or weights loaded by ``checkpoints.load_state``
+    (which checks the sha256): a name in ``oder_edu/weights/MANIFEST.json`` (``"dncnn"``,
+    ``"dncnn_small"``) or a path to a ``.pt`` file."""
     device = as_device(device)
     if name in ("tv", "gaussian"):
         return ClassicalDenoiser(name).to(device).eval()

@@ -55,7 +55,9 @@ def attach_implicit(out: torch.Tensor, vjp, solver, max_iter: int, tol: float, o
     The hook sits on an alias: the VJPs start at ``out`` itself, so they do not re-enter the
     hook, and the hook's closure is not reachable from the alias (no reference cycle).
     """
-    def hook(v: torch.Tensor) -> torch.Tensor:
+    def hook(v: torch.Tensor | None) -> torch.Tensor | None:
+        if v is None:  # an undefined (all-zero) incoming gradient: nothing to solve
+            return None
         u, trace = solver(lambda u: vjp(u) + v, v, max_iter=max_iter, tol=tol)
         on_solved(trace)
         return u
@@ -63,6 +65,18 @@ def attach_implicit(out: torch.Tensor, vjp, solver, max_iter: int, tol: float, o
     alias = out.view_as(out)
     alias.register_hook(hook)
     return alias
+
+
+def set_iterations(module, max_iter, tol, backward_max_iter=None, backward_tol=None, unroll_iter=None) -> None:
+    """Validated iteration counts and tolerances on ``module``; the backward and unrolled ones
+    default to the forward's. Also clears the traces of the last call."""
+    module.max_iter = checks.integer("max_iter", max_iter, 1)
+    module.tol = checks.number("tol", tol, minimum=0)
+    module.backward_max_iter = module.max_iter if backward_max_iter is None else checks.integer(
+        "backward_max_iter", backward_max_iter, 1)
+    module.backward_tol = module.tol if backward_tol is None else checks.number("backward_tol", backward_tol, minimum=0)
+    module.unroll_iter = module.max_iter if unroll_iter is None else checks.integer("unroll_iter", unroll_iter, 1)
+    module.forward_trace = module.backward_trace = None
 
 
 class DEQ(nn.Module):
@@ -88,14 +102,7 @@ class DEQ(nn.Module):
         self.solver = checks.function("solver", solver, "(f, z0, max_iter, tol) -> (z, trace)")
         self.backward_solver = solver if backward_solver is None else checks.function(
             "backward_solver", backward_solver, "(f, z0, max_iter, tol) -> (z, trace)")
-        self.max_iter = checks.integer("max_iter", max_iter, 1)
-        self.tol = checks.number("tol", tol, minimum=0)
-        self.backward_max_iter = self.max_iter if backward_max_iter is None else checks.integer(
-            "backward_max_iter", backward_max_iter, 1)
-        self.backward_tol = self.tol if backward_tol is None else checks.number("backward_tol", backward_tol, minimum=0)
-        self.unroll_iter = self.max_iter if unroll_iter is None else checks.integer("unroll_iter", unroll_iter, 1)
-        self.forward_trace: SolverTrace | None = None
-        self.backward_trace: SolverTrace | None = None
+        set_iterations(self, max_iter, tol, backward_max_iter, backward_tol, unroll_iter)
 
     def forward(self, z0: torch.Tensor, *args) -> torch.Tensor:
         def f(z):

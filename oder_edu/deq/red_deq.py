@@ -13,9 +13,13 @@ et al. 2017). Were R_θ 1-cocoercive (a firmly nonexpansive denoiser), that step
 averaged and its iteration convergent (``algorithms.step``); a trained network is not
 guaranteed to be (its certified bound, ``DnCNN.lipschitz_bound``, is far above 1), and the
 convergence results of Liu et al. (2022) likewise *assume* a contractive T rather than enforce
-it. So the contraction the course relies on is measured: ||∂T/∂x||₂ at the fixed points of
-held-out images (``deq.jacobian_norm``), and plain iteration from x0 is checked to converge
-(``deq.plain_solve``); ``oder-edu train deq`` records both for every shipped model. Learning γ
+it. So the contraction is trained for and measured: training adds a penalty on ||∂T/∂x||₂ at
+the training fixed points above a target (``deq.ContractionPenalty``, in the spirit of the
+Jacobian regularization of Bai, Koltun & Kolter, ICML 2021), and ``oder-edu train deq`` records,
+for every shipped model, ||∂T/∂x||₂ at the fixed points of held-out images
+(``deq.jacobian_norm``) and whether plain iteration from x0 converges (``deq.plain_solve``). A
+penalty at training points certifies nothing elsewhere: what the course states is the measured
+constant, where it was measured. Learning γ
 would be pointless anyway: the fixed point, a root of ∇g + τR_θ, does not depend on γ, so its
 gradient vanishes there and only truncated solves move it. τ > 0 (log-parameterized) and θ
 are learned.
@@ -51,8 +55,8 @@ from torch import nn
 
 from .. import checks
 from ..physics import LeastSquares, make_sampler
-from ..physics.samplers import SAMPLERS, batch_size_for
-from .layer import BACKWARDS, attach_implicit, unrolled
+from ..physics.samplers import SAMPLERS, draw_size
+from .layer import BACKWARDS, attach_implicit, set_iterations, unrolled
 from .solvers import anderson, forward_iteration
 
 RESAMPLE = ("iteration", "call")
@@ -88,13 +92,7 @@ class REDDEQ(nn.Module):
         self.sampler = checks.choice("sampler", sampler, tuple(SAMPLERS))
         self.solver = checks.function("solver", solver, "(f, z0, max_iter, tol) -> (z, trace)")
         self.backward = checks.choice("backward", backward, BACKWARDS)
-        self.max_iter = checks.integer("max_iter", max_iter, 1)
-        self.tol = checks.number("tol", tol, minimum=0)
-        self.backward_max_iter = self.max_iter if backward_max_iter is None else checks.integer(
-            "backward_max_iter", backward_max_iter, 1)
-        self.backward_tol = self.tol if backward_tol is None else checks.number("backward_tol", backward_tol, minimum=0)
-        self.unroll_iter = self.max_iter if unroll_iter is None else checks.integer("unroll_iter", unroll_iter, 1)
-        self.forward_trace = self.backward_trace = None
+        set_iterations(self, max_iter, tol, backward_max_iter, backward_tol, unroll_iter)
 
     @property
     def tau(self) -> torch.Tensor:
@@ -102,7 +100,7 @@ class REDDEQ(nn.Module):
 
     def lipschitz(self, g: LeastSquares, batch_ratio: float | None = None) -> float:
         """L of the step: L_g for the full gradient, the minibatch constant for b/B < 1."""
-        return g.lipschitz(self.batch_ratio if batch_ratio is None else batch_ratio)
+        return g.lipschitz(self.batch_ratio if batch_ratio is None else batch_ratio, self.sampler)
 
     def gamma(self, g: LeastSquares, batch_ratio: float | None = None) -> torch.Tensor:
         """The step γ = 1/(L + τ·L_R) (module docstring), a function of the learned τ."""
@@ -135,7 +133,7 @@ class REDDEQ(nn.Module):
         g.check(x0)
         checks.finite("x0", x0)
         ratio = self.batch_ratio if batch_ratio is None else checks.ratio("batch_ratio", batch_ratio)
-        ratio = batch_size_for(g.A.num_blocks, ratio) / g.A.num_blocks  # the b/B actually drawn
+        ratio = draw_size(self.sampler, g.A.num_blocks, ratio) / g.A.num_blocks  # the b/B actually drawn
         resample = self.resample if resample is None else checks.choice("resample", resample, RESAMPLE)
         draw = self._draw(g, ratio, resample, checks.generator(generator))
         gamma = self.gamma(g, ratio)

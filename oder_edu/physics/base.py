@@ -1,25 +1,20 @@
 """Blocked linear forward models A = [A_1; ...; A_B] and the data term they define.
 
-Shapes used everywhere in oder_edu:
-
-- an image batch ``x`` is ``[N, C, H, W]`` (real, float32 or float64);
-- a measurement ``y`` keeps the blocks along dim 1: ``[N, b, *block_shape]`` where
-  ``b = len(blocks)`` (all ``B = num_blocks`` blocks when ``blocks`` is None);
-- a block set ``blocks`` is a 1-D LongTensor of distinct indices in ``[0, B)``; row j of a
-  measurement belongs to block ``blocks[j]``.
-
-The data term of ODER (Liu et al., NeurIPS 2022) is ``g(x) = 1/2 sum_i ||A_i x - y_i||^2``,
-its gradient ``sum_i A_i^T (A_i x - y_i)``.
+Shapes: an image batch ``x`` is ``[N, C, H, W]`` (real); a measurement keeps the blocks along
+dim 1, ``[N, b, *block_shape]`` with b = len(blocks) (all B = ``num_blocks`` blocks when
+``blocks`` is None); a block set is a 1-D LongTensor of distinct indices in ``[0, B)``, and row j
+of a measurement belongs to block ``blocks[j]``.
 
 Operators store their tables once and never copy them for a call on all blocks, so a call on a
-subset allocates at most what the full call does (``tests/test_operator_contract.py``).
-Operators pass NaN and Inf through like any linear map; every consumer (``LeastSquares``, the
-solvers, the DEQ layer, the widgets, training) rejects non-finite data or stops on it.
+subset allocates at most what the full call does (``tests/test_operator_contract.py``). They
+pass NaN and Inf through like any linear map; every consumer (``LeastSquares``, the solvers,
+the DEQ layer, the widgets, training) rejects non-finite data or stops on it.
 """
 
 from __future__ import annotations
 
 import numbers
+from functools import partial
 
 import torch
 
@@ -27,12 +22,9 @@ from .. import checks
 
 
 def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
-    """Validate a block set: None (all blocks, in order) or a 1-D CPU LongTensor.
-
-    Empty, duplicate, non-integer or out-of-range indices raise, because silently dropping
-    or repeating a block would bias the minibatch gradient. The index set stays on the CPU
-    (it is small): checking it there costs no device synchronization.
-    """
+    """Validate a block set: None (all blocks, in order) or a 1-D CPU LongTensor. Empty, duplicate,
+    non-integer or out-of-range indices raise: dropping or repeating a block would bias the
+    minibatch gradient. The set stays on the CPU, so checking it costs no device synchronization."""
     if blocks is None:
         return None
     if not torch.is_tensor(blocks):
@@ -48,7 +40,7 @@ def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
     if blocks.ndim != 1:
         raise ValueError(f"blocks must be a 1-D index tensor, got shape {tuple(blocks.shape)}")
     blocks = blocks.to("cpu", torch.long)
-    values = blocks.tolist()  # checked in Python: no tensors allocated, no device synchronization
+    values = blocks.tolist()
     low, high = min(values), max(values)
     if low < 0 or high >= num_blocks:
         raise IndexError(f"block indices must lie in [0, {num_blocks}), got min {low} and max {high}")
@@ -63,18 +55,15 @@ def count(blocks: torch.Tensor | None, num_blocks: int) -> int:
 
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image inner products <a_n, b_n>, shape ``[N, 1, 1, 1]`` (broadcasts over images)."""
+    """Per-image inner products <a_n, b_n>, shape ``[N, 1, 1, 1]``."""
     return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.ndim - 1)))
 
 
 def conjugate_gradient(apply, b: torch.Tensor, x0: torch.Tensor):
-    """Iterates of conjugate gradient for ``apply(x) = b``, ``apply`` symmetric positive
-    (semi)definite (Hestenes & Stiefel, J. Res. Natl. Bur. Stand. 1952).
-
-    ``b``, ``x0``: ``[N, C, H, W]``; each image's system is solved on its own (per-image
-    step lengths). Yields x_1, x_2, ... forever; once an image's residual is exactly zero
-    its iterate stops moving instead of dividing by zero.
-    """
+    """Iterates x_1, x_2, ... (forever) of conjugate gradient for ``apply(x) = b``, ``apply``
+    symmetric positive semidefinite (Hestenes & Stiefel, J. Res. Natl. Bur. Stand. 1952).
+    ``b``, ``x0``: ``[N, C, H, W]``, one system per image; an image whose residual is exactly
+    zero stops moving instead of dividing by zero."""
     x = x0
     r = b - apply(x)
     p = r
@@ -94,8 +83,7 @@ def conjugate_gradient(apply, b: torch.Tensor, x0: torch.Tensor):
 
 def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> float:
     """The largest eigenvalue of a symmetric positive semidefinite ``apply`` on tensors of
-    ``shape`` (float64, seeded start), stopping when the estimate changes by less than ``tol``
-    (relative) between two iterations."""
+    ``shape`` (float64, seeded start), stopping once it changes by less than ``tol`` (relative)."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x /= x.norm()
     value = 0.0
@@ -109,22 +97,18 @@ def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> flo
 
 
 class BlockOperator:
-    """A linear operator split into ``num_blocks`` row blocks.
+    """A linear operator from images ``image_shape`` (C, H, W) to ``num_blocks`` row blocks of
+    ``block_shape``. Subclasses set these three (``super().__init__``) and implement
+    ``_forward(x, blocks)`` and ``_adjoint(y, blocks)`` for validated inputs (``blocks`` None or a
+    CPU LongTensor); ``forward`` and ``adjoint`` check shapes and dtypes so that nothing is silently
+    broadcast. ``solve_normal`` is the one place a closed form of AᵀA lives. Stored tables follow
+    the device and dtype of the input (``_buffer``)."""
 
-    Subclasses set ``num_blocks``, ``image_shape`` ``(C, H, W)``, ``block_shape`` and
-    ``complex_measurements``, and implement ``_forward(x, blocks)`` and ``_adjoint(y, blocks)``
-    for validated inputs, where ``blocks`` is None (all blocks) or a CPU LongTensor. The public
-    ``forward`` and ``adjoint`` check shapes and dtypes so that nothing is silently broadcast.
-    ``solve_normal`` is the one place a closed form of AᵀA lives (conjugate gradient by
-    default). Operator buffers follow the device and dtype of the input.
-    """
-
-    num_blocks: int
-    image_shape: tuple[int, int, int]
-    block_shape: tuple[int, ...]
     complex_measurements: bool = False
 
-    # --- public API -------------------------------------------------------------
+    def __init__(self, num_blocks: int, image_shape: tuple[int, int, int], block_shape: tuple[int, ...]):
+        self.num_blocks, self.image_shape, self.block_shape = num_blocks, image_shape, block_shape
+
     def forward(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """``[N, C, H, W] -> [N, b, *block_shape]``: the rows A_i x for i in blocks."""
         self.check_image(x)
@@ -138,35 +122,36 @@ class BlockOperator:
 
     __call__ = forward
 
+    def _normal(self, x: torch.Tensor, blocks: torch.Tensor | None = None) -> torch.Tensor:
+        """A_SᵀA_S x for a validated block set (AᵀA x for all blocks)."""
+        return self._adjoint(self._forward(x, blocks), blocks)
+
     def solve_normal(self, b: torch.Tensor, shift: float, x_init: torch.Tensor | None = None,
                      num_iter: int = 20) -> torch.Tensor:
         """``(AᵀA + shift·I)^{-1} b`` for ``b`` ``[N, C, H, W]`` and ``shift > 0``: ``num_iter``
         conjugate-gradient iterations from ``x_init`` (default ``b / shift``). Operators whose
         AᵀA is diagonal in a known basis override this with the exact solve."""
-        normal = lambda x: self._adjoint(self._forward(x, None), None) + shift * x  # noqa: E731
+        shift = checks.number("shift", shift, positive=True)
+        normal = lambda x: self._normal(x) + shift * x  # noqa: E731
         for k, x in enumerate(conjugate_gradient(normal, b, b / shift if x_init is None else x_init), start=1):
             if k >= num_iter:
                 return x
 
     def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
-        """Spectral norm ||A||_2 by power iteration on AᵀA (float64, seeded), at most ``num_iter``
-        iterations, stopping early once the estimate changes by less than ``tol``. Cached per
-        (``num_iter``, ``tol``). ``L = norm()**2`` is the Lipschitz constant of ∇g."""
+        """Spectral norm ||A||_2 by power iteration on AᵀA, cached per (``num_iter``, ``tol``).
+        ``L = norm()**2`` is the Lipschitz constant of ∇g."""
         cache = self.__dict__.setdefault("_norms", {})
         key = (checks.integer("num_iter", num_iter, 1), checks.number("tol", tol, minimum=0))
         if key not in cache:
-            normal = lambda x: self._adjoint(self._forward(x, None), None)  # noqa: E731
-            cache[key] = power_iteration(normal, (1, *self.image_shape), *key) ** 0.5
+            cache[key] = power_iteration(self._normal, (1, *self.image_shape), *key) ** 0.5
         return cache[key]
 
     def block_norms(self) -> torch.Tensor:
         """``[B]``: ||A_i||_2 for every block (power iteration per block, cached)."""
         if getattr(self, "_block_norms", None) is None:
-            values = []
-            for i in range(self.num_blocks):
-                block = torch.tensor([i])
-                normal = lambda x: self._adjoint(self._forward(x, block), block)  # noqa: E731
-                values.append(power_iteration(normal, (1, *self.image_shape), 100, 1e-4) ** 0.5)
+            shape = (1, *self.image_shape)
+            values = [power_iteration(partial(self._normal, blocks=torch.tensor([i])), shape, 100, 1e-4) ** 0.5
+                      for i in range(self.num_blocks)]
             self._block_norms = torch.tensor(values, dtype=torch.float64)
         return self._block_norms
 
@@ -174,10 +159,10 @@ class BlockOperator:
         """A bound on the Lipschitz constant of the minibatch gradient (B/b)·A_SᵀA_S(x) − ...
         over every block set S of size b: ``min((B/b)·||A||², B·max_i ||A_i||²)``.
 
-        Both hold for every S: A_S is a block of rows of A, so ||A_S|| <= ||A||, and
+        Both hold for every S: ||A_S|| <= ||A|| (A_S is a block of rows of A), and
         ||A_SᵀA_S|| <= Σ_{i∈S} ||A_i||² <= b·max_i ||A_i||². The first is tight when the blocks
-        look alike (CT angles, IDT LEDs all see the low frequencies); the second when each
-        block sees its own part of the image (MRI coils). With b = B it is L_g = ||A||².
+        look alike (CT angles, IDT LEDs), the second when each block sees its own part of the
+        image (MRI coils). With b = B it is L_g = ||A||².
         """
         b = checks.integer("batch_size", batch_size, 1, self.num_blocks)
         L = self.norm() ** 2
@@ -189,7 +174,6 @@ class BlockOperator:
         return (checks.integer("batch", batch, 1), count(as_blocks(blocks, self.num_blocks), self.num_blocks),
                 *self.block_shape)
 
-    # --- checks -----------------------------------------------------------------
     def check_image(self, x: torch.Tensor) -> None:
         name = type(self).__name__
         checks.image_batch(f"{name}'s image", x)
@@ -210,8 +194,9 @@ class BlockOperator:
             raise ValueError(f"{name} expects measurements of shape [N, {', '.join(map(str, expected))}] "
                              f"for {b} block(s), got {tuple(y.shape)}")
 
-    def _buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """The stored tensor ``name`` on ``like``'s device, in its precision (cached)."""
+    def _buffer(self, name: str, like: torch.Tensor, conj: bool = False) -> torch.Tensor:
+        """The stored tensor ``name`` (conjugated if ``conj``: a lazily conjugated operand is
+        several times slower) on ``like``'s device, in its precision (cached)."""
         base = getattr(self, name)
         dtype = base.dtype
         if base.is_complex():
@@ -219,15 +204,18 @@ class BlockOperator:
         elif base.is_floating_point():
             dtype = like.real.dtype if like.is_complex() else like.dtype
         cache = self.__dict__.setdefault("_buffers_cache", {})
-        key = (name, like.device, dtype)
+        key = (name, conj, like.device, dtype)
         if key not in cache:
-            cache[key] = base.to(device=like.device, dtype=dtype)
+            table = base.to(device=like.device, dtype=dtype)
+            cache[key] = table.conj_physical() if conj else table
         return cache[key]
 
-    def _rows(self, name: str, like: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
-        """The stored per-block tensor ``name`` (blocks along dim 0), restricted to ``blocks``:
-        the stored tensor itself for all blocks, a copy of b of its B rows otherwise."""
-        table = self._buffer(name, like)
+    def _rows(self, name: str, like: torch.Tensor, blocks: torch.Tensor | None, conj: bool = False,
+              channel: int | None = None) -> torch.Tensor:
+        """The stored per-block table ``name`` (blocks along dim 0; only ``[:, channel]`` if given)
+        restricted to ``blocks``: the cached table itself for all blocks, a copy of b rows otherwise."""
+        table = self._buffer(name, like, conj)
+        table = table if channel is None else table[:, channel]
         return table if blocks is None else table.index_select(0, blocks.to(table.device))
 
     def __repr__(self) -> str:
@@ -237,16 +225,15 @@ class BlockOperator:
 class LeastSquares:
     """The data term g(x) = 1/2 sum_i ||A_i x - y_i||^2 of a blocked operator.
 
-    ``grad(x)`` is the full gradient sum_i A_i^T (A_i x - y_i). ``grad(x, blocks)`` with a
-    block set S of size b is the unbiased minibatch estimate of online RED (Wu, Sun, Liu,
-    Kamilov, ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al.,
-    NeurIPS 2022),
+    ``grad(x)`` is the full gradient; ``grad(x, blocks)`` with a block set S of size b is the
+    unbiased minibatch estimate of online RED (Wu, Sun, Liu, Kamilov, ICCV Workshops 2019; Sun,
+    Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al., NeurIPS 2022),
 
         (B / b) * sum_{i in S} A_i^T (A_i x - y_i),
 
-    whose expectation over S is the full gradient when every block is drawn with probability
-    b/B (``physics.samplers``). The authors' released CT code supplies the same factor through
-    its back-projection's normalization, π/(2·len θ_S).
+    whose expectation is the full gradient when every block is drawn with probability b/B
+    (``physics.samplers``). The authors' CT code gets the same factor from its back-projection's
+    normalization, π/(2·len θ_S).
     """
 
     def __init__(self, A: BlockOperator, y: torch.Tensor):
@@ -300,9 +287,9 @@ class LeastSquares:
         return self.A.solve_normal(self._Aty + v / gamma, 1.0 / gamma, v if x_init is None else x_init,
                                    checks.integer("cg_iter", cg_iter, 1))
 
-    def lipschitz(self, batch_ratio: float = 1.0) -> float:
-        """The Lipschitz constant of the gradient: L_g = ||A||² for the full gradient, and the
-        minibatch constant of ``A.minibatch_lipschitz`` for b = ``batch_size_for(B, ratio)``."""
-        from .samplers import batch_size_for
+    def lipschitz(self, batch_ratio: float = 1.0, sampler: str = "uniform") -> float:
+        """L_g = ||A||² for the full gradient, else ``A.minibatch_lipschitz`` for the b that
+        ``sampler`` draws."""
+        from .samplers import draw_size
 
-        return self.A.minibatch_lipschitz(batch_size_for(self.A.num_blocks, batch_ratio))
+        return self.A.minibatch_lipschitz(draw_size(sampler, self.A.num_blocks, batch_ratio))

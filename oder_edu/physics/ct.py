@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .. import checks
 from .base import BlockOperator, as_blocks, count
@@ -151,37 +150,39 @@ class ParallelBeamCT(BlockOperator):
     def _back_project_by_angle(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
         """``A_S^T y = sum_j lower_j[i_a] + w_a * slope_j[i_a]`` (a = ``blocks[j]``), one angle at a time.
 
-        Per element, ``index_select`` on one angle's row of the sinogram is several times
-        faster than ``gather`` over a chunk of angles, and an angle's rows of the tables are
-        views: a subset of b angles takes about b/B of the full call's time and allocates
-        nothing per angle. Every step is one op over one image (n² elements), which torch
-        splits between threads only when it is large, so the loop is never slower with more
-        threads than with one (measured at 128² and 256²; chunks of angles, many small
-        parallel gathers, could be). Temporaries: the padded sinogram, its slopes and one
-        image-sized buffer, reused for every angle.
+        One ``index_select`` per angle reads both values of every pixel (lower and slope
+        rows side by side); per element it is several times faster than ``gather`` over a
+        chunk of angles, and an angle's rows of the tables are views, so a subset of b
+        angles takes about b/B of the full call's time and allocates nothing per angle.
+        Every op covers one image (n² values): torch keeps ops that small on one thread at
+        128² and splits some of them from 256² on, so the loop is never slower with more
+        threads than with one (measured at 128² and 256²). Temporaries: the (lower, slope)
+        rows of y, the result and the two values read per pixel (three images, reused for
+        every angle).
         """
-        lower, slope = _lower_and_slope(y)
+        batch, pixels = y.shape[0], self.image_size**2
+        rows = _interpolation_pairs(y).flatten(1, 2).unbind(0)  # per angle [2N, d + 1]
         index, weight = self.bin_index, self._buffer("bin_weight", y)
-        batch = y.shape[0]
-        out = y.new_zeros(batch, self.image_size**2)
-        values = torch.empty_like(out)
+        out = y.new_zeros(batch, pixels)
+        values = y.new_empty(batch, 2, pixels)  # [N, (lower, slope), P], reused
+        lower, slope = values.unbind(1)
         angles = range(self.num_blocks) if blocks is None else blocks.tolist()
-        for j, a in enumerate(angles):
-            out.add_(torch.index_select(lower[:, j], 1, index[a], out=values))
-            out.addcmul_(weight[a], torch.index_select(slope[:, j], 1, index[a], out=values))
+        for row, a in zip(rows, angles):
+            torch.index_select(row, 1, index[a], out=values.view(2 * batch, pixels))
+            out.add_(lower).addcmul_(weight[a], slope)
         return out.view(batch, 1, self.image_size, self.image_size)
 
     def _back_project_gather(self, y: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
         """``A_S^T y`` by ``gather`` (any device; used on CUDA/MPS): the sum above, one
         chunk of consecutive angles per kernel."""
-        lower, slope = _lower_and_slope(y)
+        pairs = _interpolation_pairs(y)
         index, weight = self._scatter_tables(y)
         batch = y.shape[0]
         out = y.new_zeros(batch, self.image_size**2)
         for rows, angles in self._pieces(blocks, batch):
-            i = index[angles].expand(batch, -1, -1)
-            values = torch.gather(lower[:, rows], 2, i).addcmul_(weight[angles], torch.gather(slope[:, rows], 2, i))
-            out += values.sum(1)
+            i = index[angles, None].expand(-1, batch, -1)  # [c, N, P]
+            lower = torch.gather(pairs[rows, :, 0], 2, i)
+            out += lower.addcmul_(weight[angles, None], torch.gather(pairs[rows, :, 1], 2, i)).sum(0)
         return out.view(batch, 1, self.image_size, self.image_size)
 
     def _forward_scatter(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
@@ -271,12 +272,22 @@ def _operator_bytes(image_size: int, num_angles: int, num_detectors: int) -> int
     return 24 * pairs + 8 * num_angles * (num_detectors + 3) + 64 * max(2**17, image_size**2)
 
 
-def _lower_and_slope(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``y`` ``[N, b, d]`` -> ``lower``, ``slope`` ``[N, b, d + 1]``: with a zero bin added on
-    each side of y, ``lower[k] = y[k]`` and ``slope[k] = y[k + 1] - y[k]``, so that a pixel
-    with bin i and weight w reads ``lower[i] + w slope[i] = (1 - w) y[i] + w y[i + 1]``."""
-    padded = F.pad(y, (1, 1))
-    return padded[..., :-1], padded.diff(dim=-1)
+def _interpolation_pairs(y: torch.Tensor) -> torch.Tensor:
+    """``y`` ``[N, b, d]`` -> ``[b, N, 2, d + 1]``: for every projection, the rows ``lower``
+    and ``slope`` of the detector padded by a zero bin on each side (padded bin k + 1 is
+    ``y[k]``): ``lower[k] = y[k - 1]`` and ``slope[k] = y[k] - y[k - 1]`` (``y[-1] = y[d] =
+    0``), so that a pixel with bin i and weight w reads ``lower[i] + w slope[i] =
+    (1 - w) padded[i] + w padded[i + 1]``. Angle-major, so that one angle's values are one
+    contiguous block; filled in place, with no padded copy of y."""
+    rows = y.transpose(0, 1)  # [b, N, d]
+    pairs = y.new_empty(*rows.shape[:2], 2, y.shape[-1] + 1)
+    lower, slope = pairs[:, :, 0], pairs[:, :, 1]
+    lower[..., 0] = 0
+    lower[..., 1:] = rows
+    slope[..., :-1] = rows
+    slope[..., -1] = 0
+    slope[..., 1:] -= rows
+    return pairs
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:

@@ -114,23 +114,17 @@ class ForwardMatrix(NamedTuple):
         allocates nothing but its b rows (no copies of the tables, no per-call matrices).
         """
         batch, rows = x.shape[0], self.crow.shape[1] - 1
-        rhs = x.reshape(batch, -1).T  # [P, N], a view (as fast as a contiguous copy here)
         angles = None if blocks is None else blocks.tolist()
         if angles == list(range(self.col.shape[0])):
             angles = None
         out = x.new_empty(self.col.shape[0] if angles is None else len(angles), rows, batch)
+        # one image: matrix-vector products, about 4x faster than one-column matrix products
+        product, images, targets = torch.mm, x.reshape(batch, -1).T, out  # [P, N] (a view), [b, rows, N]
+        if batch == 1:
+            product, images, targets = torch.mv, images[:, 0], out[..., 0]
         if angles is None:
-            _product(self.matrix(x.dtype), rhs, out.view(-1, batch))
+            product(self.matrix(x.dtype), images, out=targets.flatten(0, 1))
         else:
-            for j, angle in enumerate(angles):
-                _product(self.matrix(x.dtype, angle), rhs, out[j])
+            for target, angle in zip(targets.unbind(0), angles):
+                product(self.matrix(x.dtype, angle), images, out=target)
         return out[:, 1:-1].permute(2, 0, 1).contiguous()  # drop the padding bins
-
-
-def _product(matrix: torch.Tensor, rhs: torch.Tensor, out: torch.Tensor) -> None:
-    """``out = matrix @ rhs`` in place, for ``rhs`` ``[P, N]`` and ``out`` ``[rows, N]``
-    (one image: the matrix-vector product, about 4x faster than a one-column ``mm``)."""
-    if rhs.shape[1] == 1:
-        torch.mv(matrix, rhs[:, 0], out=out[:, 0])
-    else:
-        torch.mm(matrix, rhs, out=out)

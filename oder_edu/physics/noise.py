@@ -10,24 +10,18 @@ from .. import checks
 def add_noise_snr(y: torch.Tensor, snr_db: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """``y + e`` with white Gaussian ``e`` at input SNR ``20 log10(||y_n|| / ||e_n||) = snr_db``.
 
-    Each measurement ``y[n]`` (the leading dimension indexes measurements; a 1-D ``y`` is a
-    single one) gets its own noise, drawn from ``generator`` and then rescaled so that its
-    SNR is exactly ``snr_db`` (the exact-norm scaling of the ``addwgn`` helper found in the
-    Kamilov group's reference codes, rather than an SNR that holds only on average).
-    Complex ``y`` (MRI k-space) gets circular complex noise. Returns a new tensor of y's
-    shape, dtype and device; the noise is a constant (no gradient flows through its scale).
-
-    A generator on another device than ``y`` is fine: the noise is drawn where the
-    generator lives, then moved to y's device.
+    Each measurement ``y[n]`` (dim 0; a 1-D ``y`` is one) gets its own noise, drawn from
+    ``generator`` (on its device), rescaled so that its SNR is exactly ``snr_db`` (the exact-norm
+    scaling of ``addwgn`` in the Kamilov group's reference codes); circular noise for complex ``y``.
+    Returns a new tensor like ``y``; no gradient flows through the noise.
     """
     if not torch.is_tensor(y):
         raise TypeError(f"add_noise_snr expects a torch.Tensor, got {type(y).__name__}")
     if not (y.is_floating_point() or y.is_complex()):
         raise TypeError(f"add_noise_snr expects a floating-point or complex tensor, got dtype {y.dtype}")
     if y.ndim < 1 or y.numel() == 0:
-        raise ValueError(
-            f"add_noise_snr expects a non-empty tensor with at least one dimension, got shape {tuple(y.shape)}"
-        )
+        raise ValueError(f"add_noise_snr expects a non-empty tensor with at least one dimension, "
+                         f"got shape {tuple(y.shape)}")
     snr_db = checks.number("snr_db", snr_db)
     checks.generator(generator)
     clean = checks.finite("y", y.detach())
@@ -38,5 +32,4 @@ def add_noise_snr(y: torch.Tensor, snr_db: float, generator: torch.Generator | N
     device = generator.device if generator is not None else y.device
     noise = torch.randn(per.shape, generator=generator, dtype=y.dtype, device=device).to(y.device)
     scale = signal / torch.linalg.vector_norm(noise, dim=1) * 10.0 ** (-snr_db / 20.0)
-    noise = noise * scale[:, None]
-    return y + noise.reshape(y.shape)
+    return y + (noise * scale[:, None]).reshape(y.shape)

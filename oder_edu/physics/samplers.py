@@ -1,8 +1,6 @@
-"""Block samplers: ``blocks = sampler(generator)`` draws the index set S of one iteration.
-
-Each sampler returns a sorted 1-D LongTensor of ``batch_size`` distinct indices in
-``[0, num_blocks)``. Pass an explicit ``torch.Generator`` for reproducible draws.
-"""
+"""Block samplers: ``blocks = sampler(generator)`` draws the index set S of one iteration, a sorted
+1-D LongTensor of ``batch_size`` distinct indices in ``[0, num_blocks)``; pass a
+``torch.Generator`` for reproducible draws."""
 
 from __future__ import annotations
 
@@ -31,28 +29,21 @@ class UniformSampler:
         self.num_blocks, self.batch_size = _check(num_blocks, batch_size)
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        perm = torch.randperm(self.num_blocks, generator=checks.generator(generator))
-        return perm[: self.batch_size].sort().values
+        return torch.randperm(self.num_blocks, generator=checks.generator(generator))[: self.batch_size].sort().values
 
 
 class StratifiedSampler:
-    """Split the B blocks into ``num_sectors`` contiguous sectors of equal length and draw
-    the same random offsets in every sector, as the ODER reference code does for CT
-    angles: the chosen angles stay spread over the half circle. Each block is still drawn
-    with probability b/B, so the B/b-scaled estimate stays unbiased.
-
-    ``batch_size`` must be a multiple of ``num_sectors`` and ``num_blocks`` a multiple of
-    ``num_sectors`` (default: ``num_sectors = batch_size``, one offset per sector).
-    """
+    """The same random offsets in each of ``num_sectors`` contiguous sectors of equal length (default
+    ``batch_size``, one offset per sector), as the ODER reference code draws CT angles: they stay
+    spread over the half circle. Each block still has probability b/B (unbiased). ``num_sectors``
+    must divide both ``num_blocks`` and ``batch_size``."""
 
     def __init__(self, num_blocks: int, batch_size: int, num_sectors: int | None = None):
         num_blocks, batch_size = _check(num_blocks, batch_size)
         num_sectors = batch_size if num_sectors is None else checks.integer("num_sectors", num_sectors, 1)
         if num_blocks % num_sectors or batch_size % num_sectors:
-            raise ValueError(
-                f"num_sectors={num_sectors} must divide both num_blocks={num_blocks} "
-                f"and batch_size={batch_size}"
-            )
+            raise ValueError(f"num_sectors={num_sectors} must divide both num_blocks={num_blocks} "
+                             f"and batch_size={batch_size}")
         self.num_blocks, self.batch_size, self.num_sectors = num_blocks, batch_size, num_sectors
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -66,14 +57,14 @@ class StratifiedSampler:
 class CyclicSampler:
     """Deterministic sweep: consecutive calls return blocks [0, b), [b, 2b), ... modulo B
     (incremental methods; biased for any single draw, exact over a full cycle when b
-    divides B). Stateful; the generator is accepted and ignored."""
+    divides B). Stateful; the generator is checked and ignored."""
 
     def __init__(self, num_blocks: int, batch_size: int):
         self.num_blocks, self.batch_size = _check(num_blocks, batch_size)
         self.start = 0
 
     def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        checks.generator(generator)  # unused, but a wrong object is still a mistake
+        checks.generator(generator)
         blocks = (self.start + torch.arange(self.batch_size)) % self.num_blocks
         self.start = (self.start + self.batch_size) % self.num_blocks
         return blocks.sort().values
@@ -82,13 +73,17 @@ class CyclicSampler:
 SAMPLERS = {"uniform": UniformSampler, "stratified": StratifiedSampler, "cyclic": CyclicSampler}
 
 
-def make_sampler(kind: str, num_blocks: int, batch_ratio: float):
-    """The sampler ``kind`` ('uniform', 'stratified', 'cyclic') drawing b = ratio*B blocks.
-
-    For 'stratified' b is rounded so that it divides B when possible."""
+def draw_size(kind: str, num_blocks: int, batch_ratio: float) -> int:
+    """The b that ``make_sampler(kind, num_blocks, batch_ratio)`` draws: ``batch_size_for``, and for
+    'stratified' the divisor of B nearest to it (the smaller one on a tie)."""
     checks.choice("sampler", kind, tuple(SAMPLERS))
     b = batch_size_for(num_blocks, batch_ratio)
     if kind == "stratified" and num_blocks % b:
-        divisors = [d for d in range(1, num_blocks + 1) if num_blocks % d == 0]
-        b = min(divisors, key=lambda d: (abs(d - b), d))
+        b = min((d for d in range(1, num_blocks + 1) if num_blocks % d == 0), key=lambda d: (abs(d - b), d))
+    return b
+
+
+def make_sampler(kind: str, num_blocks: int, batch_ratio: float):
+    """The sampler ``kind`` ('uniform', 'stratified', 'cyclic') drawing b = ``draw_size(...)`` blocks."""
+    b = draw_size(kind, num_blocks, batch_ratio)  # first: it checks ``kind``
     return SAMPLERS[kind](num_blocks, b)

@@ -8,20 +8,21 @@ from .. import checks
 from .base import BlockOperator
 
 
-def _shape(image_size, channels) -> tuple[int, int, int]:
-    n = checks.integer("image_size", image_size, 1)
-    c = checks.integer("channels", channels, 1)
-    checks.memory(f"an image of {c} x {n} x {n} pixels", 32.0 * c * n * n)
-    return (c, n, n)
-
-
-class Denoising(BlockOperator):
-    """A = I with one block: y = [x] + e, measurement shape ``[N, 1, C, H, W]``."""
+class _OneBlock(BlockOperator):
+    """One block whose measurement is an image: ``[N, C, H, W] -> [N, 1, C, H, W]``; ||A_1|| = ||A||."""
 
     def __init__(self, image_size: int = 128, channels: int = 1):
-        self.image_shape = _shape(image_size, channels)
-        self.block_shape = self.image_shape
-        self.num_blocks = 1
+        n = checks.integer("image_size", image_size, 1)
+        c = checks.integer("channels", channels, 1)
+        checks.memory(f"an image of {c} x {n} x {n} pixels", 32.0 * c * n * n)
+        super().__init__(1, (c, n, n), (c, n, n))
+
+    def block_norms(self) -> torch.Tensor:
+        return torch.tensor([self.norm()], dtype=torch.float64)
+
+
+class Denoising(_OneBlock):
+    """A = I: y = [x] + e."""
 
     def _forward(self, x, blocks):
         return x.unsqueeze(1)
@@ -35,9 +36,6 @@ class Denoising(BlockOperator):
     def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
         return 1.0
 
-    def block_norms(self) -> torch.Tensor:
-        return torch.ones(1, dtype=torch.float64)
-
 
 def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
     """A normalized ``[size, size]`` Gaussian blur kernel (float64)."""
@@ -50,16 +48,13 @@ def gaussian_kernel(size: int = 9, std: float = 2.0) -> torch.Tensor:
     return k / k.sum()
 
 
-class Blur(BlockOperator):
-    """Circular convolution with ``kernel`` (``[k, k]``, centred), applied per channel by FFT.
-
-    A x = F^{-1}(K . F x), A^T y = F^{-1}(conj(K) . F y): the adjoint is correlation, and
-    AᵀA = F^{-1}|K|²F is diagonal in the Fourier basis, so ``solve_normal`` is exact.
-    One block; measurement shape ``[N, 1, C, H, W]``.
-    """
+class Blur(_OneBlock):
+    """Circular convolution with ``kernel`` (``[k, k]``, centred), per channel by FFT:
+    A x = F^{-1}(K . F x), A^T y = F^{-1}(conj(K) . F y) (correlation), and AᵀA = F^{-1}|K|²F is
+    diagonal in the Fourier basis, so ``solve_normal`` is exact."""
 
     def __init__(self, kernel: torch.Tensor, image_size: int = 128, channels: int = 1):
-        self.image_shape = _shape(image_size, channels)
+        super().__init__(image_size, channels)
         n = self.image_shape[-1]
         given = type(kernel).__name__
         try:
@@ -72,24 +67,18 @@ class Blur(BlockOperator):
         kernel = kernel.to(torch.float64)
         if kernel.ndim != 2 or kernel.shape[0] > n or kernel.shape[1] > n:
             raise ValueError(f"kernel must be a 2-D tensor no larger than {n}x{n}, got {tuple(kernel.shape)}")
-        checks.finite("kernel", kernel)
-        self.block_shape = self.image_shape
-        self.num_blocks = 1
-        self.kernel = kernel
-        padded = torch.zeros(n, n, dtype=torch.float64)
+        self.kernel = checks.finite("kernel", kernel)
         kh, kw = kernel.shape
+        padded = torch.zeros(n, n, dtype=torch.float64)
         padded[:kh, :kw] = kernel
         padded = torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(0, 1))
         self.transfer = torch.fft.rfft2(padded)  # K, complex [H, W//2+1]
 
     def _forward(self, x, blocks):
-        K = self._buffer("transfer", x)
-        return torch.fft.irfft2(torch.fft.rfft2(x) * K, s=x.shape[-2:]).unsqueeze(1)
+        return torch.fft.irfft2(torch.fft.rfft2(x) * self._buffer("transfer", x), s=x.shape[-2:]).unsqueeze(1)
 
     def _adjoint(self, y, blocks):
-        K = self._buffer("transfer", y)
-        y = y[:, 0]
-        return torch.fft.irfft2(torch.fft.rfft2(y) * K.conj(), s=y.shape[-2:])
+        return torch.fft.irfft2(torch.fft.rfft2(y[:, 0]) * self._buffer("transfer", y, conj=True), s=y.shape[-2:])
 
     def solve_normal(self, b, shift, x_init=None, num_iter=20):
         K = self._buffer("transfer", b)
@@ -97,6 +86,3 @@ class Blur(BlockOperator):
 
     def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
         return self.transfer.abs().max().item()
-
-    def block_norms(self) -> torch.Tensor:
-        return torch.tensor([self.norm()], dtype=torch.float64)

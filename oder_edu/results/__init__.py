@@ -1,6 +1,5 @@
-"""Measured results that the notebooks and widgets display, shipped inside the package so they
-load from a clone, on Binder and from an installed wheel alike: copies of the JSON files that
-``oder-edu bench ...`` writes to ``benchmarks/results/`` (the bench copies them here itself)."""
+"""Measured results that the notebooks and widgets display: copies, made by ``oder-edu bench ...``,
+of its JSON files in ``benchmarks/results/``, shipped in the package for a clone, Binder or a wheel."""
 
 from __future__ import annotations
 

@@ -3,7 +3,12 @@
 
 Each Adam step draws fresh images (``images.training_images`` with the app's mix), simulates
 y = A x + e at the problem's SNR, starts from x0 (``problems.initial_image``), and takes
-``deq.train_step``: solve the fixed point, backpropagate (implicitly), update θ and τ.
+``deq.train_step``: solve the fixed point, backpropagate (implicitly), update θ and τ. Full
+and ODER models also pay a ``deq.ContractionPenalty`` when their measured contraction constant
+at the training fixed points exceeds ``TrainConfig.contraction`` (the course teaches these maps
+as contractions; the penalty makes the shipped ones so, and ``summary`` measures it on held-out
+images). A batch whose forward solve diverges is skipped and counted (``skipped_steps``); after
+``MAX_SKIPPED`` in a row, or at once under DDP, the training stops with advice.
 Under ``torchrun`` every process trains a replica on its own images and
 ``DistributedDataParallel`` averages the gradients (``train.ddp``).
 
@@ -24,14 +29,15 @@ import torch
 
 from .. import checks, images
 from ..checkpoints import CheckpointError
-from ..deq import ModelConfig, build, evaluate, held_out, train_step
+from ..deq import ContractionPenalty, ModelConfig, NonContractiveError, build, evaluate, held_out, train_step
 from ..phantoms import VALIDATION_SEED
 from ..physics import LeastSquares
 from ..problems import initial_image, make_operator, simulate
 from . import ddp
 
 LOG_COLUMNS = ("step", "loss", "psnr", "seconds", "peak_mib", "forward_iters", "forward_residual",
-               "backward_iters", "backward_residual", "tau")
+               "backward_iters", "backward_residual", "tau", "lipschitz")
+MAX_SKIPPED = 5
 
 
 def training_mix(app: str) -> dict:
@@ -49,6 +55,9 @@ class TrainConfig:
     batch_size: int = 2
     lr: float = 1e-3
     lr_tau: float = 1e-2
+    warmup: int = 50
+    contraction: float = 0.98
+    contraction_weight: float = 50.0
     seed: int = 0
     val_images: int = 8
     memory_every: int = 10
@@ -58,10 +67,11 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "val_images"):
             checks.integer(name, getattr(self, name), 1)
-        for name in ("memory_every", "checkpoint_every", "seed"):
+        for name in ("memory_every", "checkpoint_every", "seed", "warmup"):
             checks.integer(name, getattr(self, name), 0)
-        for name in ("lr", "lr_tau"):
+        for name in ("lr", "lr_tau", "contraction"):
             checks.number(name, getattr(self, name), positive=True)
+        checks.number("contraction_weight", self.contraction_weight, minimum=0)
 
 
 def validate(model, config: ModelConfig, n: int, device, properties: bool = True) -> dict:
@@ -91,8 +101,9 @@ def resume_state(path) -> dict:
 
 
 def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=None, progress=None) -> dict:
-    """Train a model; returns ``{"model", "rows", "seconds", "before", "replicas"}`` (``before``:
-    held-out metrics of the untrained model, rank 0 of a fresh run only)."""
+    """Train a model; returns ``{"model", "rows", "seconds", "before", "replicas", "skipped"}``
+    (``before``: held-out metrics of the untrained model, rank 0 of a fresh run only;
+    ``skipped``: batches whose forward solve diverged)."""
     device = ddp.device_for(str(device))
     rank, _ = ddp.setup(str(device))
     log_dir = Path(log_dir)
@@ -111,6 +122,7 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=N
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generators"][rank])
         first, rows = state["step"], state["rows"]
+        penalty_v = state.get("penalty_v")
     before = validate(model, config, train.val_images, device, properties=False) if rank == 0 and not resume else None
     net = ddp.wrap(model, device)
     if rank == 0:
@@ -119,15 +131,31 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=N
         writer = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS)
         if not resume:
             writer.writeheader()
+    penalty = (ContractionPenalty(train.contraction, train.contraction_weight)
+               if config.method != "unrolled" and train.contraction_weight > 0 else None)
+    if penalty is not None and resume:
+        penalty.v = None if penalty_v is None else penalty_v.to(device)
     steps = range(first, train.steps)
-    start = time.perf_counter()
+    start, skipped, in_a_row = time.perf_counter(), 0, 0
     model.train()
     for step in (steps if progress is None or rank != 0 else progress(steps)):
         x = images.training_images(train.batch_size, config.image_size, generator, mix).to(device)
         y = simulate(A, x, config.snr_db, generator)
         measure = train.memory_every > 0 and step % train.memory_every == 0
-        row = {"step": step + 1, **train_step(net, optimizer, x, initial_image(A, y), LeastSquares(A, y),
-                                               generator, measure)}
+        for group, lr in zip(optimizer.param_groups, (train.lr, train.lr_tau)):  # Adam's first steps, damped
+            group["lr"] = lr * min(1.0, (step + 1) / (train.warmup + 1))
+        try:
+            row = {"step": step + 1, **train_step(net, optimizer, x, initial_image(A, y), LeastSquares(A, y),
+                                                   generator, measure, penalty)}
+        except NonContractiveError as error:
+            if ddp.world_size() > 1:  # the replicas must take the same steps
+                raise
+            skipped, in_a_row = skipped + 1, in_a_row + 1
+            if in_a_row >= MAX_SKIPPED:
+                raise NonContractiveError(f"{MAX_SKIPPED} training batches in a row diverged ({error}); start "
+                                          f"from a smaller --tau-init or a lower --lr") from None
+            continue
+        in_a_row = 0
         rows.append(row)
         if rank == 0:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -137,7 +165,8 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=N
             if rank == 0:
                 partial = log_dir / "checkpoint.pt.partial"
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                            "rows": rows, "generators": generators}, partial)
+                            "rows": rows, "generators": generators,
+                            "penalty_v": None if penalty is None else penalty.v}, partial)
                 os.replace(partial, log_dir / "checkpoint.pt")
     seconds = time.perf_counter() - start
     # Every replica's parameter digest and losses: identical digests after different data per
@@ -146,7 +175,7 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=N
     if rank == 0:
         log_file.close()
     return {"model": model, "rows": rows, "seconds": seconds, "before": before, "replicas": replicas,
-            "rank": rank, "mix": mix}
+            "rank": rank, "mix": mix, "skipped": skipped}
 
 
 def summary(config: ModelConfig, train: TrainConfig, result: dict, device) -> tuple[dict, dict]:
@@ -167,6 +196,7 @@ def summary(config: ModelConfig, train: TrainConfig, result: dict, device) -> tu
         "final_train_loss": sum(r["loss"] for r in tail) / len(tail),
         "train_step_seconds": round(result["seconds"] / max(len(rows), 1), 3),
         "train_peak_mib": round(max(peaks), 2) if peaks else None, "tau": model.tau.item(),
+        "skipped_steps": result["skipped"],
     }
     extra = {"model": asdict(config), "training": asdict(train), "processes": len(result["replicas"]),
              "data": images.recipe(result["mix"], config.image_size), "device": str(device),

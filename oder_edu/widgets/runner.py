@@ -1,19 +1,11 @@
-"""The reconstruction explorer without its widgets: a run whose settings may change between
-any two iterations, with its history and a full-batch reference run beside it.
-
-``ReconstructionRun(problem, D).step(settings)`` advances one iteration of PnP or RED (online
-when b/B < 1: Sun, Wohlberg, Kamilov, IEEE TCI 2019; Wu et al., "SIMBA", 2020; the minibatch
-gradient of ODER, Liu et al., NeurIPS 2022) and returns its ``Record``. A changed γ, σ, τ or
-b/B restarts the solver's stream from the current iterate, so the history stays one
-continuous sequence. The reference repeats every iteration with b = B and the same γ, σ, τ.
-Tests, benches and the explorer all drive runs through this class.
-"""
+"""The reconstruction explorer without its widgets: PnP and RED, online when b/B < 1 (Sun, Wohlberg,
+Kamilov, IEEE TCI 2019; the minibatch gradient of ODER, Liu et al., NeurIPS 2022)."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -25,12 +17,13 @@ from ..physics import batch_size_for
 
 ALGORITHMS = {"red": "RED", "red-nesterov": "RED + Nesterov", "pnp": "PnP-PGD"}
 ENDLESS = 10**9  # a stream is restarted on every change of the settings, never exhausted
+RED_SIGMAS, RED_TAUS = (0.01, 0.02, 0.05), (0.01, 0.03, 0.1, 0.3)  # red_sweep's σ and τ/L_g
 
 
 @dataclass(frozen=True)
 class Settings:
     """What the student controls: the algorithm, step γ, denoiser strength σ, prior weight τ
-    (RED only) and minibatch ratio b/B."""
+    (absolute, RED only) and minibatch ratio b/B."""
 
     algorithm: str
     gamma: float
@@ -48,13 +41,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class Record:
-    """One iteration: the settings it used and what was measured.
-
-    ``blocks`` = b; ``seconds``: the solver's compute time for the iteration; ``peak_bytes``: its
-    peak tensor memory (measured on the first two iterations after each change of the
-    settings, see ``_Chain``); ``reference_*``: the full-batch run at the same iteration, None
-    without a reference; ``diverged``/``message``: the solver stopped the run.
-    """
+    """One iteration: ``blocks`` = b; ``psnr`` (dB), ``ssim``; ``seconds``: the solver's compute time;
+    ``peak_bytes``: peak tensor memory (see ``_Chain``); ``reference_*``: the same for the full-batch
+    run, None without one; ``diverged``, ``message``: the solver stopped the run, and why."""
 
     run: int
     iteration: int
@@ -73,15 +62,9 @@ class Record:
 
 
 class _Chain:
-    """One iterate sequence whose solver restarts from the current x when its settings change.
-
-    Peak tensor memory is measured on the first two iterations after each restart; later
-    iterations run the same operations on the same shapes and repeat the second figure.
-    (The first may include one-time set-up, such as an operator caching a buffer; counting
-    every allocation costs Python time per tensor operation, too much to pay every time.)
-    """
-
-    MEASURED = 2
+    """An iterate sequence whose solver restarts from the current x when its settings change. Peak
+    memory is counted (costly) on the first two iterations after a restart (the first may include
+    one-time set-up); later iterations run the same operations and reuse the second's figure."""
 
     def __init__(self, x0: torch.Tensor):
         self.x, self.stream, self.settings, self.elapsed = x0, None, None, 0.0
@@ -93,46 +76,28 @@ class _Chain:
             self.stream, self.settings, self.elapsed, self.count = make_stream(self.x), settings, 0.0, 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # divergence is reported in the record
-            if self.count < self.MEASURED:
+            if self.count < 2:
                 with PeakTensorMemory(self.x.device) as memory:
                     state = next(self.stream)
                 self.peak = memory.peak_bytes
             else:
                 state = next(self.stream)
         self.count += 1
-        seconds, self.elapsed = state.seconds - self.elapsed, state.seconds
-        self.x = state.x
+        seconds, self.elapsed, self.x = state.seconds - self.elapsed, state.seconds, state.x
         return state, seconds, self.peak
 
 
-@dataclass
 class ReconstructionRun:
-    """A run of ``iterations`` iterations on ``problem`` (``problems.Problem``) with denoiser ``D``.
+    """``iterations`` iterations on ``problem`` (``problems.Problem``) with denoiser ``D``, whose
+    settings may change at any iteration: the solver then restarts from the current iterate
+    ``main.x`` ``[1, C, H, W]``. With ``reference``, a full-batch run (b = B, same γ, σ, τ) goes beside."""
 
-    ``step(settings)`` does one iteration and returns its ``Record`` (also appended to
-    ``history``); ``done`` says whether the run has used its iterations or diverged. With
-    ``reference``, a full-batch run follows beside it.
-    """
-
-    problem: object
-    D: object
-    iterations: int
-    reference: bool = True
-    seed: int = 0
-    id: int = 1
-    history: list = field(default_factory=list)
-
-    def __post_init__(self):
-        self.iterations = checks.integer("iterations", self.iterations, 1)
-        self.generator = torch.Generator().manual_seed(self.seed)
-        self.main = _Chain(self.problem.x0)
-        self.full = _Chain(self.problem.x0) if self.reference else None
-        self.stopped = False
-
-    @property
-    def x(self) -> torch.Tensor:
-        """The current iterate ``[1, C, H, W]``."""
-        return self.main.x
+    def __init__(self, problem, D, iterations: int, reference: bool = True, seed: int = 0, id: int = 1):
+        self.problem, self.D, self.reference, self.seed, self.id = problem, D, reference, seed, id
+        self.iterations = checks.integer("iterations", iterations, 1)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.main, self.full = _Chain(problem.x0), _Chain(problem.x0) if reference else None
+        self.history, self.stopped = [], False
 
     @property
     def done(self) -> bool:
@@ -149,8 +114,7 @@ class ReconstructionRun:
     def _quality(self, x: torch.Tensor) -> tuple[float, float]:
         if not torch.isfinite(x).all():
             return -math.inf, math.nan
-        truth = self.problem.x_true
-        return psnr(x, truth).item(), ssim(x.clamp(0, 1), truth).item()
+        return psnr(x, self.problem.x_true).item(), ssim(x.clamp(0, 1), self.problem.x_true).item()
 
     def step(self, settings: Settings) -> Record:
         """One iteration with ``settings``; the record says if the solver stopped the run."""
@@ -159,57 +123,41 @@ class ReconstructionRun:
                             f"got {type(settings).__name__}")
         state, seconds, peak = self.main.step(settings, lambda x: self._stream(settings, x, self.generator))
         quality = self._quality(self.main.x)
-        reference = {}
+        reference = ()
         if self.full is not None:
-            full = Settings(settings.algorithm, settings.gamma, settings.sigma, settings.tau, 1.0)
             if settings.batch_ratio == 1.0:  # the run is its own reference: continue from it
                 self.full.x, self.full.stream, self.full.settings = self.main.x, None, None
-                values = (*quality, seconds, peak)
+                reference = (*quality, seconds, peak)
             else:
-                ref_state, ref_seconds, ref_peak = self.full.step(full, lambda x: self._stream(full, x, None))
-                values = (*self._quality(self.full.x), ref_seconds, ref_peak)
-                if ref_state.diverged:  # its stream has ended; the run itself may go on
+                full = replace(settings, batch_ratio=1.0)
+                full_state, *cost = self.full.step(full, lambda x: self._stream(full, x, None))
+                reference = (*self._quality(self.full.x), *cost)
+                if full_state.diverged:  # its stream has ended; the run itself may go on
                     self.full = None
-            reference = dict(zip(("reference_psnr", "reference_ssim", "reference_seconds", "reference_peak_bytes"),
-                                 values))
         record = Record(self.id, len(self.history) + 1, settings,
                         batch_size_for(self.problem.A.num_blocks, settings.batch_ratio), *quality, seconds, peak,
-                        diverged=state.diverged, message=state.message, **reference)
+                        *reference, diverged=state.diverged, message=state.message)
         self.history.append(record)
         return record
 
-    def run_sync(self, settings: Settings, iterations: int | None = None) -> list[Record]:
-        """Step until done (or ``iterations`` more steps) with fixed settings; returns the history."""
-        for _ in range(self.iterations if iterations is None else iterations):
-            if self.done:
-                break
-            self.step(settings)
-        return self.history
 
-
-def safe_step(problem, settings_or_algorithm, tau: float = 0.0, batch_ratio: float = 1.0) -> float:
-    """The default step of ``algorithms.step_size`` for the problem: 1/(L + τ·L_R) for RED
-    (L_R = 1, the shipped DnCNN's certified bound), 1/L for PnP, with L the minibatch constant
-    when b/B < 1."""
-    algorithm = getattr(settings_or_algorithm, "algorithm", settings_or_algorithm)
-    return step_size(problem.A, 0.0 if algorithm == "pnp" else tau, 1.0, batch_ratio).value
-
-
-RED_SIGMAS = (0.01, 0.02, 0.05)
-RED_TAUS = (0.01, 0.03, 0.1, 0.3)  # × L_g
+def safe_step(problem, algorithm: str, tau: float = 0.0, batch_ratio: float = 1.0) -> float:
+    """The default step of ``algorithms.step_size``: 1/(L + τ·L_R) for RED (L_R = 1, the shipped
+    DnCNN's certified bound), 1/L for PnP; L = ||A||², or the minibatch constant when b/B < 1."""
+    return step_size(problem.A, 0.0 if algorithm == "pnp" else tau, 1.0, batch_ratio, problem.setting.sampler).value
 
 
 def red_sweep(problem, D, sigmas=RED_SIGMAS, taus=RED_TAUS, iterations: int = 100) -> list[dict]:
-    """RED (the explorer's default algorithm, default step) on ``problem`` for every σ in
-    ``sigmas`` and τ/L_g in ``taus``: one row each with the final PSNR, the best PSNR over the
-    iterations and where it was. ``choose_red_setting`` picks the explorer's defaults from it."""
-    L = problem.A.norm() ** 2
-    rows = []
+    """RED at the default step for every σ in ``sigmas`` and τ/L_g in ``taus``: one row each with the
+    final PSNR (dB), the best and where it was. ``choose_red_setting`` picks the explorer's defaults."""
+    L, rows = problem.A.norm() ** 2, []
     for sigma in sigmas:
         for tau in taus:
             run = ReconstructionRun(problem, D, iterations, reference=False)
             settings = Settings("red", safe_step(problem, "red", tau * L), sigma, tau * L, 1.0)
-            curve = [r.psnr for r in run.run_sync(settings)]
+            while not run.done:
+                run.step(settings)
+            curve = [r.psnr for r in run.history]
             best = max(range(len(curve)), key=curve.__getitem__)
             rows.append({"sigma": sigma, "tau_over_L": tau, "final_psnr": round(curve[-1], 2),
                          "best_psnr": round(curve[best], 2), "best_iteration": best + 1,
