@@ -14,7 +14,8 @@ def test_start_here_slider_reaches_kernel(chromium, lab, tmp_path):
     page = open_notebook(chromium, base, token, "00_start_here.ipynb", errors)
     readout = page.locator(".oder-readout").first
     readout.wait_for(timeout=60_000)
-    before = readout.inner_text()
+    # textContent, not innerText: JupyterLab skips rendering cells out of view, whose innerText is ''.
+    before = readout.text_content()
     assert "PSNR" in before and "σ = 0.05" in before
 
     handle = page.locator(".widget-slider .noUi-handle").first
@@ -24,10 +25,10 @@ def test_start_here_slider_reaches_kernel(chromium, lab, tmp_path):
         page.keyboard.press("ArrowRight")
     # Three steps of 0.01 from 0.05: the kernel recomputed the readout for σ = 0.08.
     page.wait_for_function(
-        "() => { const e = document.querySelector('.oder-readout'); return e && e.innerText.includes('σ = 0.08'); }",
+        "() => { const e = document.querySelector('.oder-readout'); return e && e.textContent.includes('σ = 0.08'); }",
         timeout=30_000,
     )
-    after = readout.inner_text()
+    after = readout.text_content()
     assert after != before and float(after.split()[1]) < float(before.split()[1])
     page.screenshot(path=str(tmp_path / "00_start_here.png"), full_page=True)
     assert not errors, "browser console errors:\n" + "\n".join(errors)

@@ -48,7 +48,7 @@ def test_explorer_sliders_reach_the_running_loop(chromium, tmp_path):
         errors: list[str] = []
         page = open_notebook(chromium, base, token, "explorer.ipynb", errors, timeout_s=120)
         page.locator(".oder-bound").first.wait_for(timeout=60_000)
-        assert "× 1/L" in text(page, ".oder-bound") and "start image" in text(page, ".oder-psnr")
+        assert "× 1/(L + τ·L_R)" in text(page, ".oder-bound") and "start image" in text(page, ".oder-psnr")
 
         page.locator(".oder-run button, button.oder-run").first.click()
         # The loop is running: readouts in the table form, at full batch (b = 128/128); wait for the
