@@ -1,17 +1,9 @@
 """Weights are data: the one place that saves, records and loads them.
 
-A weight file holds ``{"kind", "config", "state_dict", "metrics"}`` (tensors and plain containers
-only, loaded with ``torch.load(weights_only=True)``: never code); ``kind`` (``"denoiser"`` or
-``"red_deq"``) makes a file of the wrong kind a clear error, not a missing key. The shipped files
-live in ``oder_edu/weights`` beside ``MANIFEST.json``, which maps a name to an entry::
-
-    {"file": "dncnn.pt", "sha256": "...", "command": "oder-edu train denoiser ...",
-     "seed": 0, "seconds": 612.3, "metrics": {...}, "data": {...}, "device": "cpu", ...}
-
-``load_state`` refuses a file whose sha256 differs from its manifest entry, and every failure names
-the file and the command that regenerates it. ``save_state`` and ``record`` never replace an
-existing file or entry unless asked (``force=True``), and write atomically (a temporary file, then
-a rename), so an interrupted save leaves the old file intact.
+A weight file holds ``{"kind", "config", "state_dict", "metrics"}`` (plain data and tensors, loaded
+with ``weights_only=True``); ``oder_edu/weights/MANIFEST.json`` maps a name to its entry (file,
+sha256, command, seed, seconds, metrics, ...). Loads check the sha256 and name the regenerating
+command on failure; saves are atomic and never replace a file or entry without ``force=True``.
 """
 
 from __future__ import annotations
@@ -38,12 +30,10 @@ class CheckpointError(RuntimeError):
 
 
 def weights_dir() -> Path:
-    """The package's ``oder_edu/weights`` folder."""
     return Path(__file__).resolve().parent / "weights"
 
 
 def sha256(path) -> str:
-    """Hex sha256 digest of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -56,17 +46,16 @@ def read_manifest(directory=None) -> dict:
     path = Path(directory or weights_dir()) / MANIFEST
     if not path.exists():
         return {}
+    fail = lambda what: CheckpointError(f"{what}; restore it from the repository")  # noqa: E731
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path} is not valid JSON ({error}); restore it from the repository") from None
+        raise fail(f"{path} is not valid JSON ({error})") from None
     if not isinstance(manifest, dict):
-        raise CheckpointError(f"{path} must map names to entries (a JSON object), got a {type(manifest).__name__}; "
-                              f"restore it from the repository")
+        raise fail(f"{path} must map names to entries (a JSON object), got a {type(manifest).__name__}")
     for name, entry in manifest.items():
         if not isinstance(entry, dict):
-            raise CheckpointError(f"{path}: the entry {name!r} must be a dict (file, sha256, command, ...), got "
-                                  f"{entry!r:.80}; restore it from the repository")
+            raise fail(f"{path}: the entry {name!r} must be a dict (file, sha256, command, ...), got {entry!r:.80}")
     return manifest
 
 
@@ -90,27 +79,24 @@ def _locate(source) -> tuple[Path, dict | None]:
 
 
 def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
-    """``{"kind", "config", "state_dict", "metrics"}`` of a weight file named by its manifest
-    name (or path), after checking its sha256 and (if given) its ``kind``; a ``CheckpointError``
-    naming the file and the regenerating command otherwise."""
+    """The state of a weight file (manifest name or path), after checking its sha256 and ``kind``."""
     if kind is not None:
         checks.choice("kind", kind, KINDS)
     path, entry = _locate(source)
     command = (entry or {}).get("command", "the `oder-edu train ...` command that made it")
+    fail = lambda what: CheckpointError(f"{what}; regenerate it with:\n    {command}")  # noqa: E731
     if entry is not None:
         if not path.exists():
-            raise CheckpointError(f"weights file {path} is missing; regenerate it with:\n    {command}")
+            raise fail(f"weights file {path} is missing")
         if "sha256" not in entry:
-            raise CheckpointError(f"{MANIFEST} records no sha256 for {path.name}; regenerate it with:\n    {command}")
-        actual = sha256(path)
-        if actual != entry["sha256"]:
-            raise CheckpointError(f"weights file {path} is corrupted or was changed: sha256 {actual[:16]}... but "
-                                  f"{MANIFEST} records {entry['sha256'][:16]}...; regenerate it with:\n    {command}")
+            raise fail(f"{MANIFEST} records no sha256 for {path.name}")
+        if (actual := sha256(path)) != entry["sha256"]:
+            raise fail(f"weights file {path} is corrupted or was changed: sha256 {actual[:16]}... but "
+                       f"{MANIFEST} records {entry['sha256'][:16]}...")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, not a torch file, or holding code
-        raise CheckpointError(f"cannot load {path} ({type(error).__name__}: {str(error)[:200]}); "
-                              f"regenerate it with:\n    {command}") from None
+        raise fail(f"cannot load {path} ({type(error).__name__}: {str(error)[:200]})") from None
     if not isinstance(state, dict) or not {"kind", "config", "state_dict"} <= set(state):
         raise CheckpointError(f"{path} is not an oder-edu weight file (no kind, config and state_dict)")
     if kind is not None and state["kind"] != kind:
@@ -120,8 +106,7 @@ def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
 
 
 def _plain(value, where: str):
-    """``value`` with numpy scalars as Python numbers, for ``torch.load(weights_only=True)``;
-    anything else (an object, a path) is a TypeError naming where it sits."""
+    """``value`` with numpy scalars as Python numbers; a TypeError naming where anything else sits."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
@@ -144,8 +129,7 @@ def _atomic(path: Path, force: bool):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
+    os.umask(umask := os.umask(0))
     os.chmod(temporary, 0o666 & ~umask)  # the mode of any new file, not mkstemp's private 0600
     try:
         yield Path(temporary)
@@ -157,8 +141,7 @@ def _atomic(path: Path, force: bool):
 
 def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: dict | None = None,
                force: bool = False) -> Path:
-    """Save ``model``'s weights (float32, CPU) with its ``config`` atomically; never overwrite
-    an existing file, shipped or not, unless ``force``."""
+    """Save ``model``'s weights (float32, CPU) and ``config`` atomically; no overwrite unless ``force``."""
     checks.choice("kind", kind, KINDS)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -171,10 +154,8 @@ def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: d
 
 def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict | None = None,
            seconds: float | None = None, force: bool = False) -> dict:
-    """Add the entry ``name`` for the weight file ``path`` to the ``MANIFEST.json`` beside it (file,
-    sha256, ``command``, ``seed``, ``seconds``, ``metrics``, date, torch version, ``extra``'s keys)
-    and return it. An entry of another file is only replaced with ``force``. The manifest stays
-    locked while it is read, changed and written, so parallel trainings keep each other's entries."""
+    """Add (and return) the entry ``name`` for ``path`` to the manifest beside it, locked against parallel
+    trainings; an entry of another file is only replaced with ``force``."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a string (the manifest key), got {name!r}")
     path = Path(path)

@@ -48,14 +48,12 @@ def solution(name: str) -> None:
 
 def reset(name: str | None = None) -> None:
     """Forget the wrong answers counted so far (of exercise ``name``, or of all): back to the first tier."""
-    if name is None:
-        _failures.clear()
-    else:
-        _failures.pop(str(name).removeprefix("check_"), None)
+    for key in list(_failures) if name is None else [str(name).removeprefix("check_")]:
+        _failures.pop(key, None)
 
 
 class _Wrong(Exception):
-    """An answer of the wrong kind (None, a string, a shape); the message is the diagnosis."""
+    """An answer of the wrong kind (None, a string, a shape) or a diagnosed mistake; the message says which."""
 
 
 _NOT_THE_STUDENTS = (Path(__file__).resolve().parent, Path(torch.__file__).resolve().parent)
@@ -70,8 +68,8 @@ def _where(error: BaseException) -> str:
 
 
 def _check(name: str, fn, attempt) -> bool:
-    """Run ``attempt()`` (None when the answer is right, else what is wrong), print the verdict and the hints of
-    this exercise's tier, and return the verdict."""
+    """Run ``attempt()`` (None when the answer is right, else what is wrong, returned or raised as ``_Wrong``),
+    print the verdict and the hints of this exercise's tier, and return the verdict."""
     if not callable(fn):
         raise TypeError(f"check_{name} expects your function itself (no parentheses after its name), "
                         f"got a {type(fn).__name__}")
@@ -156,6 +154,17 @@ def _compare(name: str, fn, args: tuple, want, mistakes, against: str, rtol: flo
     return _check(name, fn, attempt)
 
 
+def _power_method(got: float, want: float, other: float, as_other: str, applied: str, otherwise: str) -> None:
+    """``_Wrong`` unless a power method's ``got`` ≈ ``want`` (to 1e-3): ``as_other`` if it is ``other``, or 1."""
+    if abs(got - want) <= 1e-3 * want:
+        return
+    if abs(got - other) <= 1e-3 * other:
+        raise _Wrong(as_other)
+    if abs(got - 1.0) <= 1e-6:
+        raise _Wrong(f"you returned 1: the norm of the normalized vector, not of {applied} applied to it.")
+    raise _Wrong(otherwise)
+
+
 class _Matrix(BlockOperator):
     """A dense matrix as a blocked operator, so every check has an exact reference: ``M`` ``[B * r, C * H * W]``
     split into B row blocks of r rows; images ``[N, C, H, W]``, measurements ``[N, b, r]``."""
@@ -167,27 +176,33 @@ class _Matrix(BlockOperator):
         self.num_blocks, self.image_shape, self.block_shape = num_blocks, tuple(image_shape), (rows // num_blocks,)
         self.M = M.reshape(num_blocks, rows // num_blocks, cols)
 
+    def _rows(self, like, blocks) -> list:
+        """The row blocks ``M_i`` ``[r, C * H * W]`` of ``blocks`` (all when None), like ``like``."""
+        M = self._buffer("M", like)
+        return [M[i] for i in (range(self.num_blocks) if blocks is None else blocks.tolist())]
+
     def _forward(self, x, blocks):
-        M = self._buffer("M", x)
-        blocks = range(self.num_blocks) if blocks is None else blocks.tolist()
-        return torch.stack([x.flatten(1) @ M[i].T for i in blocks], dim=1)  # [N, b, r], block by block
+        return torch.stack([x.flatten(1) @ M_i.T for M_i in self._rows(x, blocks)], dim=1)  # [N, b, r]
 
     def _adjoint(self, y, blocks):
-        M = self._buffer("M", y)
-        blocks = range(self.num_blocks) if blocks is None else blocks.tolist()
-        return sum(y[:, j] @ M[i] for j, i in enumerate(blocks)).reshape(y.shape[0], *self.image_shape)
+        return sum(y[:, j] @ M_i for j, M_i in enumerate(self._rows(y, blocks))).reshape(y.shape[0], *self.image_shape)
 
     def matrix(self) -> torch.Tensor:
         """The whole matrix ``[B * r, C * H * W]``."""
         return self.M.reshape(-1, self.M.shape[-1])
 
 
+def _draw(seed_or_gen, *shape, law=torch.randn) -> torch.Tensor:
+    """float64 samples of ``law`` (``torch.randn``, ``torch.rand``) of ``shape`` from a generator or a seed."""
+    gen = torch.Generator().manual_seed(seed_or_gen) if isinstance(seed_or_gen, int) else seed_or_gen
+    return law(*shape, generator=gen, dtype=torch.float64)
+
+
 def _random_problem(num_blocks: int, seed: int = 0):
     """``(A, y, x)``: ``num_blocks`` blocks of 2 rows and 16 columns, y ``[2, num_blocks, 2]``, x ``[2, 1, 4, 4]``."""
     gen = torch.Generator().manual_seed(seed)
-    A = _Matrix(torch.randn(2 * num_blocks, 16, generator=gen, dtype=torch.float64) / 4, num_blocks)
-    y = torch.randn(2, num_blocks, 2, generator=gen, dtype=torch.float64)
-    return A, y, torch.randn(2, 1, 4, 4, generator=gen, dtype=torch.float64)
+    A = _Matrix(_draw(gen, 2 * num_blocks, 16) / 4, num_blocks)
+    return A, _draw(gen, 2, num_blocks, 2), _draw(gen, 2, 1, 4, 4)
 
 
 # The minibatch checks use B = 7 blocks and S of b = 3: B/b = 2.33 is no whole number, so B // b = 2 is caught.
@@ -210,17 +225,11 @@ def check_power_iteration(power_iteration) -> bool:
     def attempt():
         for seed, s in ((0, [3.0, 1.5, 1.0, 0.5, 0.2, 0.1]), (1, [0.8, 0.3, 0.2, 0.1, 0.1, 0.05])):
             gen = torch.Generator().manual_seed(seed)
-            U, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
-            V, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen, dtype=torch.float64))
+            U, V = torch.linalg.qr(_draw(gen, 6, 6))[0], torch.linalg.qr(_draw(gen, 16, 16))[0]
             A = _Matrix(U @ torch.diag(torch.tensor(s, dtype=torch.float64)) @ V[:, :6].T, num_blocks=3)
             L, got = s[0] ** 2, _number(power_iteration(A, 100), "power_iteration")
-            if abs(got - L) <= 1e-3 * L:
-                continue
-            if abs(got - s[0]) <= 1e-3 * s[0]:
-                return f"you returned ||A|| = {got:.4g}, but L = ||A||² = {L:.4g}."
-            if abs(got - 1.0) <= 1e-6:
-                return "you returned 1: the norm of the normalized vector, not of AᵀA applied to it."
-            return f"for an operator with ||A||² = {L:.4g} you returned {got:.4g}."
+            _power_method(got, L, s[0], f"you returned ||A|| = {got:.4g}, but L = ||A||² = {L:.4g}.", "AᵀA",
+                          f"for an operator with ||A||² = {L:.4g} you returned {got:.4g}.")
     return _check("power_iteration", power_iteration, attempt)
 
 
@@ -248,11 +257,10 @@ def check_psnr(my_psnr) -> bool:
     """``my_psnr(x, ref) -> [N]``: PSNR = 10 log10(1 / MSE) per image of a batch ``[N, C, H, W]`` with values in
     [0, 1], the MSE taken over C, H, W; checked with N = 2 at two noise levels."""
     gen = torch.Generator().manual_seed(0)
-    ref = torch.rand(2, 1, 16, 16, generator=gen, dtype=torch.float64)
-    scale = torch.tensor([0.01, 0.1], dtype=torch.float64)[:, None, None, None]
-    x = ref + scale * torch.randn(ref.shape, generator=gen, dtype=torch.float64)
-    mse = (x - ref).square().mean(dim=(1, 2, 3))
-    want = 10 * torch.log10(1 / mse)
+    ref = _draw(gen, 2, 1, 16, 16, law=torch.rand)
+    x = ref + torch.tensor([0.01, 0.1], dtype=torch.float64)[:, None, None, None] * _draw(gen, ref.shape)
+    squared = (x - ref).square()
+    want = 10 * torch.log10(1 / squared.mean(dim=(1, 2, 3)))
 
     def attempt():
         got = my_psnr(x, ref)
@@ -260,9 +268,8 @@ def check_psnr(my_psnr) -> bool:
             return "you returned one number for a batch of two images: average over (1, 2, 3) only."
         got = _tensor(got, "my_psnr", want.shape)
         return _diagnose(got, want, [
-            (20 * torch.log10(1 / mse), "20 log10 applies to the root of the MSE; with the MSE itself use 10 log10."),
-            (10 * torch.log10(1 / (x - ref).square().sum(dim=(1, 2, 3))),
-             "you summed the squared errors; the MSE is their mean."),
+            (2 * want, "20 log10 applies to the root of the MSE; with the MSE itself use 10 log10."),
+            (10 * torch.log10(1 / squared.sum(dim=(1, 2, 3))), "you summed the squared errors; the MSE is their mean."),
             (-want, "your values have the wrong sign: PSNR grows as the error shrinks (log of 1/MSE)."),
         ], f"expected {want.tolist()} dB, got {got.tolist()}.")
     return _check("psnr", my_psnr, attempt)
@@ -273,8 +280,7 @@ def check_red_update(red_update) -> bool:
     """``red_update(x, grad, D, gamma, tau, sigma) -> x⁺``: the RED step x⁺ = x − γ(∇g(x) + τ(x − D(x, σ)))
     (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017); checked on x ``[2, 1, 8, 8]``."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 1, 8, 8, generator=gen, dtype=torch.float64)
-    grad = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    x, grad = _draw(gen, 2, 1, 8, 8, law=torch.rand), _draw(gen, 2, 1, 8, 8)
     gamma, tau, sigma = 0.3, 0.7, 0.5
     R = x - _smooth(x, sigma)
     return _compare("red_update", red_update, (x, grad, _smooth, gamma, tau, sigma), x - gamma * (grad + tau * R), [
@@ -303,31 +309,19 @@ def check_minibatch_gradient(minibatch_gradient) -> bool:
 
 def check_lipschitz_estimate(lipschitz_estimate) -> bool:
     """``lipschitz_estimate(R, x, num_iter) -> float``: ||∂R/∂x||₂ at ``x`` by power iteration on JᵀJ with autograd
-    (``torch.func.jvp``/``vjp``), a lower bound on R's Lipschitz constant; checked with num_iter = 200 against the
-    dense Jacobians of a linear and a tanh map at x ``[1, 1, 5, 5]``, to 1e-3."""
+    (``torch.func.jvp``/``vjp``), a lower bound on R's Lipschitz constant; checked against dense Jacobians, to 1e-3."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 1, 5, 5, generator=gen, dtype=torch.float64)
-    W = torch.randn(25, 25, generator=gen, dtype=torch.float64) / 5
-    M = torch.randn(25, 25, generator=gen, dtype=torch.float64) / 10
-
-    def linear(z):
-        return (z.flatten(1) @ M.T).reshape(z.shape)
-
-    def nonlinear(z):
-        return torch.tanh(z.flatten(1) @ W.T).reshape(z.shape)
+    x, W, M = _draw(gen, 1, 1, 5, 5), _draw(gen, 25, 25) / 5, _draw(gen, 25, 25) / 10
+    linear = lambda z: (z.flatten(1) @ M.T).reshape(z.shape)  # noqa: E731
+    nonlinear = lambda z: torch.tanh(z.flatten(1) @ W.T).reshape(z.shape)  # noqa: E731
 
     def attempt():
         for R in (linear, nonlinear):
             J = torch.autograd.functional.jacobian(R, x).reshape(x.numel(), x.numel())
             want = torch.linalg.matrix_norm(J, ord=2).item()
             got = _number(lipschitz_estimate(R, x.clone(), 200), "lipschitz_estimate")
-            if abs(got - want) <= 1e-3 * want:
-                continue
-            if abs(got - want**2) <= 1e-3 * want**2:
-                return f"you returned ||J||² = {got:.4g}; the Lipschitz estimate is its root, {want:.4g}."
-            if abs(got - 1.0) <= 1e-6:
-                return "you returned 1: the norm of the normalized vector, not of J applied to it."
-            return f"the Jacobian's norm is {want:.4g}, you returned {got:.4g}."
+            _power_method(got, want, want**2, f"you returned ||J||² = {got:.4g}; the Lipschitz estimate is its root, "
+                          f"{want:.4g}.", "J", f"the Jacobian's norm is {want:.4g}, you returned {got:.4g}.")
     return _check("lipschitz_estimate", lipschitz_estimate, attempt)
 
 
@@ -335,27 +329,24 @@ def check_lipschitz_estimate(lipschitz_estimate) -> bool:
 def _contraction(seed: int, norm: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W, c)``: the affine contraction z ↦ z Wᵀ + c on ``[1, 8]``, with ||W|| = ``norm``."""
     gen = torch.Generator().manual_seed(seed)
-    W = torch.randn(8, 8, generator=gen, dtype=torch.float64)
-    return norm * W / torch.linalg.matrix_norm(W, ord=2), torch.randn(1, 8, generator=gen, dtype=torch.float64)
-
-
-def _residuals(value) -> list[float]:
-    try:
-        return [float(r) for r in value]
-    except (TypeError, ValueError, RuntimeError):
-        got = type(value).__name__
-        raise _Wrong(f"fixed_point_iteration's residuals must be a list of numbers, got {got}") from None
+    W = _draw(gen, 8, 8)
+    return norm * W / torch.linalg.matrix_norm(W, ord=2), _draw(gen, 1, 8)
 
 
 def check_fixed_point_iteration(fixed_point_iteration) -> bool:
     """``fixed_point_iteration(f, z0, max_iter, tol) -> (z, residuals)``: z_{k+1} = f(z_k), recording
-    ||f(z_k) − z_k|| / ||f(z_k)|| and stopping once it is below ``tol`` or after ``max_iter`` iterations (Banach).
-    Checked on an affine contraction from zeros: the fixed point, the stop at tol = 1e-10, the first residual, and
-    exactly 5 iterations for max_iter = 5, tol = 0."""
+    ||f(z_k) − z_k|| / ||f(z_k)|| and stopping once it is below ``tol`` or after ``max_iter`` iterations (Banach)."""
     W, c = _contraction(seed=0, norm=0.6)
     z_star = torch.linalg.solve(torch.eye(8, dtype=torch.float64) - W, c[0])[None]
     f = lambda z: z @ W.T + c  # noqa: E731
     z0 = torch.zeros_like(c)
+
+    def residuals_of(value) -> list[float]:
+        try:
+            return [float(r) for r in value]
+        except (TypeError, ValueError, RuntimeError):
+            raise _Wrong("fixed_point_iteration's residuals must be a list of numbers, "
+                         f"got {type(value).__name__}") from None
 
     def attempt():
         out = fixed_point_iteration(f, z0, 200, 1e-10)
@@ -363,7 +354,7 @@ def check_fixed_point_iteration(fixed_point_iteration) -> bool:
             raise _Wrong("fixed_point_iteration returned None; expected a pair (z, residuals) (a missing `return`?)")
         if not (isinstance(out, tuple) and len(out) == 2):
             return f"you returned {_kind(out)}; return a pair (z, residuals)."
-        z, residuals = _tensor(out[0], "fixed_point_iteration", c.shape), _residuals(out[1])
+        z, residuals = _tensor(out[0], "fixed_point_iteration", c.shape), residuals_of(out[1])
         if _relative_error(z, z_star) > RTOL:
             return f"z is not the fixed point: relative error {_relative_error(z, z_star):.2g}."
         if not residuals or residuals[-1] >= 1e-10 or len(residuals) >= 200:
@@ -371,7 +362,7 @@ def check_fixed_point_iteration(fixed_point_iteration) -> bool:
         if residuals[0] < 0.5 or residuals[-1] > residuals[0]:
             return "residuals[k] must be ||f(z_k) − z_k|| / ||f(z_k)||, starting at z_0 (1.0 from zeros)."
         _, capped = fixed_point_iteration(f, z0, 5, 0.0)
-        if len(_residuals(capped)) != 5:
+        if len(residuals_of(capped)) != 5:
             return f"with max_iter=5 and tol=0 you ran {len(capped)} iterations instead of 5."
     return _check("fixed_point_iteration", fixed_point_iteration, attempt)
 
@@ -380,7 +371,7 @@ def check_implicit_backward(implicit_backward) -> bool:
     """``implicit_backward(vjp, v, max_iter, tol) -> u``: the solution of u = Jᵀu + v, i.e. (I − Jᵀ)u = v = ∂ℓ/∂x*,
     by fixed-point iteration, where ``vjp(u) = Jᵀu`` (Bai, Kolter, Koltun, NeurIPS 2019); v ``[1, 8]``, ||J|| = 0.7."""
     J, _ = _contraction(seed=1, norm=0.7)  # the Jacobian of z ↦ z Wᵀ + c is W
-    v = torch.randn(1, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    v = _draw(2, 1, 8)
     vjp = lambda u: u @ J  # noqa: E731  (row vectors: (Jᵀuᵀ)ᵀ = u J)
     want = torch.linalg.solve(torch.eye(8, dtype=torch.float64) - J.T, v[0])[None]
     return _compare("implicit_backward", implicit_backward, (vjp, v.clone(), 500, 1e-12), want, [
@@ -392,9 +383,8 @@ def check_implicit_backward(implicit_backward) -> bool:
 
 def check_anderson_weights(anderson_weights) -> bool:
     """``anderson_weights(G) -> alpha``: for residuals G ``[m, d]`` (one per row), the weights ``[m]`` minimizing
-    ||Σ_i α_i G_i|| subject to Σ_i α_i = 1, α = H⁻¹1 / (1ᵀH⁻¹1) with H = G Gᵀ (Anderson 1965; Walker and Ni 2011);
-    checked with m = 4, d = 30, to 1e-3."""
-    G = torch.randn(4, 30, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ||Σ_i α_i G_i|| subject to Σ_i α_i = 1, α = H⁻¹1 / (1ᵀH⁻¹1) with H = G Gᵀ (Anderson 1965; Walker and Ni 2011)."""
+    G = _draw(0, 4, 30)
     w = torch.linalg.solve(G @ G.T, torch.ones(4, dtype=torch.float64))
     want = w / w.sum()
 
@@ -414,9 +404,8 @@ def check_anderson_weights(anderson_weights) -> bool:
 
 # --- 04 · ODER --------------------------------------------------------------------------------------------------
 def check_expected_minibatch_gradient(expected_minibatch_gradient) -> bool:
-    """``expected_minibatch_gradient(A, y, x, batch_size) -> [N, C, H, W]``: the average of
-    (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over all C(B, b) subsets S of size b, which equals ∇g(x) exactly (ODER's
-    estimate is unbiased); checked with B = 7, b = 3 (35 subsets)."""
+    """``expected_minibatch_gradient(A, y, x, batch_size) -> [N, C, H, W]``: the average over all C(B, b) subsets S
+    of (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i), exactly ∇g(x) (ODER's estimate is unbiased); checked with B = 7, b = 3."""
     A, y, x = _random_problem(B)
     want, subsets = LeastSquares(A, y).grad(x), math.comb(B, b)
     summed = f"you summed over the {subsets} subsets; average instead."
@@ -446,8 +435,7 @@ def check_oder_map(oder_map) -> bool:
 
 def check_subset_fixed_point(subset_fixed_point) -> bool:
     """``subset_fixed_point(A, y, blocks, mu) -> x*_S``: the fixed point of ODER's map with one block set S and the
-    prior R(x) = x, the minimizer of (B/b)·½ Σ_{i∈S} ||A_i x − y_i||² + (μ/2)||x||², i.e. the solution of
-    ((B/b) A_SᵀA_S + μI) x = (B/b) A_Sᵀ y_S; checked with B = 7, b = 3, μ = 0.3, to 1e-4."""
+    prior R(x) = x: the minimizer of (B/b)·½ Σ_{i∈S} ||A_i x − y_i||² + (μ/2)||x||²; B = 7, b = 3, to 1e-4."""
     A, y, _ = _random_problem(B, seed=4)
     blocks, mu = torch.tensor(S), 0.3
 
@@ -469,15 +457,14 @@ def check_subset_fixed_point(subset_fixed_point) -> bool:
 
 # --- 05 · applications ------------------------------------------------------------------------------------------
 def check_add_noise_snr(add_noise_snr) -> bool:
-    """``add_noise_snr(y, snr_db, generator) -> y + e``: white Gaussian noise e = s·n with n standard normal drawn
-    from ``generator`` and s = ||y|| / sqrt(numel) · 10^(−snr/20); checked at 30 and 50 dB, to 0.2 dB, and that
-    equally seeded generators give the same noise."""
-    y = torch.rand(4, 60, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    """``add_noise_snr(y, snr_db, generator) -> y + e``: white Gaussian noise e = s·n, n standard normal drawn from
+    ``generator``, s = ||y|| / sqrt(numel) · 10^(−snr/20); checked at 30 and 50 dB, to 0.2 dB, and for seeding."""
+    y = _draw(0, 4, 60, 64, law=torch.rand) + 0.5
 
     def attempt():
         for snr in (30.0, 50.0):
-            noisy = _tensor(add_noise_snr(y, snr, torch.Generator().manual_seed(1)), "add_noise_snr", y.shape)
-            again = _tensor(add_noise_snr(y, snr, torch.Generator().manual_seed(1)), "add_noise_snr", y.shape)
+            noisy, again = (_tensor(add_noise_snr(y, snr, torch.Generator().manual_seed(1)), "add_noise_snr", y.shape)
+                            for _ in range(2))
             if not torch.equal(noisy, again):
                 return "two calls with equally seeded generators differ: draw the noise from `generator`."
             if torch.equal(noisy, y):
@@ -493,8 +480,7 @@ def check_add_noise_snr(add_noise_snr) -> bool:
 
 def check_window(window) -> bool:
     """``window(hu, center, width) -> [0, 1] image``: a CT display window, mapping Hounsfield units in
-    [center − width/2, center + width/2] linearly onto [0, 1] and clipping outside; checked for center 40, width 400
-    on 97 values from −1200 to 1200 HU."""
+    [center − width/2, center + width/2] linearly onto [0, 1] and clipping outside; checked on −1200 to 1200 HU."""
     hu = torch.linspace(-1200, 1200, 97, dtype=torch.float64).reshape(1, 1, 1, 97)
     center, width = 40.0, 400.0
     want = ((hu - (center - width / 2)) / width).clamp(0, 1)
@@ -529,8 +515,7 @@ def power_iteration(A, num_iter=50):
         z = A.adjoint(A.forward(x))
         L = z.norm().item()
         x = z / L
-    return L
-'''),
+    return L'''),
     "landweber": Hints(
         idea="gradient descent on g(x) = ½||Ax − y||² starts from the zero image and moves, at every step, against "
              "the gradient ∇g(x) = Aᵀ(Ax − y), by γ times it.",
@@ -545,8 +530,7 @@ def landweber(A, y, gamma, num_iter):
     x = torch.zeros(y.shape[0], *A.image_shape, dtype=y.dtype, device=y.device)
     for _ in range(num_iter):
         x = x - gamma * A.adjoint(A.forward(x) - y)
-    return x
-'''),
+    return x'''),
     "psnr": Hints(
         idea="PSNR compares the squared error with the peak value (1 here): 10·log10(1 / MSE), in decibels. Each "
              "image of the batch gets its own MSE, the mean of its squared errors over channels and pixels.",
@@ -558,8 +542,7 @@ import torch
 
 def my_psnr(x, ref):
     mse = (x - ref).square().mean(dim=(1, 2, 3))
-    return 10 * torch.log10(1 / mse)
-'''),
+    return 10 * torch.log10(1 / mse)'''),
     "red_update": Hints(
         idea="RED treats the denoiser residual R(x) = x − D(x, σ) as the gradient of the prior: one step moves "
              "against the data gradient plus τ times that residual, and γ scales the whole sum.",
@@ -567,8 +550,7 @@ def my_psnr(x, ref):
               "and move x against that sum by gamma.",
         solution='''
 def red_update(x, grad, D, gamma, tau, sigma):
-    return x - gamma * (grad + tau * (x - D(x, sigma)))
-'''),
+    return x - gamma * (grad + tau * (x - D(x, sigma)))'''),
     "minibatch_gradient": Hints(
         idea="the estimate uses only the blocks in S: residual and back-projection are computed on those b blocks, "
              "and the sum is scaled by B/b so that its average over random S is the full gradient ∇g.",
@@ -577,8 +559,7 @@ def red_update(x, grad, D, gamma, tau, sigma):
         solution='''
 def minibatch_gradient(A, y, x, blocks):
     residual = A.forward(x, blocks) - y[:, blocks]
-    return A.num_blocks / len(blocks) * A.adjoint(residual, blocks)
-'''),
+    return A.num_blocks / len(blocks) * A.adjoint(residual, blocks)'''),
     "lipschitz_estimate": Hints(
         idea="||J||₂ is the square root of the largest eigenvalue of JᵀJ: run the power iteration on JᵀJ, applying J "
              "and Jᵀ with automatic differentiation instead of ever forming the matrix.",
@@ -597,8 +578,7 @@ def lipschitz_estimate(R, x, num_iter=20):
     for _ in range(num_iter):
         w = pullback(jvp(R, (x,), (v,))[1])[0]
         v = w / w.norm()
-    return jvp(R, (x,), (v,))[1].norm().item()
-'''),
+    return jvp(R, (x,), (v,))[1].norm().item()'''),
     "fixed_point_iteration": Hints(
         idea="apply f again and again; after each application record how far the point moved, relative to the new "
              "value, and stop as soon as that falls below tol — or after max_iter applications.",
@@ -614,8 +594,7 @@ def fixed_point_iteration(f, z0, max_iter=50, tol=1e-4):
         z = fz
         if residuals[-1] < tol:
             break
-    return z, residuals
-'''),
+    return z, residuals'''),
     "implicit_backward": Hints(
         idea="the backward pass needs u = (I − Jᵀ)⁻¹ v, the solution of the linear fixed point u = Jᵀu + v. When J is"
              " contractive, iterating that map converges, by the same argument as the forward pass. Returning v "
@@ -631,8 +610,7 @@ def implicit_backward(vjp, v, max_iter=100, tol=1e-6):
         u = u_next
         if done:
             break
-    return u
-'''),
+    return u'''),
     "anderson_weights": Hints(
         idea="minimizing ||Σ α_i G_i|| under Σ α_i = 1 is a small constrained least-squares problem: its Lagrange "
              "conditions say H α is a multiple of the all-ones vector, with H = G Gᵀ, and the constraint fixes the "
@@ -646,8 +624,7 @@ import torch
 def anderson_weights(G):
     H = G @ G.T
     w = torch.linalg.solve(H, torch.ones(len(G), dtype=G.dtype, device=G.device))
-    return w / w.sum()
-'''),
+    return w / w.sum()'''),
     "expected_minibatch_gradient": Hints(
         idea="average the minibatch estimate over every block set S of size b. Each block lies in the same share b/B "
              "of those sets, which is exactly what the factor B/b undoes — so the average is ∇g.",
@@ -666,8 +643,7 @@ def expected_minibatch_gradient(A, y, x, batch_size):
         S = torch.tensor(S)
         total = total + B / batch_size * A.adjoint(A.forward(x, S) - y[:, S], S)
         count += 1
-    return total / count
-'''),
+    return total / count'''),
     "oder_map": Hints(
         idea="ODER's map is the RED step with ∇g replaced by the minibatch estimate over the blocks S: the data term "
              "from the blocks in S only, scaled by B/b, plus τ times the denoiser residual.",
@@ -677,8 +653,7 @@ def expected_minibatch_gradient(A, y, x, batch_size):
         solution='''
 def oder_map(x, A, y, D, gamma, tau, sigma, blocks):
     grad = A.num_blocks / len(blocks) * A.adjoint(A.forward(x, blocks) - y[:, blocks], blocks)
-    return x - gamma * (grad + tau * (x - D(x, sigma)))
-'''),
+    return x - gamma * (grad + tau * (x - D(x, sigma)))'''),
     "subset_fixed_point": Hints(
         idea="with one fixed block set S and the prior R(x) = x, ODER's map is gradient descent on a strongly convex "
              "quadratic: (B/b)·½ Σ_(i∈S) ||A_i x − y_i||² + (μ/2)||x||². Its fixed point is that quadratic's "
@@ -696,8 +671,7 @@ def subset_fixed_point(A, y, blocks, mu, num_iter=3000):
     x = torch.zeros(y.shape[0], *A.image_shape, dtype=y.dtype, device=y.device)
     for _ in range(num_iter):
         x = x - gamma * (scale * A.adjoint(A.forward(x, blocks) - y[:, blocks], blocks) + mu * x)
-    return x
-'''),
+    return x'''),
     "add_noise_snr": Hints(
         idea="an SNR in decibels compares amplitudes, 20·log10(||y|| / ||e||): scale standard normal noise so that "
              "its root-mean-square is that of y times 10^(−snr/20), and draw it from the generator you were given, so"
@@ -711,14 +685,12 @@ import torch
 
 def add_noise(y, snr_db, generator):
     s = y.norm() / y.numel() ** 0.5 * 10 ** (-snr_db / 20)
-    return y + s * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
-'''),
+    return y + s * torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)'''),
     "window": Hints(
         idea="a display window maps the Hounsfield range [center − width/2, center + width/2] linearly onto [0, 1], "
              "and everything outside it to the nearest end.",
         steps="subtract the window's lower edge (center − width/2), divide by width, then clamp to [0, 1].",
         solution='''
 def window(hu, center, width):
-    return ((hu - (center - width / 2)) / width).clamp(0, 1)
-'''),
+    return ((hu - (center - width / 2)) / width).clamp(0, 1)'''),
 }

@@ -1,10 +1,5 @@
-"""A RED-DEQ / ODER model's configuration, and the one way to build, save and load it.
-
-    config = ModelConfig(app="ct", method="oder", batch_ratio=0.25)
-    model = build(config, A)                  # a new model (τ initialized from L_g)
-    save(path, model, config, metrics)        # atomic; never over an existing file unless force
-    model = load_model("deq_ct_full")         # shipped weights, sha256-checked; model.config
-"""
+"""A RED-DEQ / ODER model's ``ModelConfig`` and the one way to ``build`` it (τ from L_g), ``save`` it
+(atomic, no overwrite unless ``force``) and ``load_model`` it (e.g. ``"deq_ct_full"``, sha256-checked)."""
 
 from __future__ import annotations
 
@@ -24,14 +19,9 @@ METHODS = ("full", "oder", "unrolled")
 
 @dataclass
 class ModelConfig:
-    """Everything that defines a RED-DEQ / ODER model and the problem it was trained for.
-
-    ``app``, ``image_size``, ``num_blocks``, ``snr_db``: the problem (``problems.SETTINGS`` when
-    None). ``method``: "full" (RED-DEQ), "oder" (minibatch gradient at ``batch_ratio``, blocks
-    drawn per ``resample``) or "unrolled" (``unroll_iter`` RED steps backpropagated one by one).
-    The prior R_θ starts from the shipped denoiser ``pretrained`` (or, with None, a fresh
-    ``DnCNN(depth, width)``) at strength ``sigma``; τ starts at ``tau_init`` · L_g.
-    """
+    """A RED-DEQ / ODER model and its problem (``app`` ... ``snr_db``; None: ``problems.SETTINGS``).
+    ``method``: "full" (RED-DEQ), "oder" (minibatch at ``batch_ratio``) or "unrolled" (``unroll_iter``
+    RED steps); R_θ starts from ``pretrained`` (None: a fresh ``DnCNN(depth, width)``), τ at ``tau_init`` · L_g."""
 
     app: str = "ct"
     image_size: int | None = None
@@ -74,8 +64,7 @@ class ModelConfig:
                                 f"got {self.pretrained!r} ({type(self.pretrained).__name__})")
             self.pretrained = os.fspath(self.pretrained)
         # stored as plain Python numbers: numpy scalars could not be loaded back from a weight file
-        for name in ("sigma",):
-            setattr(self, name, checks.number(name, getattr(self, name), minimum=0))
+        self.sigma = checks.number("sigma", self.sigma, minimum=0)
         self.tau_init = checks.number("tau_init", self.tau_init, positive=True)
         for name in ("depth", "width", "max_iter", "backward_max_iter", "unroll_iter"):
             setattr(self, name, checks.integer(name, getattr(self, name), 1))
@@ -89,7 +78,6 @@ class ModelConfig:
 
 
 def prior(config: ModelConfig) -> DnCNN:
-    """The starting prior: the shipped denoiser ``config.pretrained`` or a fresh DnCNN."""
     if config.pretrained is None:
         return DnCNN(1, config.depth, config.width)
     state = checkpoints.load_state(config.pretrained, kind="denoiser")
@@ -107,16 +95,14 @@ def build(config: ModelConfig, A=None, *, denoiser: DnCNN | None = None, tau: fl
         if A is None:
             raise ValueError("build needs the operator A (to scale τ by L_g) or an explicit tau")
         tau = config.tau_init * A.norm() ** 2
-    return REDDEQ(prior(config) if denoiser is None else denoiser, config.sigma, tau, batch_ratio=config.batch_ratio, resample=config.resample,
-                  sampler=config.sampler, solver=SOLVERS[config.solver],
+    same = ("batch_ratio", "resample", "sampler", "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter")
+    return REDDEQ(prior(config) if denoiser is None else denoiser, config.sigma, tau, solver=SOLVERS[config.solver],
                   backward="unrolled" if config.method == "unrolled" else config.backward,
-                  max_iter=config.max_iter, tol=config.tol, backward_max_iter=config.backward_max_iter,
-                  backward_tol=config.backward_tol, unroll_iter=config.unroll_iter)
+                  **{name: getattr(config, name) for name in same})
 
 
 def save(path, model: REDDEQ, config: ModelConfig, metrics: dict | None = None, force: bool = False):
-    """Save the model's weights, its config and its prior's architecture
-    (``checkpoints.save_state``: atomic, no overwrite)."""
+    """Save the weights, config and prior architecture (``checkpoints.save_state``: atomic, no overwrite)."""
     if not isinstance(model, REDDEQ) or not isinstance(config, ModelConfig):
         raise TypeError(f"model must be a REDDEQ and config a ModelConfig, got {type(model).__name__} and "
                         f"{type(config).__name__}")
@@ -125,10 +111,8 @@ def save(path, model: REDDEQ, config: ModelConfig, metrics: dict | None = None, 
 
 
 def load_model(source, device=None) -> REDDEQ:
-    """A trained ``REDDEQ`` from a manifest name or a ``.pt`` path (sha256-checked where
-    recorded), in eval mode, with its ``ModelConfig`` as ``model.config``:
-    ``problems.make_problem(c.app, c.image_size, c.num_blocks, snr_db=c.snr_db)`` rebuilds
-    the problem it was trained for."""
+    """A trained ``REDDEQ`` (manifest name or ``.pt`` path, sha256-checked) in eval mode, with its
+    ``ModelConfig`` as ``model.config``, from which ``problems.make_problem`` rebuilds its problem."""
     from ..device import as_device
 
     state = checkpoints.load_state(source, kind="red_deq")

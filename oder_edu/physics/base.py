@@ -1,14 +1,9 @@
 """Blocked linear forward models A = [A_1; ...; A_B] and the data term they define.
 
-Shapes: an image batch ``x`` is ``[N, C, H, W]`` (real); a measurement keeps the blocks along
-dim 1, ``[N, b, *block_shape]`` with b = len(blocks) (all B = ``num_blocks`` blocks when
-``blocks`` is None); a block set is a 1-D LongTensor of distinct indices in ``[0, B)``, and row j
-of a measurement belongs to block ``blocks[j]``.
-
-Operators store their tables once and never copy them for a call on all blocks, so a call on a
-subset allocates at most what the full call does (``tests/test_operator_contract.py``). They
-pass NaN and Inf through like any linear map; every consumer (``LeastSquares``, the solvers,
-the DEQ layer, the widgets, training) rejects non-finite data or stops on it.
+Shapes: images ``[N, C, H, W]`` (real); measurements ``[N, b, *block_shape]``, row j from block
+``blocks[j]`` (b = B = ``num_blocks`` when ``blocks`` is None); a block set is a 1-D LongTensor of
+distinct indices in ``[0, B)``. A call on a subset allocates at most what the full call does
+(``tests/test_operator_contract.py``); NaN and Inf pass through, and every consumer rejects them.
 """
 
 from __future__ import annotations
@@ -22,9 +17,8 @@ from .. import checks
 
 
 def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
-    """Validate a block set: None (all blocks, in order) or a 1-D CPU LongTensor. Empty, duplicate,
-    non-integer or out-of-range indices raise: dropping or repeating a block would bias the
-    minibatch gradient. The set stays on the CPU, so checking it costs no device synchronization."""
+    """None (all blocks) or a 1-D CPU LongTensor (no device sync); empty, duplicate, non-integer or
+    out-of-range indices raise, since dropping or repeating a block would bias the minibatch gradient."""
     if blocks is None:
         return None
     if not torch.is_tensor(blocks):
@@ -50,7 +44,6 @@ def as_blocks(blocks, num_blocks: int) -> torch.Tensor | None:
 
 
 def count(blocks: torch.Tensor | None, num_blocks: int) -> int:
-    """b, the number of blocks in a validated block set."""
     return num_blocks if blocks is None else blocks.numel()
 
 
@@ -60,10 +53,8 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def conjugate_gradient(apply, b: torch.Tensor, x0: torch.Tensor):
-    """Iterates x_1, x_2, ... (forever) of conjugate gradient for ``apply(x) = b``, ``apply``
-    symmetric positive semidefinite (Hestenes & Stiefel, J. Res. Natl. Bur. Stand. 1952).
-    ``b``, ``x0``: ``[N, C, H, W]``, one system per image; an image whose residual is exactly
-    zero stops moving instead of dividing by zero."""
+    """Endless CG iterates x_1, x_2, ... for ``apply(x) = b``, ``apply`` symmetric PSD (Hestenes & Stiefel,
+    J. Res. Natl. Bur. Stand. 1952); one system per image of ``[N, C, H, W]``, zero residuals stay put."""
     x = x0
     r = b - apply(x)
     p = r
@@ -82,8 +73,7 @@ def conjugate_gradient(apply, b: torch.Tensor, x0: torch.Tensor):
 
 
 def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> float:
-    """The largest eigenvalue of a symmetric positive semidefinite ``apply`` on tensors of
-    ``shape`` (float64, seeded start), stopping once it changes by less than ``tol`` (relative)."""
+    """Largest eigenvalue of a symmetric PSD ``apply`` on ``shape`` (float64, seeded), to relative ``tol``."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x /= x.norm()
     value = 0.0
@@ -97,12 +87,9 @@ def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> flo
 
 
 class BlockOperator:
-    """A linear operator from images ``image_shape`` (C, H, W) to ``num_blocks`` row blocks of
-    ``block_shape``. Subclasses set these three (``super().__init__``) and implement
-    ``_forward(x, blocks)`` and ``_adjoint(y, blocks)`` for validated inputs (``blocks`` None or a
-    CPU LongTensor); ``forward`` and ``adjoint`` check shapes and dtypes so that nothing is silently
-    broadcast. ``solve_normal`` is the one place a closed form of AᵀA lives. Stored tables follow
-    the device and dtype of the input (``_buffer``)."""
+    """A linear map from images ``image_shape`` (C, H, W) to ``num_blocks`` blocks of ``block_shape``.
+    Subclasses implement ``_forward(x, blocks)`` and ``_adjoint(y, blocks)`` for validated inputs, and
+    ``solve_normal`` where AᵀA has a closed form; tables follow the input's device and dtype (``_buffer``)."""
 
     complex_measurements: bool = False
 
@@ -122,15 +109,12 @@ class BlockOperator:
 
     __call__ = forward
 
-    def _normal(self, x: torch.Tensor, blocks: torch.Tensor | None = None) -> torch.Tensor:
-        """A_SᵀA_S x for a validated block set (AᵀA x for all blocks)."""
+    def _normal(self, x: torch.Tensor, blocks: torch.Tensor | None = None) -> torch.Tensor:  # A_SᵀA_S x
         return self._adjoint(self._forward(x, blocks), blocks)
 
     def solve_normal(self, b: torch.Tensor, shift: float, x_init: torch.Tensor | None = None,
                      num_iter: int = 20) -> torch.Tensor:
-        """``(AᵀA + shift·I)^{-1} b`` for ``b`` ``[N, C, H, W]`` and ``shift > 0``: ``num_iter``
-        conjugate-gradient iterations from ``x_init`` (default ``b / shift``). Operators whose
-        AᵀA is diagonal in a known basis override this with the exact solve."""
+        """``(AᵀA + shift·I)^{-1} b``: ``num_iter`` CG iterations from ``x_init`` (default ``b / shift``)."""
         shift = checks.number("shift", shift, positive=True)
         normal = lambda x: self._normal(x) + shift * x  # noqa: E731
         for k, x in enumerate(conjugate_gradient(normal, b, b / shift if x_init is None else x_init), start=1):
@@ -138,8 +122,7 @@ class BlockOperator:
                 return x
 
     def norm(self, num_iter: int = 100, tol: float = 1e-6) -> float:
-        """Spectral norm ||A||_2 by power iteration on AᵀA, cached per (``num_iter``, ``tol``).
-        ``L = norm()**2`` is the Lipschitz constant of ∇g."""
+        """||A||_2 by power iteration on AᵀA (cached); ``norm()**2`` is L_g, the Lipschitz constant of ∇g."""
         cache = self.__dict__.setdefault("_norms", {})
         key = (checks.integer("num_iter", num_iter, 1), checks.number("tol", tol, minimum=0))
         if key not in cache:
@@ -156,14 +139,8 @@ class BlockOperator:
         return self._block_norms
 
     def minibatch_lipschitz(self, batch_size: int) -> float:
-        """A bound on the Lipschitz constant of the minibatch gradient (B/b)·A_SᵀA_S(x) − ...
-        over every block set S of size b: ``min((B/b)·||A||², B·max_i ||A_i||²)``.
-
-        Both hold for every S: ||A_S|| <= ||A|| (A_S is a block of rows of A), and
-        ||A_SᵀA_S|| <= Σ_{i∈S} ||A_i||² <= b·max_i ||A_i||². The first is tight when the blocks
-        look alike (CT angles, IDT LEDs), the second when each block sees its own part of the
-        image (MRI coils). With b = B it is L_g = ||A||².
-        """
+        """``min((B/b)·||A||², B·max_i ||A_i||²)`` bounds the Lipschitz constant of (B/b)·A_SᵀA_S for every
+        |S| = b, as ||A_S|| <= ||A|| and ||A_SᵀA_S|| <= b·max_i ||A_i||²; L_g when b = B."""
         b = checks.integer("batch_size", batch_size, 1, self.num_blocks)
         L = self.norm() ** 2
         if b == self.num_blocks:
@@ -185,18 +162,16 @@ class BlockOperator:
         name = type(self).__name__
         if not torch.is_tensor(y):
             raise TypeError(f"{name} expects a torch.Tensor measurement, got {type(y).__name__}")
-        if self.complex_measurements and not y.is_complex():
-            raise TypeError(f"{name} expects complex measurements, got dtype {y.dtype}")
-        if not self.complex_measurements and (y.is_complex() or not y.is_floating_point()):
-            raise TypeError(f"{name} expects real floating-point measurements, got dtype {y.dtype}")
+        if y.is_complex() != self.complex_measurements or not (y.is_complex() or y.is_floating_point()):
+            kind = "complex" if self.complex_measurements else "real floating-point"
+            raise TypeError(f"{name} expects {kind} measurements, got dtype {y.dtype}")
         expected = (b, *self.block_shape)
         if y.ndim != len(expected) + 1 or tuple(y.shape[1:]) != expected or y.shape[0] == 0:
             raise ValueError(f"{name} expects measurements of shape [N, {', '.join(map(str, expected))}] "
                              f"for {b} block(s), got {tuple(y.shape)}")
 
     def _buffer(self, name: str, like: torch.Tensor, conj: bool = False) -> torch.Tensor:
-        """The stored tensor ``name`` (conjugated if ``conj``: a lazily conjugated operand is
-        several times slower) on ``like``'s device, in its precision (cached)."""
+        """The stored tensor ``name`` on ``like``'s device and precision, physically conjugated if ``conj`` (cached)."""
         base = getattr(self, name)
         dtype = base.dtype
         if base.is_complex():
@@ -212,8 +187,7 @@ class BlockOperator:
 
     def _rows(self, name: str, like: torch.Tensor, blocks: torch.Tensor | None, conj: bool = False,
               channel: int | None = None) -> torch.Tensor:
-        """The stored per-block table ``name`` (blocks along dim 0; only ``[:, channel]`` if given)
-        restricted to ``blocks``: the cached table itself for all blocks, a copy of b rows otherwise."""
+        """The per-block table ``name`` (``[:, channel]`` if given) at ``blocks``; no copy for all blocks."""
         table = self._buffer(name, like, conj)
         table = table if channel is None else table[:, channel]
         return table if blocks is None else table.index_select(0, blocks.to(table.device))
@@ -223,18 +197,10 @@ class BlockOperator:
 
 
 class LeastSquares:
-    """The data term g(x) = 1/2 sum_i ||A_i x - y_i||^2 of a blocked operator.
-
-    ``grad(x)`` is the full gradient; ``grad(x, blocks)`` with a block set S of size b is the
-    unbiased minibatch estimate of online RED (Wu, Sun, Liu, Kamilov, ICCV Workshops 2019; Sun,
-    Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al., NeurIPS 2022),
-
-        (B / b) * sum_{i in S} A_i^T (A_i x - y_i),
-
-    whose expectation is the full gradient when every block is drawn with probability b/B
-    (``physics.samplers``). The authors' CT code gets the same factor from its back-projection's
-    normalization, π/(2·len θ_S).
-    """
+    """The data term g(x) = 1/2 sum_i ||A_i x - y_i||^2. ``grad(x, blocks)`` over S, |S| = b, is the unbiased
+    minibatch gradient (B / b) * sum_{i in S} A_i^T (A_i x - y_i) of online RED (Wu, Sun, Liu, Kamilov,
+    ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al., NeurIPS 2022), when
+    each block is drawn with probability b/B; the authors' CT code gets B/b from π/(2·len θ_S)."""
 
     def __init__(self, A: BlockOperator, y: torch.Tensor):
         if not isinstance(A, BlockOperator):
@@ -243,7 +209,6 @@ class LeastSquares:
         self.A, self.y = A, checks.finite("measurements y", y)
 
     def check(self, x: torch.Tensor) -> None:
-        """Raise unless x is an image batch this data term can take (shape, batch, dtype, device)."""
         self.A.check_image(x)
         real = self.y.real.dtype if self.y.is_complex() else self.y.dtype
         if x.device != self.y.device or x.dtype != real:
@@ -252,34 +217,30 @@ class LeastSquares:
         if x.shape[0] != self.y.shape[0]:
             raise ValueError(f"image batch {x.shape[0]} does not match data batch {self.y.shape[0]}")
 
-    def _residual(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+    def _residual(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:  # A_S x - y_S
         y = self.y if blocks is None else self.y.index_select(1, blocks.to(self.y.device))
         return self.A._forward(x, blocks) - y
 
-    def residual(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
-        """``A_S x - y_S``, shape ``[N, b, *block_shape]``."""
+    def _blocks(self, x: torch.Tensor, blocks) -> torch.Tensor | None:
         self.check(x)
-        return self._residual(x, as_blocks(blocks, self.A.num_blocks))
+        return as_blocks(blocks, self.A.num_blocks)
 
     def value(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
-        """g(x) per image, shape ``[N]`` (with ``blocks``: the same B/b scaling as ``grad``)."""
-        self.check(x)
-        blocks = as_blocks(blocks, self.A.num_blocks)
+        """g(x) per image, ``[N]`` (with ``blocks``: the same B/b scaling as ``grad``)."""
+        blocks = self._blocks(x, blocks)
         scale = self.A.num_blocks / count(blocks, self.A.num_blocks)
         return 0.5 * scale * self._residual(x, blocks).abs().square().flatten(1).sum(1)
 
     def grad(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """Full gradient ``[N, C, H, W]``, or the unbiased (B/b) estimate over ``blocks``."""
-        self.check(x)
-        blocks = as_blocks(blocks, self.A.num_blocks)
+        blocks = self._blocks(x, blocks)
         g = self.A._adjoint(self._residual(x, blocks), blocks)
         return g if blocks is None else g * (self.A.num_blocks / blocks.numel())
 
     def prox(self, v: torch.Tensor, gamma: float, x_init: torch.Tensor | None = None,
              cg_iter: int = 20) -> torch.Tensor:
-        """prox_{γg}(v) = argmin_x ½||Ax − y||² + 1/(2γ)||x − v||² = (AᵀA + I/γ)^{-1}(Aᵀy + v/γ),
-        by the operator's ``solve_normal`` (exact where AᵀA has a closed form, else ``cg_iter``
-        conjugate-gradient iterations from ``x_init``, default ``v``)."""
+        """prox_{γg}(v) = (AᵀA + I/γ)^{-1}(Aᵀy + v/γ) by ``A.solve_normal`` (``cg_iter`` CG steps from
+        ``x_init``, default ``v``)."""
         self.check(v)
         gamma = checks.number("gamma", gamma, positive=True)
         if getattr(self, "_Aty", None) is None:
@@ -288,8 +249,7 @@ class LeastSquares:
                                    checks.integer("cg_iter", cg_iter, 1))
 
     def lipschitz(self, batch_ratio: float = 1.0, sampler: str = "uniform") -> float:
-        """L_g = ||A||² for the full gradient, else ``A.minibatch_lipschitz`` for the b that
-        ``sampler`` draws."""
+        """``A.minibatch_lipschitz`` for the b that ``sampler`` draws (L_g = ||A||² for all blocks)."""
         from .samplers import draw_size
 
         return self.A.minibatch_lipschitz(draw_size(sampler, self.A.num_blocks, batch_ratio))

@@ -1,13 +1,8 @@
 """Training and validating the shipped denoisers (the loop behind ``oder-edu train denoiser``).
 
-Each Adam step draws a fresh batch from ``images.training_images`` (procedural phantoms and
-natural-image patches, ``images.MIX``), a noise level per image σ ~ U[σ_min, σ_max], and
-minimizes DnCNN's residual-learning loss mean ||R(x + σn, σ) − σn||² = mean ||D(x + σn, σ) − x||²
-(Zhang et al., IEEE TIP 2017).
-
-Validation (``validate``) uses images never trained on: ``phantoms.validation_phantoms`` and,
-for real structure, held-out patches of scikit-image's ``camera`` and ``coins`` and the CT
-and MR slices of ``data/``; at each σ it compares with TV denoising at its best weight.
+Each Adam step draws a fresh ``images.training_images`` batch and σ ~ U[σ_min, σ_max] per image, and
+minimizes DnCNN's residual loss mean ||D(x + σn, σ) − x||² (Zhang et al., IEEE TIP 2017); ``validate``
+compares with TV at its best weight on held-out phantoms, natural patches and the CT and MR slices.
 """
 
 from __future__ import annotations
@@ -30,7 +25,6 @@ TV_LAM_PER_SIGMA_GRID = (0.4, 0.6, 0.8, 1.0, 1.2, 1.5)
 @dataclass
 class DenoiserConfig:
     """Everything a denoiser training run depends on (recorded in the manifest)."""
-
     depth: int = 7
     width: int = 32
     sigma_min: float = 0.0
@@ -72,16 +66,12 @@ def train(config: DenoiserConfig, device=None, progress=None) -> tuple[DnCNN, li
     return model.eval(), losses, time.perf_counter() - start
 
 
-def noisy_copy(x: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """``x + σ n`` with n ~ N(0, I) drawn on the CPU from ``seed`` (the same noise on any device)."""
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    return x + sigma * noise.to(x.device)
-
-
 @torch.no_grad()
 def denoise_psnr(denoiser, clean: torch.Tensor, sigma: float, seed: int = VALIDATION_SEED + 1) -> float:
-    """Mean PSNR (dB) of ``denoiser(clean + σn, σ)`` over the images of ``clean`` ``[N, C, H, W]``."""
-    return psnr(denoiser(noisy_copy(clean, sigma, seed), sigma).clamp(0, 1), clean).mean().item()
+    """Mean PSNR (dB) of ``denoiser(clean + σn, σ)`` over ``clean`` ``[N, C, H, W]``, n drawn on the CPU
+    from ``seed`` (the same noise on any device)."""
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed), dtype=clean.dtype)
+    return psnr(denoiser(clean + sigma * noise.to(clean.device), sigma).clamp(0, 1), clean).mean().item()
 
 
 def best_tv_psnr(clean: torch.Tensor, sigma: float, num_iter: int = 200) -> tuple[float, float]:
@@ -91,8 +81,7 @@ def best_tv_psnr(clean: torch.Tensor, sigma: float, num_iter: int = 200) -> tupl
 
 
 def validation_sets(size: int = 128) -> dict[str, torch.Tensor]:
-    """Held-out images: procedural phantoms, natural patches never trained on (camera, coins),
-    and the real CT and MR slices (each ``[n, 1, H, W]``)."""
+    """Held-out images ``[n, 1, H, W]``: phantoms, camera and coins patches, the CT and MR slices."""
     return {
         "phantoms": validation_phantoms(8, size),
         "natural (camera, coins)": images.natural_crops(8, size, torch.Generator().manual_seed(VALIDATION_SEED),
@@ -107,12 +96,10 @@ def validate(denoiser, sigmas=VALIDATION_SIGMAS, size: int = 128, device=None) -
     results = {}
     for name, clean in validation_sets(size).items():
         clean = clean.to(device or "cpu")
-        rows = {"sigma": list(sigmas), "denoiser": [], "tv_best": [], "noisy": []}
-        for sigma in sigmas:
-            rows["denoiser"].append(round(denoise_psnr(denoiser, clean, sigma), 2))
-            rows["tv_best"].append(round(best_tv_psnr(clean, sigma)[0], 2))
-            rows["noisy"].append(round(denoise_psnr(lambda v, s: v, clean, sigma), 2))
-        results[name] = rows
+        results[name] = {"sigma": list(sigmas),
+                         "denoiser": [round(denoise_psnr(denoiser, clean, s), 2) for s in sigmas],
+                         "tv_best": [round(best_tv_psnr(clean, s)[0], 2) for s in sigmas],
+                         "noisy": [round(denoise_psnr(lambda v, _: v, clean, s), 2) for s in sigmas]}
     return results
 
 
@@ -130,11 +117,9 @@ def summary(config: DenoiserConfig, model: DnCNN, losses: list[float], seconds: 
 
 def check(config: DenoiserConfig) -> DenoiserConfig:
     """ValueError for a configuration that cannot train, naming the bad value."""
-    for name in ("steps", "batch_size", "depth", "width"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
-    if config.patch_size < 8:
-        raise ValueError(f"--patch-size must be >= 8, got {config.patch_size}")
+    for name, low in (("steps", 1), ("batch_size", 1), ("depth", 1), ("width", 1), ("patch_size", 8)):
+        if getattr(config, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(config, name)}")
     # float32 activations of a training step (two per layer), before a batch is drawn
     checks.memory(f"a training step at --batch-size {config.batch_size}, --patch-size {config.patch_size}, "
                   f"--width {config.width}, --depth {config.depth}",

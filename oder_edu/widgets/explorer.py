@@ -1,6 +1,5 @@
-"""The reconstruction explorer: PnP, RED and online RED on CT, MRI and IDT, live. A run is an
-asyncio task that does one iteration (``runner.ReconstructionRun``), reads the controls and
-yields, so the kernel handles slider messages between any two iterations."""
+"""The reconstruction explorer: PnP, RED and online RED on CT, MRI and IDT, live; a run is an asyncio
+task that yields after every iteration, so the kernel handles slider messages in between."""
 
 from __future__ import annotations
 
@@ -35,11 +34,9 @@ def ratio_options(num_blocks: int) -> list[tuple[str, float]]:
 
 
 class ReconstructionExplorer(Panel):
-    """Step γ, denoiser strength σ, prior weight τ (× L_g) and minibatch ratio b/B under the student's
-    hand (σ, τ start at the problem's RED setting, γ at the default step). Shown: the iterate, truth,
-    error map, PSNR versus iteration, and PSNR, SSIM, time and peak tensor memory per iteration
-    beside the full-batch (b = B) run's. ``num_blocks``: B per problem; ``denoiser``: 'dncnn',
-    'gaussian', 'tv' or a callable ``D(x, sigma)``; ``frames``: (iteration shown, perf_counter).
+    """Sliders for step γ, denoiser σ, prior weight τ (× L_g) and b/B; shows the iterate, truth, error, PSNR
+    curve and per-iteration PSNR, SSIM, time and memory beside the full-batch run's. ``num_blocks``: B per
+    problem; ``denoiser``: a ``load_denoiser`` name or ``D(x, sigma)``; ``frames``: (iteration, perf_counter).
 
     >>> ex = ReconstructionExplorer("mri", denoiser="gaussian")
     >>> ex.sigma.value = 0.04; history = ex.run_sync(5)   # no event loop needed
@@ -69,19 +66,19 @@ class ReconstructionExplorer(Panel):
         self._problems, self._run, self._runs, self.task, self.error = {}, None, 0, None, None
         self.throttle, self.frames = Throttle(), []
         style, wide = {"description_width": "80px"}, w.Layout(width="420px")
+        slider = lambda kind, name, **kw: kind(style=style, layout=wide, **kw).add_class(name)  # noqa: E731
         self.problem = w.Dropdown(options=PROBLEMS, value=problem, description="problem", style=style)
         self.algorithm = w.Dropdown(options=[(v, k) for k, v in ALGORITHMS.items()], value=algorithm,
                                     description="algorithm", style=style)
-        self.gamma = w.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.05, description="step γ",
-                                      readout_format=".3g", style=style, layout=wide).add_class("oder-gamma")
-        self.sigma = w.FloatSlider(value=0.05, min=0.0, max=0.2, step=0.005, description="denoiser σ",
-                                   readout_format=".3f", style=style, layout=wide).add_class("oder-sigma")
-        self.tau = w.FloatSlider(value=0.1, min=0.0, max=0.5, step=0.005, description="τ / L_g",
-                                 readout_format=".3f", style=style, layout=wide).add_class("oder-tau")
-        self.batch_ratio = w.SelectionSlider(options=[("1", 1.0)], description="b/B", style=style,
-                                             layout=wide).add_class("oder-ratio")
-        self.iterations = w.IntSlider(value=iterations, min=1, max=1000, description="iterations", style=style,
-                                      layout=wide).add_class("oder-iterations")
+        self.gamma = slider(w.FloatLogSlider, "oder-gamma", value=1.0, base=10, min=-1, max=1, step=0.05,
+                            description="step γ", readout_format=".3g")
+        self.sigma = slider(w.FloatSlider, "oder-sigma", value=0.05, min=0.0, max=0.2, step=0.005,
+                            description="denoiser σ", readout_format=".3f")
+        self.tau = slider(w.FloatSlider, "oder-tau", value=0.1, min=0.0, max=0.5, step=0.005, description="τ / L_g",
+                          readout_format=".3f")
+        self.batch_ratio = slider(w.SelectionSlider, "oder-ratio", options=[("1", 1.0)], description="b/B")
+        self.iterations = slider(w.IntSlider, "oder-iterations", value=iterations, min=1, max=1000,
+                                 description="iterations")
         self.reference = w.Checkbox(value=reference, description="full-batch reference (from next Run)", indent=False)
         self.run_button = w.Button(description="Run", button_style="success", icon="play").add_class("oder-run")
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop").add_class("oder-stop")
@@ -118,9 +115,8 @@ class ReconstructionExplorer(Panel):
         return safe_step(self._problem, s.algorithm, s.tau, s.batch_ratio)
 
     def start(self, iterations: int | None = None) -> asyncio.Task:
-        """Start a run as an asyncio task on the running loop (cancelling any earlier run)."""
+        """Start a run as a task on the running loop (else the kernel's), cancelling any earlier run."""
         run = self._begin(iterations)
-        # The running loop; for a front end calling back outside it, the kernel's loop.
         self.task = asyncio.get_event_loop().create_task(self._loop(run))
         return self.task
 
@@ -206,8 +202,7 @@ class ReconstructionExplorer(Panel):
         self.throttle.last = self.throttle.clock()  # every redraw counts for the 0.1 s interval
 
     def _show_readout(self, run: ReconstructionRun) -> None:
-        """PSNR (dB), SSIM, time (ms, median of the last ≤ 10 iterations at this algorithm and b/B)
-        and peak tensor memory (MiB) per iteration, this run's beside the full-batch run's."""
+        """PSNR, SSIM, time (median of the last ≤ 10 iterations at this algorithm and b/B) and peak memory."""
         last, p, B = run.history[-1], self._problem, self._problem.A.num_blocks
         cost = lambda r: (r.settings.algorithm, r.settings.batch_ratio)  # noqa: E731
         recent = list(itertools.takewhile(lambda r: cost(r) == cost(last), reversed(run.history[-10:])))
@@ -241,7 +236,6 @@ class ReconstructionExplorer(Panel):
         return self._problems[self.problem.value]
 
     def _set_problem(self) -> None:
-        """Build (or reuse) the selected problem, reset the controls to it, show its start image."""
         self._cancel()
         name = self.problem.value
         if name not in self._problems:
