@@ -89,8 +89,7 @@ def format_table(rows) -> str:
 
 
 def save_figure(rows, images, truth, path) -> Path:
-    """A PNG grid: the phantom and each reconstruction with its PSNR/SSIM (Matplotlib Agg,
-    through a bare ``Figure`` so no global backend is touched)."""
+    """A PNG grid of the phantom and each reconstruction with its PSNR/SSIM (a bare Agg ``Figure``: no pyplot)."""
     panels = [("ground truth", truth, "")] + [
         (r["method"], images[r["method"]], f"{r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}") for r in rows]
     cols, grid_rows = 3, (len(panels) + 2) // 3

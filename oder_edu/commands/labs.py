@@ -20,9 +20,8 @@ def has_solution(source: str) -> bool:
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
-    """The student version of one code cell's ``source`` (``where`` names it in errors). A region
-    never closed, an END without a BEGIN, a nested BEGIN, or a marker with other code on its line
-    raises a ValueError: guessing would either leak the solution or delete the student's code."""
+    """The student version of a code cell's ``source`` (``where``: its name in errors). An unclosed, unopened or
+    nested region, or a marker not alone on its line, raises a ValueError: guessing could leak or delete code."""
     out: list[str] = []
     region: list[str] | None = None  # lines of the open solution region
     indent = ""
@@ -52,8 +51,7 @@ def strip_solutions(source: str, where: str = "cell") -> str:
 
 
 def student_notebook(notebook, name: str = "notebook"):
-    """``(student, count)``: a deep copy of an nbformat notebook with every code cell's solutions
-    stripped, and the number of exercise cells."""
+    """``(student, count)``: a copy of an nbformat notebook, solutions stripped, and its number of exercise cells."""
     student = copy.deepcopy(notebook)
     student.metadata.pop("widgets", None)
     count = 0
@@ -68,9 +66,8 @@ def student_notebook(notebook, name: str = "notebook"):
 
 
 def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tuple[Path, int]]:
-    """Write the student version of every ``*.ipynb`` in ``source_dir`` (with or without exercises)
-    to ``out_dir``, each to a temporary name then renamed; nothing at all if a notebook is already
-    there (a student's work) unless ``force``. ``[(written path, exercise cells), ...]`` by name."""
+    """Write every ``*.ipynb`` of ``source_dir`` as a student version to ``out_dir`` (via a temporary name), or
+    nothing if one is already there (a student's work) unless ``force``: ``[(path, exercise cells), ...]``."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     paths = sorted(source_dir.glob("*.ipynb"))
     if not paths:

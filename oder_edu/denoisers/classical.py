@@ -1,8 +1,5 @@
-"""Denoisers that need no training: Gaussian smoothing and total-variation (TV) denoising.
-
-Both map an image batch ``x`` ``[N, C, H, W]`` and a strength (a float or an ``[N]`` tensor) to
-``[N, C, H, W]``; ``tv_denoise``, the proximal operator of ``lam * TV``, is FISTA-TV's prior step.
-"""
+"""Denoisers that need no training, ``[N, C, H, W] -> [N, C, H, W]`` at a strength (a float or an ``[N]``
+tensor): Gaussian smoothing, and TV denoising (the prox of ``lam * TV``, FISTA-TV's prior step)."""
 
 from __future__ import annotations
 
@@ -28,8 +25,7 @@ def check_image(x, name: str = "denoiser") -> None:
 
 
 def as_strength(x: torch.Tensor, value, what: str = "sigma") -> torch.Tensor:
-    """A strength >= 0 (a float, a 0-d or an ``[N]`` tensor) as an ``[N]`` tensor on ``x``'s
-    device and dtype; only a single number is broadcast to the batch."""
+    """A strength >= 0 (a number, broadcast, or an ``[N]`` tensor) as an ``[N]`` tensor like ``x``."""
     n = x.shape[0]
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or torch.is_tensor(value)):
         raise TypeError(f"{what} must be a float or a tensor of shape [{n}], got {type(value).__name__}")
@@ -52,11 +48,9 @@ GAUSSIAN_STD_SCALE = 2.5  # kernel std in pixels = 2.5 sqrt(sigma): 0.56 px at 0
 
 
 def gaussian_denoise(x: torch.Tensor, sigma, std=None) -> torch.Tensor:
-    """Gaussian smoothing ``[N, C, H, W] -> [N, C, H, W]`` (reflecting borders, separable kernel
-    truncated at 4 std) with std ``GAUSSIAN_STD_SCALE * sqrt(sigma)`` pixels, sigma the noise level
-    of images in [0, 1] (fitted to the best std on ``validation_phantoms`` at sigma = 0.05, 0.1, 0.2,
-    about 0.55, 0.8, 1.2 px; tests/test_denoisers.py keeps it within 0.5 dB of the best), or
-    ``std`` (a float or ``[N]``, in pixels) when given. A zero std returns ``x`` unchanged."""
+    """Gaussian smoothing (reflecting borders, separable kernel cut at 4 std) with std ``std`` pixels (a float
+    or ``[N]``), else ``GAUSSIAN_STD_SCALE * sqrt(sigma)`` for noise level sigma on [0, 1] images (within 0.5 dB
+    of the best std on ``validation_phantoms`` at sigma = 0.05, 0.1, 0.2: tests/test_denoisers.py); std 0: ``x``."""
     check_image(x, "gaussian_denoise")
     std = GAUSSIAN_STD_SCALE * as_strength(x, sigma).sqrt() if std is None else as_strength(x, std, "std")
     n, c, h, w = x.shape
@@ -76,8 +70,7 @@ def gaussian_denoise(x: torch.Tensor, sigma, std=None) -> torch.Tensor:
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:
-    """Forward differences with Neumann boundary: ``[N, C, H, W] -> [N, C, 2, H, W]``
-    (vertical, horizontal; the last row/column difference is 0)."""
+    """Forward differences, 0 past the last row/column (Neumann): ``[N, C, H, W] -> [N, C, 2 (v, h), H, W]``."""
     dv = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
     dh = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
     return torch.stack([dv, dh], dim=2)
@@ -92,24 +85,16 @@ def gradient_adjoint(p: torch.Tensor) -> torch.Tensor:
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Isotropic TV per image ``[N]``: ``TV(x) = sum_pixels sqrt(dv^2 + dh^2)`` (channels summed
-    separately, forward differences, Neumann boundary)."""
+    """Isotropic TV per image ``[N]``: the sum over pixels and channels of sqrt(dv^2 + dh^2) (``gradient``)."""
     return gradient(x).square().sum(dim=2).sqrt().sum(dim=(1, 2, 3))
 
 
 def tv_denoise(v: torch.Tensor, lam, num_iter: int = 100) -> torch.Tensor:
-    """The proximal operator of isotropic TV, ``argmin_x 1/2 ||x - v||^2 + lam TV(x)``:
-    ``[N, C, H, W] -> [N, C, H, W]``, ``lam`` a float or an ``[N]`` tensor. Same problem as
-    scikit-image's ``denoise_tv_chambolle(v, weight=lam)`` on each 2-D channel.
-
-    ``num_iter`` steps of FISTA on the dual (A. Beck and M. Teboulle, "Fast gradient-based
-    algorithms for constrained total variation image denoising and deblurring problems", IEEE TIP
-    2009; the dual is Chambolle's, JMIV 2004), error O(1/k^2): with ``x = v - lam grad^T p``,
-
-        minimize over |p_ij| <= 1 (pixelwise, 2-vectors):  1/2 || v - lam grad^T p ||^2,
-
-    whose gradient is (8 lam^2)-Lipschitz: ``p <- Proj(q + grad(x) / (8 lam))``, then momentum.
-    """
+    """The prox of isotropic TV, ``argmin_x 1/2 ||x - v||^2 + lam TV(x)`` per image (scikit-image's
+    ``denoise_tv_chambolle(v, weight=lam)`` on each 2-D channel), by ``num_iter`` steps of FISTA, error O(1/k^2),
+    on Chambolle's dual (JMIV 2004): min over |p_ij| <= 1 of 1/2 ||v - lam grad^T p||^2, (8 lam^2)-smooth, with
+    ``x = v - lam grad^T p`` (A. Beck and M. Teboulle, "Fast gradient-based algorithms for constrained total
+    variation image denoising and deblurring problems", IEEE TIP 2009)."""
     check_image(v, "tv_denoise")
     num_iter = checks.integer("num_iter", num_iter, 0)
     lam = as_strength(v, lam, "lam")[:, None, None, None]
@@ -119,7 +104,7 @@ def tv_denoise(v: torch.Tensor, lam, num_iter: int = 100) -> torch.Tensor:
     q, t = p, 1.0
     for _ in range(num_iter):
         x = v - lam * gradient_adjoint(q)
-        p_next = q + step[..., None] * gradient(x)
+        p_next = q + step[..., None] * gradient(x)  # a gradient step, then the projection onto |p_ij| <= 1
         p_next = p_next / p_next.square().sum(dim=2, keepdim=True).sqrt().clamp(min=1.0)
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
         q = p_next + ((t - 1) / t_next) * (p_next - p)

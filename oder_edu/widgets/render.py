@@ -63,9 +63,8 @@ def to_image(x) -> np.ndarray:
 
 
 class ReconstructionFigure:
-    """The iterate, the ground truth, the error map |x − x_true| (on the fixed ranges [0, 1], [0, 0.5])
-    and PSNR versus iteration, the full-batch run dashed. Frames are blitted: the static parts (text
-    is most of a draw's cost) are kept as pixels, re-rendered only when the PSNR axis changes."""
+    """The iterate, ground truth, error |x − x_true| (fixed ranges [0, 1], [0, 0.5]) and PSNR per iteration (the
+    full batch dashed), blitted: the static parts (mostly text) are kept as pixels until the PSNR axis changes."""
 
     def __init__(self, x_true, figsize=(12.0, 3.1), dpi: float = 72):  # x_true: [N, C, H, W]
         # A fixed layout: constrained/tight layout would re-solve it on every full draw.
@@ -111,8 +110,7 @@ class ReconstructionFigure:
         return changed
 
     def update(self, x, iterations, psnr_values, reference_values, total: int = 0, title: str = "") -> bytes:
-        """Draw iterate ``x`` ``[N, C, H, W]`` and the PSNR curves (dB over ``iterations``, the
-        x-axis spanning ``total``); return PNG bytes. ``reference_values`` may hold None."""
+        """PNG bytes of iterate ``x`` ``[N, C, H, W]`` and the PSNR curves (dB, the reference's may hold None)."""
         image = to_image(x)
         self.recon.set_data(np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0))
         self.error.set_data(np.nan_to_num(np.abs(image - self.truth), nan=0.5, posinf=0.5))

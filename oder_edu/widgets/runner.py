@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -22,8 +23,7 @@ RED_SIGMAS, RED_TAUS = (0.01, 0.02, 0.05), (0.01, 0.03, 0.1, 0.3)  # red_sweep's
 
 @dataclass(frozen=True)
 class Settings:
-    """What the student controls: the algorithm, step γ, denoiser strength σ, prior weight τ
-    (absolute, RED only) and minibatch ratio b/B."""
+    """The student's controls: algorithm, step γ, denoiser strength σ, prior weight τ (absolute, RED only), b/B."""
 
     algorithm: str
     gamma: float
@@ -41,9 +41,8 @@ class Settings:
 
 @dataclass(frozen=True)
 class Record:
-    """One iteration: ``blocks`` = b; ``psnr`` (dB), ``ssim``; ``seconds``: the solver's compute time;
-    ``peak_bytes``: peak tensor memory (see ``_Chain``); ``reference_*``: the same for the full-batch
-    run, None without one; ``diverged``, ``message``: the solver stopped the run, and why."""
+    """One iteration: ``blocks`` = b, PSNR (dB), SSIM, the solver's seconds, peak tensor bytes (``_Chain``),
+    the same for the full-batch run (None without one), and whether and why the solver stopped the run."""
 
     run: int
     iteration: int
@@ -62,9 +61,8 @@ class Record:
 
 
 class _Chain:
-    """An iterate sequence whose solver restarts from the current x when its settings change. Peak
-    memory is counted (costly) on the first two iterations after a restart (the first may include
-    one-time set-up); later iterations run the same operations and reuse the second's figure."""
+    """Iterates whose solver restarts from the current x on a change of settings. Peak memory is counted (costly)
+    on the first two iterations after it (the first may include set-up); later ones reuse the second's figure."""
 
     def __init__(self, x0: torch.Tensor):
         self.x, self.stream, self.settings, self.elapsed = x0, None, None, 0.0
@@ -74,23 +72,20 @@ class _Chain:
         """Advance one iteration; returns (state, seconds, peak_bytes)."""
         if settings != self.settings:
             self.stream, self.settings, self.elapsed, self.count = make_stream(self.x), settings, 0.0, 0
-        with warnings.catch_warnings():
+        memory = PeakTensorMemory(self.x.device) if self.count < 2 else nullcontext()
+        with warnings.catch_warnings(), memory:
             warnings.simplefilter("ignore", RuntimeWarning)  # divergence is reported in the record
-            if self.count < 2:
-                with PeakTensorMemory(self.x.device) as memory:
-                    state = next(self.stream)
-                self.peak = memory.peak_bytes
-            else:
-                state = next(self.stream)
+            state = next(self.stream)
+        if self.count < 2:
+            self.peak = memory.peak_bytes
         self.count += 1
         seconds, self.elapsed, self.x = state.seconds - self.elapsed, state.seconds, state.x
         return state, seconds, self.peak
 
 
 class ReconstructionRun:
-    """``iterations`` iterations on ``problem`` (``problems.Problem``) with denoiser ``D``, whose
-    settings may change at any iteration: the solver then restarts from the current iterate
-    ``main.x`` ``[1, C, H, W]``. With ``reference``, a full-batch run (b = B, same γ, σ, τ) goes beside."""
+    """``iterations`` iterations on a ``problems.Problem`` with denoiser ``D``, restarting from ``main.x``
+    ``[1, C, H, W]`` on a change of settings; with ``reference``, a full-batch run (b = B, same γ, σ, τ) beside."""
 
     def __init__(self, problem, D, iterations: int, reference: bool = True, seed: int = 0, id: int = 1):
         self.problem, self.D, self.reference, self.seed, self.id = problem, D, reference, seed, id
@@ -148,8 +143,7 @@ def safe_step(problem, algorithm: str, tau: float = 0.0, batch_ratio: float = 1.
 
 
 def red_sweep(problem, D, sigmas=RED_SIGMAS, taus=RED_TAUS, iterations: int = 100) -> list[dict]:
-    """RED at the default step for every σ in ``sigmas`` and τ/L_g in ``taus``: one row each with the
-    final PSNR (dB), the best and where it was. ``choose_red_setting`` picks the explorer's defaults."""
+    """RED at the default step for each σ in ``sigmas`` and τ/L_g in ``taus``: rows of final and best PSNR (dB)."""
     L, rows = problem.A.norm() ** 2, []
     for sigma in sigmas:
         for tau in taus:
@@ -166,8 +160,7 @@ def red_sweep(problem, D, sigmas=RED_SIGMAS, taus=RED_TAUS, iterations: int = 10
 
 
 def choose_red_setting(rows: list[dict], within: float = 0.3) -> dict:
-    """The row with the best final PSNR among those that end within ``within`` dB of their best
-    iterate (a setting whose picture does not get worse the longer it runs)."""
+    """The row of best final PSNR among those ending within ``within`` dB of their best iterate (not worsening)."""
     stable = [r for r in rows if not r["diverged"] and r["best_psnr"] - r["final_psnr"] <= within]
     if not stable:
         raise ValueError(f"no setting ends within {within} dB of its best iterate")

@@ -71,11 +71,10 @@ def _fraction(ratio: float) -> str:
 
 
 class TrainingExplorer(Panel):
-    """ODER's training-step peak memory (MiB), step time (ms) and test PSNR (dB) at the chosen b/B
-    beside full-batch DEQ's (b = B). ``results``: records of ``oder-edu bench oder`` ("shipped", an
-    ``oder.json`` path, a list, or None; those without a method or a ratio in (0, 1] are left out).
-    ``measure(app, method, ratio) -> dict`` with ``train_step_ms``, ``train_peak_mib``, ``test_psnr``
-    ('full' at ratio 1, or 'oder'): live runs for ``apps``, shown as settings of their own."""
+    """ODER's training-step peak memory (MiB), step time (ms) and test PSNR (dB) at b/B beside full DEQ's (b = B),
+    from ``results`` of ``oder-edu bench oder`` ("shipped", a path, a list or None; records without a method or a
+    ratio in (0, 1] left out) or from live runs for ``apps``: ``measure(app, 'full' at 1 or 'oder', ratio) -> dict``
+    with ``train_step_ms``, ``train_peak_mib`` and ``test_psnr``."""
 
     def __init__(self, results=SHIPPED, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
         if measure is not None:
