@@ -345,6 +345,26 @@ def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_low
     assert value.item() == 0 and all(p.grad is None or not p.grad.any() for p in net.parameters())
 
 
+def test_a_training_step_without_a_fixed_point_takes_no_step():
+    """The implicit gradient is the gradient at a fixed point: a full-batch step whose forward
+    solve stops short of tol raises NonContractiveError (the training loop skips the batch) and
+    leaves the weights as they were; with the iterations to converge, the step is taken."""
+    from oder_edu.deq import train_step
+
+    A, x, g = idt_problem()
+    x0 = A.adjoint(g.y) / A.norm() ** 2
+    net = model(A, max_iter=2)
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    with pytest.raises(NonContractiveError, match="did not reach tol in 2 iterations"):
+        train_step(net, optimizer, x, x0, g, torch.Generator().manual_seed(0), measure_memory=False)
+    assert all(torch.equal(b, p) for b, p in zip(before, net.parameters()))
+    net = model(A)
+    row = train_step(net, torch.optim.Adam(net.parameters(), lr=1e-2), x, x0, g, torch.Generator().manual_seed(0),
+                     measure_memory=False)
+    assert row["forward_iters"] < 500
+
+
 # --- configuration, save and load -----------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import time
 import torch
 
 from .. import checks
+from ..algorithms.iterate import NonContractiveError
 from ..images import natural_crops
 from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
@@ -60,6 +61,11 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
     start = time.perf_counter()
     with memory:
         x_hat = model(x0, g, generator=generator)
+        online = deq.batch_ratio < 1 and deq.resample == "iteration"
+        if deq.backward != "unrolled" and not online and deq.tol > 0 and not deq.forward_trace.converged:
+            # the implicit gradient is the gradient at a fixed point; without one it can point anywhere
+            raise NonContractiveError(f"the forward solve did not reach tol in {deq.forward_trace.iterations} "
+                                      f"iterations (residual {deq.forward_trace.residuals[-1]:.2e})")
         loss = (x_hat - x).square().mean()
         contraction, norms = penalty(deq, x_hat, g) if penalty is not None else (0.0, None)
         optimizer.zero_grad(set_to_none=True)
