@@ -168,8 +168,10 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
     Noise and block draws come from a generator seeded with ``seed``; ``call`` (``batch_ratio``,
     ``resample``, ``max_iter``) goes to the model. Also reports x0's PSNR and the mean forward
     iterations; with ``properties``, the largest ||∂T/∂x||₂ at the fixed points
-    (``lipschitz``) and whether plain iteration from x0 with the model's own γ reaches a
-    relative residual of 1e-4 within 300 iterations on every image (``plain_converged``).
+    reached by plain iteration (``lipschitz``; at the model's output where plain iteration
+    diverges, as it may for an unrolled network) and whether plain iteration from x0 with the
+    model's own γ reaches a relative residual of 1e-4 within 300 iterations on every image
+    (``plain_converged``).
     """
     batch_size = checks.integer("batch_size", batch_size, 1)
     was_training = model.training
@@ -187,9 +189,12 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
         scores["ssim"] += ssim(x_hat.clamp(0, 1), batch).tolist()
         scores["x0_psnr"] += psnr(x0.clamp(0, 1), batch).tolist()
         if properties:
-            x_plain, trace = plain_solve(model, x0, g)
-            plain.append(trace.converged)
-            lipschitz.append(jacobian_norm(model, x_plain, g).max().item())
+            try:
+                x_hat, trace = plain_solve(model, x0, g)
+                plain.append(trace.converged)
+            except NonContractiveError:  # measured at the model's output instead
+                plain.append(False)
+            lipschitz.append(jacobian_norm(model, x_hat, g).max().item())
     model.train(was_training)
     result = {key: sum(v) / len(v) for key, v in scores.items()}
     if properties:
