@@ -88,5 +88,6 @@ def write_results(name: str, records: list[dict], args, caption: str, ship: bool
         os.replace(partial, out / file)
     if ship and out.resolve() == DEFAULT_OUT.resolve():
         SHIPPED.mkdir(exist_ok=True)
-        shutil.copyfile(out / f"{name}.json", SHIPPED / f"{name}.json")
+        shutil.copyfile(out / f"{name}.json", SHIPPED / f"{name}.json.partial")
+        os.replace(SHIPPED / f"{name}.json.partial", SHIPPED / f"{name}.json")
     print(table)
