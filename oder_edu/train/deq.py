@@ -6,9 +6,10 @@ y = A x + e at the problem's SNR, starts from x0 (``problems.initial_image``), a
 ``deq.train_step``: solve the fixed point, backpropagate (implicitly), update θ and τ. Full
 and ODER models also pay a ``deq.ContractionPenalty`` when their measured contraction constant
 at the training fixed points exceeds ``TrainConfig.contraction`` (the course teaches these maps
-as contractions; the penalty makes the shipped ones so, and ``summary`` measures it on held-out
-images). A batch whose forward solve diverges is skipped and counted (``skipped_steps``); after
-``MAX_SKIPPED`` in a row, or at once under DDP, the training stops with advice.
+as contractions; the penalty pushes toward one at training points, and ``summary`` measures what
+it achieved on held-out images). A batch whose forward solve diverges, or (full batch) stops
+short of its tolerance, is skipped and counted (``skipped_steps``); after ``MAX_SKIPPED`` in a
+row, or at once under DDP, the training stops with advice.
 Under ``torchrun`` every process trains a replica on its own images and
 ``DistributedDataParallel`` averages the gradients (``train.ddp``).
 
@@ -103,7 +104,7 @@ def resume_state(path) -> dict:
 def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=None, progress=None) -> dict:
     """Train a model; returns ``{"model", "rows", "seconds", "before", "replicas", "skipped"}``
     (``before``: held-out metrics of the untrained model, rank 0 of a fresh run only;
-    ``skipped``: batches whose forward solve diverged)."""
+    ``skipped``: batches whose forward solve diverged or stopped short of tol)."""
     device = ddp.device_for(str(device))
     rank, _ = ddp.setup(str(device))
     log_dir = Path(log_dir)
