@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import math
 
 import numpy as np
 import torch
@@ -16,12 +17,18 @@ import torch.nn.functional as F
 from . import checks, phantoms
 
 REAL_IMAGES = ("ct", "mr", "cell")
-# scikit-image's bundled pictures (no download), CC0 or public domain per their docstrings.
-NATURAL_TRAINING = ("astronaut", "coffee", "chelsea", "brick", "grass", "gravel", "rocket",
-                    "hubble_deep_field", "retina", "clock", "text")
-NATURAL_HELD_OUT = ("camera", "coins")
-# The default training mix (fractions of each batch), recorded in every checkpoint's manifest entry.
-MIX = {"random_ellipses": 0.3, "shepp_logan_variations": 0.1, "random_cells": 0.1, "natural_crops": 0.5}
+# Natural pictures that install with the dependencies (no download), grayscale in [0, 1]. Licences: data/README.md.
+# Training reads the first group; checkpoint selection during training reads the validation picture (never
+# trained on); the reported test figures read the test pictures, which nothing trains or selects on.
+NATURAL_TRAINING = ("astronaut", "coffee", "chelsea", "brick", "grass", "gravel", "rocket", "hubble_deep_field",
+                    "retina", "clock", "text", "immunohistochemistry", "microaneurysms")
+NATURAL_VALIDATION = ("grace_hopper",)  # matplotlib's sample data
+NATURAL_TEST = ("camera", "coins")
+SPLITS = {"train": NATURAL_TRAINING, "validation": NATURAL_VALIDATION, "test": NATURAL_TEST}
+# The training mix (fractions of each batch) shared by the denoisers and the DEQ/ODER models, recorded in
+# every checkpoint's manifest entry.
+MIX = {"random_ellipses": 0.15, "textured_phantoms": 0.15, "shepp_logan_variations": 0.1, "random_cells": 0.1,
+       "natural_crops": 0.5}
 
 
 def real_image(name: str, size: int | None = None) -> torch.Tensor:
@@ -56,49 +63,66 @@ def real_image(name: str, size: int | None = None) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _pictures(names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
-    """The bundled scikit-image pictures as grayscale float32 ``[H, W]`` tensors in [0, 1]."""
+    """The pictures as float32 ``[C, H, W]`` tensors in [0, 1], C = 3 for colour (mixed to gray per crop)."""
     import skimage.data
-    from skimage.color import rgb2gray
 
     pictures = []
     for name in names:
-        image = getattr(skimage.data, name)()
-        image = rgb2gray(image[..., :3]) if image.ndim == 3 else image.astype(np.float64) / 255.0
+        if name == "grace_hopper":
+            import matplotlib.cbook
+            import matplotlib.image
+
+            image = matplotlib.image.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+        else:
+            image = getattr(skimage.data, name)()
+        image = np.asarray(image, dtype=np.float64) / 255.0
+        image = image[..., :3].transpose(2, 0, 1) if image.ndim == 3 else image[None]
         pictures.append(torch.from_numpy(np.ascontiguousarray(image)).float())
     return tuple(pictures)
 
 
-def natural_crops(n: int, image_size: int, generator: torch.Generator, held_out: bool = False) -> torch.Tensor:
-    """``n`` random patches ``[n, 1, H, W]`` of scikit-image's bundled pictures (``NATURAL_TRAINING``,
-    or ``NATURAL_HELD_OUT`` with ``held_out``): square crops of random side in [image_size,
-    2 * image_size] (bounded by the picture) resized to ``image_size`` with anti-aliasing, rotated
-    by a random multiple of 90°, flipped with probability 1/2, and mapped x -> a x + b with a in
-    [0.6, 1] and b in [0, 1 - a]."""
+LUMA = torch.tensor([0.2125, 0.7154, 0.0721])  # scikit-image's rgb2gray weights
+
+
+def natural_crops(n: int, image_size: int, generator: torch.Generator, split: str = "train") -> torch.Tensor:
+    """``n`` random patches ``[n, 1, H, W]`` of the natural pictures of ``split`` ('train', 'validation' or
+    'test'; ``SPLITS``): square crops of random side in [image_size, 3 * image_size] (bounded by the picture)
+    resized to ``image_size`` with anti-aliasing (several scales of the same picture); a colour picture mixed
+    to gray with luma weights or, half of the time, random convex weights of its channels; rotated by a
+    random multiple of 90°, flipped with probability 1/2; a gamma curve x -> x^g with log g uniform in
+    [log 0.7, log 1.4]; and mapped x -> a x + b with a in [0.6, 1] and b in [0, 1 - a]."""
     n, image_size = checks.integer("n", n, 1), checks.integer("image_size", image_size, 8)
-    pictures = _pictures(NATURAL_HELD_OUT if held_out else NATURAL_TRAINING)
+    pictures = _pictures(SPLITS[checks.choice("split", split, tuple(SPLITS))])
+    uniform = lambda low=0.0, high=1.0: low + (high - low) * float(torch.rand(1, generator=generator))  # noqa: E731
     crops = []
     for _ in range(n):
         picture = pictures[int(torch.randint(len(pictures), (1,), generator=generator))]
-        h, w = picture.shape
-        limit = min(h, w, 2 * image_size)
+        _, h, w = picture.shape
+        limit = min(h, w, 3 * image_size)
         side = int(torch.randint(min(image_size, limit), limit + 1, (1,), generator=generator))
         top = int(torch.randint(h - side + 1, (1,), generator=generator))
         left = int(torch.randint(w - side + 1, (1,), generator=generator))
-        crop = picture[top:top + side, left:left + side][None, None]
+        weights = LUMA if uniform() < 0.5 else -torch.rand(3, generator=generator).log()
+        crop = picture[:, top:top + side, left:left + side]
+        if len(crop) == 3:
+            crop = torch.einsum("c,chw->hw", weights / weights.sum(), crop)[None]
+        crop = crop[None]
         if side != image_size:
             crop = F.interpolate(crop, size=(image_size, image_size), mode="bilinear", antialias=True)
         crop = torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), dims=(2, 3))
-        if torch.rand(1, generator=generator) < 0.5:
+        if uniform() < 0.5:
             crop = crop.flip(-1)
-        a = 0.6 + 0.4 * torch.rand(1, generator=generator)
-        crops.append(a * crop + (1 - a) * torch.rand(1, generator=generator))
+        crop = crop.clamp(0, 1) ** math.exp(uniform(math.log(0.7), math.log(1.4)))
+        a = uniform(0.6, 1.0)
+        crops.append(a * crop + (1 - a) * uniform())
     return torch.cat(crops).clamp(0, 1)
 
 
-MAKERS = {"random_ellipses": phantoms.random_ellipses, "shepp_logan_variations": phantoms.shepp_logan_variations,
-          "random_cells": phantoms.random_cells, "natural_crops": natural_crops}
+MAKERS = {"random_ellipses": phantoms.random_ellipses, "textured_phantoms": phantoms.textured_phantoms,
+          "shepp_logan_variations": phantoms.shepp_logan_variations, "random_cells": phantoms.random_cells,
+          "natural_crops": natural_crops}
 
 
 def training_images(n: int, image_size: int, generator: torch.Generator, mix: dict | None = None) -> torch.Tensor:
@@ -120,6 +144,8 @@ def training_images(n: int, image_size: int, generator: torch.Generator, mix: di
 def recipe(mix: dict | None = None, patch_size: int | None = None) -> dict:
     """What a training run's data were, for its manifest entry."""
     return {"mix": dict(MIX if mix is None else mix), "patch_size": patch_size,
-            "natural_pictures": list(NATURAL_TRAINING), "held_out_pictures": list(NATURAL_HELD_OUT),
-            "source": "scikit-image bundled pictures (CC0 / public domain) and procedural phantoms; "
-                      "no medical slice is used for training"}
+            "natural_pictures": list(NATURAL_TRAINING), "validation_pictures": list(NATURAL_VALIDATION),
+            "test_pictures": list(NATURAL_TEST), "augmentation": "crops of side 1-3x the patch, random channel "
+            "mixtures, rotations by 90°, flips, gamma in [0.7, 1.4], x -> a x + b with a in [0.6, 1]",
+            "source": "pictures bundled with scikit-image and matplotlib (CC0 / public domain, data/README.md) and "
+                      "procedural phantoms; no medical slice is used for training"}

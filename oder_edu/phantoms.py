@@ -87,6 +87,32 @@ def random_ellipses(n: int, image_size: int, generator: torch.Generator) -> torc
     return render_ellipses(torch.cat([body, inner], dim=1), image_size).clamp(0, 1)
 
 
+def smooth_fields(n: int, image_size: int, generator: torch.Generator, scale) -> torch.Tensor:
+    """``n`` Gaussian random fields ``[n, 1, H, W]`` of zero mean and unit standard deviation: white noise
+    smoothed by a Gaussian of ``scale`` pixels (a float, or one per image ``[n]``), through the FFT."""
+    noise = torch.randn(n, 1, image_size, image_size, generator=generator, dtype=torch.float64)
+    f = torch.fft.fftfreq(image_size, dtype=torch.float64)
+    scale = torch.as_tensor(scale, dtype=torch.float64).reshape(-1, 1, 1, 1)
+    gain = torch.exp(-2 * (math.pi * scale) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
+    field = torch.fft.ifft2(torch.fft.fft2(noise) * gain).real
+    field = field - field.mean(dim=(2, 3), keepdim=True)
+    return (field / field.std(dim=(2, 3), keepdim=True).clamp_min(1e-12)).float()
+
+
+def textured_phantoms(n: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` phantoms ``[n, 1, H, W]`` in [0, 1] that are not piecewise constant: ``random_ellipses`` shaded
+    by a slow field (±10-30 % over about a quarter of the image) and dimmed to 70-95 %, with a fine texture
+    inside the body (correlation length 0.7-3 px, amplitude 0.02-0.1): tissue-like structure a denoiser
+    must keep."""
+    _check(n, image_size, generator)
+    base = random_ellipses(n, image_size, generator)
+    u = functools.partial(_uniform, generator=generator)  # u(shape, low, high)
+    shading = smooth_fields(n, image_size, generator, image_size / 4) * u((n, 1, 1, 1), 0.1, 0.3).float()
+    texture = smooth_fields(n, image_size, generator, u(n, 0.7, 3.0)) * u((n, 1, 1, 1), 0.02, 0.1).float()
+    gain = u((n, 1, 1, 1), 0.7, 0.95).float()
+    return (gain * base * (1 + shading) + texture * (base > 0)).clamp(0, 1)
+
+
 def random_cells(n: int, image_size: int, generator: torch.Generator, count: int = 14) -> torch.Tensor:
     """``n`` sparse fields ``[n, 1, H, W]`` in [0, 1] of ``count`` cell-like ellipses (intensity
     in [0.4, 1], semi-axes in [0.06, 0.14], centres uniform in the disc of radius 0.75) on an

@@ -50,15 +50,15 @@ class Setting:
     # σ in {0.01, 0.02, 0.05} and τ/L_g in {0.01, 0.03, 0.1, 0.3} (widgets.runner.red_sweep; the
     # record is in benchmarks/results/widgets.json, and notebook 02 reruns the sweep for IDT).
     red_sigma: float = 0.02
-    red_tau: float = 0.03
+    red_tau_over_L: float = 0.03
 
 
 SETTINGS = {
     "denoise": Setting("denoising", "image", 128, 1, 20.0),
     "blur": Setting("deblurring", "image", 128, 1, 40.0),
-    "ct": Setting("CT (parallel beam)", "angles", 128, 360, 40.0, red_sigma=0.05, red_tau=0.03),
-    "mri": Setting("multi-coil MRI", "coils", 64, 32, 40.0, red_sigma=0.01, red_tau=0.3),
-    "idt": Setting("IDT (LED array)", "LEDs", 64, 256, 40.0, truth="cells", red_sigma=0.02, red_tau=0.1),
+    "ct": Setting("CT (parallel beam)", "angles", 128, 360, 40.0, red_sigma=0.05, red_tau_over_L=0.03),
+    "mri": Setting("multi-coil MRI", "coils", 64, 32, 40.0, red_sigma=0.01, red_tau_over_L=0.3),
+    "idt": Setting("IDT (LED array)", "LEDs", 64, 256, 40.0, truth="cells", red_sigma=0.02, red_tau_over_L=0.1),
 }
 APPS = tuple(SETTINGS)
 TRUTHS = ("shepp_logan", "cells", "ct", "mr", "cell")
@@ -124,10 +124,12 @@ def truth_images(name: str, n: int, image_size: int, seed: int = 0) -> torch.Ten
     return real_image(name, image_size).expand(n, -1, -1, -1).clone()
 
 
-def simulate(A, x: torch.Tensor, snr_db: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Noisy measurements ``y = A x + e`` at input SNR ``snr_db`` (noise drawn where ``generator`` lives)."""
+def simulate(A, x: torch.Tensor, snr_db: float, generator: torch.Generator | None = None,
+             finer_grid: bool = False) -> torch.Tensor:
+    """Noisy measurements ``y = A x + e`` at input SNR ``snr_db`` (noise drawn where ``generator`` lives);
+    with ``finer_grid`` (CT), A x is simulated on a 2x finer grid (``simulate_finer``)."""
     with torch.no_grad():
-        return add_noise_snr(A.forward(x), snr_db, generator)
+        return add_noise_snr(simulate_finer(A, x) if finer_grid else A.forward(x), snr_db, generator)
 
 
 def initial_image(A, y: torch.Tensor) -> torch.Tensor:
@@ -190,6 +192,5 @@ def make_problem(app: str, image_size: int | None = None, num_blocks: int | None
     x_true = x_true.to(device)
     if finer_grid and not isinstance(A, ParallelBeamCT):
         raise ValueError(f"finer_grid simulates CT sinograms; {app} has no finer-grid simulation")
-    clean = simulate_finer(A, x_true) if finer_grid else A.forward(x_true)
-    y = add_noise_snr(clean, snr_db, torch.Generator().manual_seed(seed))
+    y = simulate(A, x_true, snr_db, torch.Generator().manual_seed(seed), finer_grid)
     return Problem(app, A, x_true, y, initial_image(A, y), LeastSquares(A, y), snr_db, setting)

@@ -38,10 +38,11 @@ def lab(tmp_path_factory):
         yield server
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors run fastest on one thread; on a busy 2-core machine a second OpenMP
-    thread waiting for a core made small-tensor tests up to 100x slower."""
+    thread waiting for a core made small-tensor tests (a 32² FFT) up to 100x slower. For a whole
+    module: ``pytestmark = pytest.mark.usefixtures("one_thread")``; restored after it."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

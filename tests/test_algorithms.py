@@ -17,7 +17,7 @@ from skimage.transform import resize
 
 import oder_edu.algorithms as algorithms
 from oder_edu.algorithms import (
-    State, StepSize, fista_tv, gradient_descent, pnp_admm, pnp_pgd, red, red_step, step_size, tikhonov,
+    REDMap, State, StepSize, fista_tv, gradient_descent, pnp_admm, pnp_pgd, red, red_update, step_size, tikhonov,
 )
 from oder_edu.algorithms.red import advice
 from oder_edu.metrics import psnr
@@ -154,7 +154,7 @@ def test_step_size_value_and_explanation(blur_problem):
     s = step_size(A, tau=0.5, lipschitz_R=2.0)
     assert isinstance(s, StepSize) and float(s) == s.value
     assert s.value == pytest.approx(1 / (A.norm() ** 2 + 0.5 * 2.0))
-    assert (s.lipschitz, s.tau, s.lipschitz_R, s.batch_ratio) == (A.norm() ** 2, 0.5, 2.0, 1.0)
+    assert (s.data_lipschitz, s.tau, s.lipschitz_R, s.batch_size) == (A.norm() ** 2, 0.5, 2.0, A.num_blocks)
     assert f"{s.value:.4g}" in s.explain and "L_g = ||A||²" in s.explain
     assert s.explain.count(". ") == 0 and s.explain.endswith(".")
     assert step_size(A).value == pytest.approx(1 / A.norm() ** 2)
@@ -163,30 +163,33 @@ def test_step_size_value_and_explanation(blur_problem):
 def test_online_step_size_uses_the_minibatch_constant():
     """For b/B < 1 the step is 1/(L_b + τ·L_R) with L_b = A.minibatch_lipschitz(b) >= L_g."""
     A = Matrices()
-    s = step_size(A, tau=0.3, batch_ratio=0.25)
-    L_b = A.minibatch_lipschitz(batch_size_for(8, 0.25))
-    assert L_b > A.norm() ** 2 and s.lipschitz == L_b and s.value == pytest.approx(1 / (L_b + 0.3))
-    assert "minibatch constant at b/B = 0.25" in s.explain
-    for bad in ({"tau": -1.0}, {"lipschitz_R": -1.0}, {"batch_ratio": 0.0}, {"batch_ratio": 2.0}):
+    s = step_size(A, tau=0.3, batch_size=2)
+    L_b = A.minibatch_lipschitz(2)
+    assert L_b > A.norm() ** 2 and s.data_lipschitz == L_b and s.value == pytest.approx(1 / (L_b + 0.3))
+    assert "minibatch constant at b = 2 of B = 8" in s.explain
+    for bad in ({"tau": -1.0}, {"lipschitz_R": -1.0}, {"batch_size": 0}, {"batch_size": 9}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             step_size(A, **bad)
 
 
 def test_the_default_steps_are_the_step_size(blocks_problem):
-    """red and pnp_pgd default to step_size(A, τ, L_R, b/B), the online ones with the minibatch
-    constant; one iteration from x0 = 0 shows the γ used: x_1 = −γ ∇g(0) for RED with D(0) = 0."""
+    """red and pnp_pgd default to step_size(A, τ, L_R, b), the online ones with the minibatch
+    constant of the b their sampler draws; one iteration from x0 = 0 shows the γ used: x_1 = −γ ∇g(0)
+    for RED with D(0) = 0."""
     A, y, _ = blocks_problem
     zero_prior = lambda x, sigma: x  # noqa: E731  (R = 0)
     g = LeastSquares(A, y)
     for ratio in (1.0, 0.25):
         gen = torch.Generator().manual_seed(0)
         state = next(red(A, y, zero_prior, sigma=0.1, tau=0.3, batch_ratio=ratio, generator=gen, max_iter=1))
-        gamma = step_size(A, 0.3, 1.0, ratio).value
+        b = batch_size_for(A.num_blocks, ratio)
+        assert (state.blocks is None) == (ratio == 1) and (ratio == 1 or len(state.blocks) == b)
+        gamma = step_size(A, 0.3, 1.0, b).value
         expected = -gamma * g.grad(torch.zeros_like(state.x), state.blocks)
         assert torch.allclose(state.x, expected, rtol=1e-5, atol=1e-7)
         gen = torch.Generator().manual_seed(0)
         state = next(pnp_pgd(A, y, zero_prior, sigma=0.1, batch_ratio=ratio, generator=gen, max_iter=1))
-        expected = -step_size(A, batch_ratio=ratio).value * g.grad(torch.zeros_like(state.x), state.blocks)
+        expected = -step_size(A, batch_size=b).value * g.grad(torch.zeros_like(state.x), state.blocks)
         assert torch.allclose(state.x, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -201,21 +204,39 @@ def test_advice_proposes_the_bound_or_half_the_step():
 def test_the_package_exports_the_new_vocabulary():
     assert set(algorithms.__all__) == {
         "State", "SolverTrace", "NonContractiveError", "StepSize", "step_size", "gradient_descent", "tikhonov",
-        "fista_tv", "pnp_pgd", "pnp_admm", "red", "red_step", "denoise", "denoiser_residual"}
+        "fista_tv", "pnp_pgd", "pnp_admm", "red", "red_update", "REDMap", "denoise", "denoiser_residual"}
     assert not hasattr(algorithms, "data_prox") and not hasattr(algorithms, "conjugate_gradient")
 
 
-def test_red_step_is_differentiable_in_gamma_and_tau():
-    """The DEQ map T(x) = x − γ(∇g(x) + τR(x)) reuses red_step with learnable γ, τ."""
+def test_red_update_is_differentiable_in_gamma_and_tau():
+    """The DEQ map T(x) = x − γ(∇g(x) + τR(x)) reuses red_update with learnable γ, τ."""
     x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
     grad = torch.rand_like(x)
     gamma = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
     tau = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
-    out = red_step(x, grad, smoother, gamma, tau, 0.05)
+    out = red_update(x, grad, x - smoother(x, 0.05), gamma, tau)
     expected = x - 0.3 * (grad + 0.5 * (x - smoother(x, 0.05)))
     assert torch.allclose(out, expected)
     out.sum().backward()
     assert gamma.grad is not None and tau.grad is not None and gamma.grad != 0
+
+
+def test_the_red_map_and_its_linearization_agree_with_autograd(blocks_problem):
+    """REDMap.linear is the JVP of the map (and, fed J_Rᵀu, its VJP): checked against autograd in float64,
+    with the full data term and with a minibatch (the same S in map and linearization)."""
+    A, y, _ = blocks_problem
+    g = LeastSquares(A, y.double())
+    R = lambda z: z - smoother(z, 0.05)  # noqa: E731
+    T = REDMap(g, R, 0.07, 0.4)
+    gen = torch.Generator().manual_seed(1)
+    x, v, u = (torch.randn(2, *A.image_shape, generator=gen, dtype=torch.float64) for _ in range(3))
+    for blocks in (None, torch.tensor([1, 5])):
+        _, jvp = torch.func.jvp(lambda z: T(z, blocks), (x,), (v,))
+        _, JR_v = torch.func.jvp(R, (x,), (v,))
+        torch.testing.assert_close(T.linear(v, JR_v, blocks), jvp)
+        _, pull = torch.func.vjp(lambda z: T(z, blocks), x)
+        _, pull_R = torch.func.vjp(R, x)
+        torch.testing.assert_close(T.linear(u, pull_R(u)[0], blocks), pull(u)[0])
 
 
 # --- online RED ---------------------------------------------------------------------------
@@ -279,7 +300,7 @@ def test_online_red_on_multicoil_mri_converges_with_the_default_step(mri_problem
     """b/B = 1/4 (2 of 8 coils per iteration) with the default γ = 1/(L_b + τ), L_b the minibatch
     constant: no divergence warning, and the reconstruction beats x0 = Aᵀy by more than 2 dB."""
     A, _, x, _, x0 = mri_problem
-    assert step_size(A, 0.01 * A.norm() ** 2, batch_ratio=0.25).lipschitz == A.minibatch_lipschitz(2) > A.norm() ** 2
+    assert step_size(A, 0.01 * A.norm() ** 2, batch_size=2).data_lipschitz == A.minibatch_lipschitz(2) > A.norm() ** 2
     for seed in (0, 1):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -391,7 +412,7 @@ def test_divergence_guard_at_ten_times_the_default_step_names_a_step_that_conver
     and names the default bound (the minibatch one online); run with that step, it converges."""
     A, y, _ = blocks_problem
     tau = 0.3 if solver.startswith("red") else 0.0
-    safe = step_size(A, tau, batch_ratio=0.25 if solver == "red_online" else 1.0).value
+    safe = step_size(A, tau, batch_size=batch_size_for(A.num_blocks, 0.25) if solver == "red_online" else None).value
     gamma = 10 * safe
     with pytest.warns(RuntimeWarning, match="diverged") as record:
         states = list(SOLVERS[solver](A, y, gamma))

@@ -1,5 +1,5 @@
 """``oder-edu bench oder``: ratios, the cost model F + P·b/B, and a small run end to end; the
-checkpoint columns (test_psnr, test_lipschitz, online ...) on the shipped models."""
+checkpoint columns (test_psnr, test_contraction, online ...) on the shipped models."""
 
 import json
 
@@ -54,6 +54,6 @@ def test_shipped_checkpoints_are_scored_with_their_measured_properties(tmp_path,
     """Every column the course reads, on the cheapest app: online, all blocks, one S, contraction."""
     for method in ("full", "oder"):
         record = bench_oder.accuracy("mri", method, 0.25 if method == "oder" else 1.0, 1, 20, "cpu")
-        assert record["test_checkpoint"] and record["test_psnr"] > 20 and 0 < record["test_lipschitz"]
+        assert record["test_checkpoint"] and record["test_psnr"] > 20 and 0 < record["test_contraction"]
         assert isinstance(record["test_plain_converged"], bool)
     assert {"test_psnr_all_blocks", "test_psnr_online", "test_psnr_one_S"} <= set(record)

@@ -1,4 +1,4 @@
-"""The package's layers point one way (DESIGN.md): physics <- denoisers <- algorithms <- deq <-
+"""The package's layers point one way (README.md, "Where things are"): physics <- denoisers <- algorithms <- deq <-
 train; the commands (cli, oder_edu.commands) sit on top with the widgets and the notebooks.
 Nothing in the library imports a command module or argparse, and no notebook does."""
 

@@ -199,7 +199,6 @@ def test_block_norms_are_the_peak_coil_sensitivities_and_bound_the_minibatch_con
     assert A.norm() == pytest.approx(1.0, abs=1e-9)  # unit root-sum-of-squares, full mask
     coil_bound = 8 * A.block_norms().max().item() ** 2
     assert coil_bound < 8 * A.norm() ** 2 and A.minibatch_lipschitz(1) == pytest.approx(coil_bound)
-    assert LeastSquares(A, A.forward(torch.rand(1, 1, 24, 24, dtype=torch.float64))).lipschitz(1 / 8) == A.minibatch_lipschitz(1)
 
 
 @settings(max_examples=12, deadline=None)

@@ -52,14 +52,14 @@ def model(A, **options):
 
 
 def record_blocks(net):
-    """Wrap net._draw so that every block set the model draws is recorded (None = all blocks)."""
-    drawn, original = [], net._draw
+    """Wrap net.draws so that the block set of every application of the map is recorded (None = all blocks)."""
+    drawn, original = [], net.draws
 
-    def draw(*args):
+    def draws(*args):
         inner = original(*args)
         return lambda: drawn.append(inner()) or drawn[-1]
 
-    net._draw = draw
+    net.draws = draws
     return drawn
 
 
@@ -75,11 +75,12 @@ def test_the_map_is_one_red_step_with_the_derived_step():
     assert tau == pytest.approx(2.0)
     blocks = torch.tensor([1, 5])
     gamma_S = 1 / (A.minibatch_lipschitz(2) + tau * 3.0)
-    assert net.gamma(g, 0.25).item() == pytest.approx(gamma_S)
-    assert net.gamma(g, 1.0).item() == pytest.approx(1 / (A.norm() ** 2 + tau * 3.0))
+    assert net.gamma(g, 2).item() == pytest.approx(gamma_S)
+    assert net.gamma(g).item() == pytest.approx(1 / (A.norm() ** 2 + tau * 3.0))
     expected = x - gamma_S * (g.grad(x, blocks) + tau * net.denoiser.residual(x, 0.0))
-    assert torch.allclose(net.T(x, g, blocks), expected)
-    assert torch.allclose(net.T(x, g, None, gamma=0.1), x - 0.1 * (g.grad(x) + tau * net.denoiser.residual(x, 0.0)))
+    assert torch.allclose(net.red_map(g, 2)(x, blocks), expected)
+    expected = x - net.gamma(g) * (g.grad(x) + tau * net.denoiser.residual(x, 0.0))
+    assert torch.allclose(net.red_map(g)(x), expected)
     assert {n for n, _ in net.named_parameters()} == {"log_tau", "denoiser.weight"}
     with pytest.raises(TypeError):
         REDDEQ(Smoothing(), sigma=0.0, tau=1.0, gamma=0.1)  # γ is no longer a parameter
@@ -119,10 +120,10 @@ def _loss_gradients(net, x, g, backward_output):
 
 def _unrolled_gradients(net, x, g, blocks, iterations=300):
     """Backpropagation through ``iterations`` plain steps of T_S (S = ``blocks``) from zeros."""
-    gamma = net.gamma(g, 1.0 if blocks is None else len(blocks) / g.A.num_blocks)
+    T = net.red_map(g, None if blocks is None else len(blocks))
     z = torch.zeros_like(x)
     for _ in range(iterations):
-        z = net.T(z, g, blocks, gamma)
+        z = T(z, blocks)
     return _loss_gradients(net, x, g, z)
 
 
@@ -261,7 +262,7 @@ def test_online_backward_with_contractive_block_maps_is_not_reported_as_divergin
 
     A, x, g = idt_problem()
     net = model(A, batch_ratio=0.25, max_iter=100, tol=1e-6, backward_max_iter=200, backward_tol=1e-6)
-    gamma, tau = net.gamma(g, 0.25).item(), net.tau.item()
+    gamma, tau = net.gamma(g, 2).item(), net.tau.item()
     for offset in range(4):
         S = torch.tensor([offset, offset + 4])
         J = lambda u: u - gamma * (4 * A.adjoint(A.forward(u, S), S) + tau * net.denoiser.residual(u, 0.0))  # noqa: E731,B023
@@ -281,13 +282,13 @@ def test_the_online_step_is_derived_for_the_number_of_blocks_actually_drawn():
     g = LeastSquares(A, A.forward(x))
     assert A.minibatch_lipschitz(4) > A.minibatch_lipschitz(6)
     net = REDDEQ(Smoothing(), sigma=0.0, tau=1.0, batch_ratio=0.75, max_iter=2, tol=0.0)
-    seen, T = [], net.T
-    net.T = lambda z, g_, blocks=None, gamma=None: seen.append((blocks, gamma)) or T(z, g_, blocks, gamma)
+    maps, red_map = [], net.red_map
+    net.red_map = lambda g_, b=None: maps.append(red_map(g_, b)) or maps[-1]
+    drawn = record_blocks(net)
     with torch.no_grad():
         net(torch.zeros_like(x), g, generator=torch.Generator().manual_seed(0))
-    blocks, gamma = seen[0]
-    assert len(blocks) == 4
-    assert gamma.item() == pytest.approx(net.gamma(g, len(blocks) / 8).item())
+    assert len(maps) == 1 and all(len(blocks) == 4 for blocks in drawn)
+    assert maps[0].gamma.item() == pytest.approx(net.gamma(g, 4).item())
 
 
 # --- the measured contraction -----------------------------------------------------------------------------
@@ -303,11 +304,10 @@ def test_jacobian_norm_matches_the_dense_jacobian():
     x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     g = LeastSquares(A, A.forward(x))
     net = REDDEQ(DnCNN(depth=3, width=4).double(), sigma=0.05, tau=0.5 * A.norm() ** 2)
-    gamma = net.gamma(g, 1.0)
     measured = jacobian_norm(net, x, g, num_iter=300)
     for n in range(2):
-        g_n = LeastSquares(A, g.y[n : n + 1])
-        T = lambda z: net.T(z.view(1, 1, 6, 6), g_n, None, gamma).flatten()  # noqa: E731,B023
+        T_n = net.red_map(LeastSquares(A, g.y[n : n + 1]))
+        T = lambda z: T_n(z.view(1, 1, 6, 6)).flatten()  # noqa: E731,B023
         J = torch.autograd.functional.jacobian(T, x[n].flatten())
         # power iteration approaches from below; two close top singular values slow it down
         assert measured[n].item() == pytest.approx(torch.linalg.matrix_norm(J, ord=2).item(), rel=1e-4)
@@ -404,7 +404,7 @@ def test_save_then_load_round_trips(tmp_path):
     A = IntensityDiffractionTomography(8, num_leds=4)
     torch.manual_seed(0)
     net = build(config, A)
-    assert net.tau.item() == pytest.approx(config.tau_init * A.norm() ** 2, rel=1e-6)
+    assert net.tau.item() == pytest.approx(config.tau_over_L * A.norm() ** 2, rel=1e-6)
     with torch.no_grad():
         net.log_tau += 0.3  # a trained τ, different from the initial one
     path = save(tmp_path / "model.pt", net, config, {"val_psnr": 30.0})
@@ -441,3 +441,25 @@ def test_loading_the_wrong_kind_is_a_clear_error(tmp_path):
 def test_model_config_refuses_inconsistent_settings(bad, error):
     with pytest.raises(error):
         tiny_config(**bad)
+
+
+# --- the shipped checkpoints' configs ---------------------------------------------------------------------
+
+
+def test_every_shipped_model_loads_with_the_config_its_manifest_records():
+    """A renamed ModelConfig field must not load a shipped checkpoint with a default in its place: every
+    field of the loaded config equals the manifest's record (read under today's names), and an unknown
+    key is refused."""
+    from dataclasses import asdict
+
+    from oder_edu.checkpoints import read_manifest
+    from oder_edu.deq import ModelConfig, load_model
+    from oder_edu.deq.model import RENAMED
+
+    shipped = {name: entry for name, entry in read_manifest().items() if "model" in entry}
+    assert shipped, "no RED-DEQ checkpoint in the manifest"
+    for name, entry in shipped.items():
+        recorded = {RENAMED.get(key, key): value for key, value in entry["model"].items()}
+        assert asdict(load_model(name, "cpu").config) == recorded, name
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({"app": "ct", "tau_over_l": 0.1})

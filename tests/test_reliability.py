@@ -287,7 +287,8 @@ def deq_step_on_nan_images():
 TINY_DEQ = ["--app", "ct", "--image-size", 16, "--num-blocks", 4, "--pretrained", "none", "--depth", 2, "--width", 2,
             "--batch-size", 1, "--max-iter", 3, "--backward-max-iter", 3, "--val-images", 1, "--steps", 1,
             "--no-progress"]
-TINY_DENOISER = ["--steps", 1, "--patch-size", 16, "--batch-size", 1, "--depth", 2, "--width", 2, "--no-progress"]
+TINY_DENOISER = ["--steps", 1, "--patch-size", 16, "--batch-size", 1, "--architecture", "dncnn", "--depth", 2, "--width", 2,
+                 "--no-progress"]
 TRAIN = "oder_edu.train.denoiser:train"
 RUN_DEQ = "oder_edu.commands.train_deq:run"
 DEMO_LOADS = "oder_edu.commands.demo:load_denoiser"
@@ -353,8 +354,8 @@ CASES = [
     C("operators", "prox cg_iter 0", lambda: ls().prox(image(), 0.5, cg_iter=0), V, r"cg_iter must be an integer >= 1"),
     C("operators", "prox numpy gamma", lambda: tuple(ls().prox(image(), np.float32(0.5), cg_iter=np.int64(2)).shape), None,
       r"\(1, 1, 16, 16\)"),
-    C("operators", "lipschitz ratio 0", lambda: ls().lipschitz(0), V, r"batch_ratio must lie in \(0, 1\]"),
-    C("operators", "lipschitz numpy ratio", lambda: ls().lipschitz(np.float32(0.5)), None, check=lambda v: v > 0),
+    C("operators", "normal of a wrong shape", lambda: ls().normal(image()[..., :8]), V, r"expects images of shape"),
+    C("operators", "normal over empty blocks", lambda: ls().normal(image(), []), V, r"blocks is empty"),
     C("operators", "fbp filter", lambda: fbp(ct(), sinogram(), filter="shepp"), V, r"filter must be one of 'ramp', 'hann'"),
     C("operators", "fbp NaN sinogram", lambda: fbp(ct(), nan_like(sinogram())), V, r"sinogram y contains NaN"),
     C("operators", "fbp of another operator", lambda: fbp(Denoising(16), sinogram()), T, r"fbp needs a ParallelBeamCT"),
@@ -929,12 +930,7 @@ def test_case_names_are_unique():
     assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.guard], ids=lambda c: c.id)

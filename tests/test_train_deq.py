@@ -105,7 +105,7 @@ def test_command_logs_records_and_resumes(tmp_path):
     entry = json.loads((straight / "MANIFEST.json").read_text())["model"]
     assert entry["command"].startswith("oder-edu train deq") and "--method oder" in entry["command"]
     assert entry["metrics"]["val_psnr"] > 0 and summary["metrics"] == entry["metrics"]
-    assert 0 < entry["metrics"]["test_lipschitz"] and isinstance(entry["metrics"]["plain_converged"], bool)
+    assert 0 < entry["metrics"]["test_contraction"] and isinstance(entry["metrics"]["plain_converged"], bool)
     assert entry["data"]["mix"] and entry["model"]["method"] == "oder"
 
     # Two steps, a checkpoint, then one more step from it: the same weights as three in a row.
@@ -145,9 +145,9 @@ def test_full_and_oder_training_pays_the_contraction_penalty_and_logs_its_estima
     config = TrainConfig(steps=2, val_images=2, memory_every=0, contraction=0.01)  # the hinge is active
     for method, ratio in (("full", 1.0), ("oder", 0.5)):
         result = train_deq.run(tiny(method, ratio), config, tmp_path / method)
-        assert all(0 < r["lipschitz"] < 2 for r in result["rows"])
+        assert all(0 < r["contraction"] < 2 for r in result["rows"])
     result = train_deq.run(tiny("unrolled"), config, tmp_path / "unrolled")
-    assert all(r["lipschitz"] is None for r in result["rows"])
+    assert all(r["contraction"] is None for r in result["rows"])
 
 
 def test_the_command_refuses_to_overwrite_weights_before_training(tmp_path, capsys):
@@ -160,7 +160,7 @@ def test_the_command_refuses_to_overwrite_weights_before_training(tmp_path, caps
 
 @pytest.mark.parametrize("bad, message", [
     (["--ratio", "0"], "ratio"), (["--ratio", "1.5"], "ratio"), (["--method", "oder", "--ratio", "1"], "ratio"),
-    (["--tau-init", "0"], "tau_init"), (["--tau-init", "-1"], "tau_init"), (["--sigma", "-0.1"], "sigma"),
+    (["--tau-over-L", "0"], "tau_over_L"), (["--tau-init", "-1"], "tau_over_L"), (["--sigma", "-0.1"], "sigma"),
     (["--steps", "0"], "steps"), (["--lr", "nan"], "lr"), (["--num-blocks", "0"], "num_blocks"),
     (["--checkpoint-every", "-1"], "checkpoint_every"), (["--max-iter", "0"], "max_iter"),
     (["--contraction", "0"], "contraction"), (["--contraction-weight", "-1"], "contraction_weight"),

@@ -21,14 +21,7 @@ from oder_edu.widgets.explorer import ratio_options
 from oder_edu.widgets.render import Throttle
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These problems are tiny (32²): torch's intra-op threads only add synchronisation, which
-    on a busy machine makes a 32² FFT 100x slower. Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +63,7 @@ def test_run_sync_records_every_iteration_with_its_controls(ex):
     history = ex.run_sync(5)
     assert [r.iteration for r in history] == [1, 2, 3, 4, 5] and ex.history is history
     assert all(isinstance(r, Record) for r in history)
-    assert all((r.settings.gamma, r.settings.sigma, r.settings.batch_ratio, r.blocks) == (ex.safe_step, 0.05, 1.0, 4)
+    assert all((r.settings.gamma, r.settings.sigma, r.settings.batch_ratio, r.batch_size) == (ex.safe_step, 0.05, 1.0, 4)
                for r in history)
     start = make_problem("mri", 32, 4)
     from oder_edu.metrics import psnr
@@ -86,7 +79,7 @@ def test_run_sync_records_every_iteration_with_its_controls(ex):
 def test_minibatch_run_uses_less_memory_than_its_full_batch_reference(ex):
     ex.batch_ratio.value = 0.25
     history = ex.run_sync(4)
-    assert all(r.blocks == 1 and r.settings.batch_ratio == 0.25 for r in history)
+    assert all(r.batch_size == 1 and r.settings.batch_ratio == 0.25 for r in history)
     # Measured, per iteration: one coil's k-space instead of four.
     assert all(r.peak_bytes < r.reference_peak_bytes for r in history)
     assert all(r.reference_psnr != r.psnr for r in history)
@@ -326,9 +319,9 @@ def test_training_explorer_keeps_file_and_live_figures_apart():
     records = [dict(r, image_size=128, num_blocks=180) for r in RECORDS]
     measure = lambda app, method, ratio: {"train_step_ms": 1.0, "train_peak_mib": 1.0, "test_psnr": 1.0}  # noqa: E731
     explorer = TrainingExplorer(records, measure=measure, apps=("ct",))
-    assert [label for label, _ in explorer.setting.options] == ["ct 128², B = 180", "ct (live runs)"]
+    assert [label for label, _ in explorer.case.options] == ["ct 128², B = 180", "ct (live runs)"]
     assert explorer.measure_button.disabled and "records given" in explorer.table.value
-    explorer.setting.value = ("ct", "live", None)
+    explorer.case.value = ("ct", "live", None)
     assert not explorer.measure_button.disabled and "no measurement" in explorer.status.value
     explorer.measure_sync()
     assert "1.0 MiB" in explorer.table.value and "100.0 MiB" not in explorer.table.value
@@ -385,7 +378,7 @@ def test_the_default_training_explorer_reads_the_shipped_results():
     """From any working directory (the results ship inside the package), labelled with their setting."""
     explorer = TrainingExplorer()
     assert "shipped with oder_edu" in explorer.table.value
-    assert all("²" in label and "B = " in label for label, _ in explorer.setting.options)
+    assert all("²" in label and "B = " in label for label, _ in explorer.case.options)
 
 
 def test_tau_zero_switches_the_prior_off(ex):
@@ -410,10 +403,25 @@ def test_a_headless_run_changes_settings_between_iterations():
     first = Settings("red", 1e-3, 0.05, 0.1 * problem.A.norm() ** 2, 1.0)
     for k in range(6):
         run.step(first if k < 3 else Settings("red", 1e-3, 0.05, first.tau, 0.25))
-    assert run.done and [r.blocks for r in run.history] == [8, 8, 8, 2, 2, 2]
+    assert run.done and [r.batch_size for r in run.history] == [8, 8, 8, 2, 2, 2]
     assert all(r.reference_psnr is not None for r in run.history)
     with pytest.raises(ValueError, match="batch_ratio"):
         Settings("red", 1e-3, 0.05, 1.0, 0.0)
+
+
+def test_a_record_reports_the_blocks_its_sampler_drew():
+    """B = 360 CT angles at b/B = 0.3: the stratified sampler draws b = 120 (the divisor of 360 nearest to
+    0.3·360 = 108); the record says 120, and the step is the minibatch constant's for b = 120."""
+    from oder_edu.denoisers import load_denoiser
+    from oder_edu.widgets.runner import safe_step
+
+    problem = make_problem("ct", 16, 360, device="cpu")
+    run = ReconstructionRun(problem, load_denoiser("gaussian", device="cpu"), iterations=2, reference=False)
+    settings = Settings("red", safe_step(problem, "red", 1.0, 0.3), 0.05, 1.0, 0.3)
+    while not run.done:
+        run.step(settings)
+    assert [r.batch_size for r in run.history] == [120, 120]
+    assert settings.gamma == pytest.approx(1 / (problem.A.minibatch_lipschitz(120) + 1.0))
 
 
 def test_the_explorer_defaults_are_the_shipped_sweep_choice():
@@ -425,7 +433,7 @@ def test_the_explorer_defaults_are_the_shipped_sweep_choice():
     sweep = [r for r in results.load("widgets")["records"] if r["case"].startswith("RED sweep")]
     for app in ("ct", "mri", "idt"):
         (chosen,) = [r for r in sweep if r["case"] == f"RED sweep, {app}" and r["chosen"]]
-        assert (chosen["sigma"], chosen["tau_over_L"]) == (SETTINGS[app].red_sigma, SETTINGS[app].red_tau), app
+        assert (chosen["sigma"], chosen["tau_over_L"]) == (SETTINGS[app].red_sigma, SETTINGS[app].red_tau_over_L), app
         assert chosen["best_psnr"] - chosen["final_psnr"] <= 0.3 and not chosen["diverged"]
 
 
@@ -434,7 +442,7 @@ def test_red_sweep_and_its_choice():
     from oder_edu.widgets.runner import choose_red_setting, red_sweep
 
     problem = make_problem("idt", 32, 8, device="cpu")
-    rows = red_sweep(problem, load_denoiser("gaussian", device="cpu"), sigmas=(0.02, 0.05), taus=(0.03, 0.3),
+    rows = red_sweep(problem, load_denoiser("gaussian", device="cpu"), sigmas=(0.02, 0.05), taus_over_L=(0.03, 0.3),
                      iterations=15)
     assert len(rows) == 4 and all(r["best_psnr"] >= r["final_psnr"] for r in rows)
     chosen = choose_red_setting(rows, within=100.0)

@@ -12,11 +12,11 @@ ends at ``max_iter``, when the residual drops below ``tol``, or -- with a warnin
 from .classical import fista_tv, gradient_descent, tikhonov
 from .iterate import NonContractiveError, SolverTrace, State
 from .pnp import pnp_admm, pnp_pgd
-from .red import denoise, denoiser_residual, red, red_step
+from .red import REDMap, denoise, denoiser_residual, red, red_update
 from .step import StepSize, step_size
 
 __all__ = [
     "State", "SolverTrace", "NonContractiveError", "StepSize", "step_size",
     "gradient_descent", "tikhonov", "fista_tv", "pnp_pgd", "pnp_admm",
-    "red", "red_step", "denoise", "denoiser_residual",
+    "red", "red_update", "REDMap", "denoise", "denoiser_residual",
 ]

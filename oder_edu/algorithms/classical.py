@@ -64,7 +64,8 @@ def fista_tv(A, y, *, lam: float, gamma: float | None = None, tv_iter: int = 20,
 
         x_{k+1} = prox_{γλTV}(s_k − γ ∇g(s_k)),  s_k the FISTA extrapolation of x_k, x_{k−1}
 
-    (ISTA when ``accelerate=False``; momentum restarts when the step grows). The prox of γλ·TV
+    (ISTA when ``accelerate=False``; momentum restarts when a step points back or reverses the last
+    one, ``iterate.fixed_point_updates``). The prox of γλ·TV
     is ``denoisers.tv_denoise`` with ``tv_iter`` inner iterations. ``gamma`` defaults to 1/L_g;
     ``x0`` to zeros. ``objective`` = ½||Ax_k − y||² + λ TV(x_k) (isotropic).
     """

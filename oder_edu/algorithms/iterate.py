@@ -71,7 +71,8 @@ class State:
 
 @dataclass
 class SolverTrace:
-    """What ``solve`` did: the residual of every iteration, their number, and whether ``tol`` was met."""
+    """What ``solve`` did: the residual of every iteration, their number, and whether the residual fell
+    below ``tol`` (the rule on which the stream stops)."""
 
     residuals: list[float] = field(default_factory=list)
     iterations: int = 0
@@ -194,5 +195,5 @@ def solve(updates: Iterator, x0: torch.Tensor, max_iter: int, tol: float,
             raise NonContractiveError(state.message)
         trace.residuals.append(state.residual)
     trace.iterations = len(trace.residuals)
-    trace.converged = state.residual <= tol
+    trace.converged = state.residual < tol  # the stream's own stopping rule
     return state.x, trace

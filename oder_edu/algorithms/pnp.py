@@ -20,8 +20,9 @@ import torch
 
 from .. import checks
 from .iterate import fixed_point_updates, iterate
+from ..physics import online_sampler
 from .red import advice, denoise
-from .step import gradient_oracle, setup, step_size
+from .step import batch_size_of, block_draws, setup, step_size
 
 
 def pnp_pgd(A, y: torch.Tensor, D, *, sigma: float, gamma: float | None = None, accelerate: bool = False,
@@ -30,8 +31,8 @@ def pnp_pgd(A, y: torch.Tensor, D, *, sigma: float, gamma: float | None = None, 
     """Stream PnP proximal-gradient iterates x_{k+1} = D(s_k − γ∇g(s_k), σ).
 
     ``accelerate=False``: PnP-ISTA (s_k = x_k); ``True``: PnP-FISTA (Nesterov extrapolation).
-    ``gamma`` defaults to 1/L (``step_size(A, batch_ratio=batch_ratio)``: L_g, or the minibatch
-    constant online). ``batch_ratio`` < 1 uses the online B/b-scaled minibatch gradient over
+    ``gamma`` defaults to 1/L (``step_size(A, batch_size=b)``: L_g, or the minibatch constant L_b
+    online). ``batch_ratio`` < 1 uses the online B/b-scaled minibatch gradient over
     blocks drawn by ``sampler`` from ``generator`` (``state.blocks``). ``x0`` defaults to zeros.
     No objective (a denoiser is in general no proximal operator of any function).
     """
@@ -39,13 +40,14 @@ def pnp_pgd(A, y: torch.Tensor, D, *, sigma: float, gamma: float | None = None, 
     sigma = checks.number("sigma", sigma, minimum=0)
     checks.function("D", D, "D(x, sigma) -> denoised x")
     accelerate = checks.flag("accelerate", accelerate)
-    safe = step_size(A, batch_ratio=batch_ratio, sampler=sampler).value
+    sampler = online_sampler(sampler, A.num_blocks, batch_ratio)
+    safe = step_size(A, batch_size=batch_size_of(sampler, A)).value
     gamma = safe if gamma is None else checks.number("gamma", gamma, positive=True)
-    oracle = gradient_oracle(g, batch_ratio, sampler, generator)
+    draw = block_draws(sampler, generator)
 
     def step(s):
-        grad, extras = oracle(s)
-        return denoise(D, s - gamma * grad, sigma), extras
+        blocks = draw()
+        return denoise(D, s - gamma * g.grad(s, blocks), sigma), {"blocks": blocks}
 
     return iterate(fixed_point_updates(step, x0, accelerate), x0, max_iter=max_iter, tol=tol,
                    setting=f"γ = {gamma:.4g}", advice=lambda: advice(safe, gamma, "1/L"))

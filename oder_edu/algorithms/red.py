@@ -12,11 +12,15 @@ then scales with b, the idea ODER (Liu et al., NeurIPS 2022) carries over to tra
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Callable
+
 import torch
 
 from .. import checks
+from ..physics import LeastSquares, online_sampler
 from .iterate import apply, fixed_point_updates, iterate
-from .step import gradient_oracle, setup, step_size
+from .step import batch_size_of, block_draws, setup, step_size
 
 
 def denoise(D, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -43,13 +47,41 @@ def denoiser_residual(D, x: torch.Tensor, sigma) -> torch.Tensor:
     return x - denoise(D, x, sigma)
 
 
-def red_step(x: torch.Tensor, grad: torch.Tensor, D, gamma, tau, sigma) -> torch.Tensor:
-    """One RED update T(x) = x − γ(∇g(x) + τ(x − D(x, σ))) (Romano et al. 2017).
+def red_update(x: torch.Tensor, grad: torch.Tensor, residual: torch.Tensor, gamma, tau) -> torch.Tensor:
+    """The RED update T(x) = x − γ(∇g(x) + τR(x)) (Romano, Elad, Milanfar, SIAM J. Imaging Sci. 2017),
+    given ``grad`` = ∇g(x) (full or minibatch) and ``residual`` = R(x), all ``[N, C, H, W]``.
 
-    ``x``, ``grad`` = ∇g(x) (full or minibatch) are ``[N, C, H, W]``; γ, τ may be floats or
-    tensors (a DEQ learns τ), so nothing here is validated or detached.
-    """
-    return x - gamma * (grad + tau * denoiser_residual(D, x, sigma))
+    T is linear in (x, ∇g, R), so the same expression gives its linearization: J v = v − γ(H v + τ J_R v)
+    with H the data term's Hessian (``LeastSquares.normal``) and J_R v the denoiser residual's JVP (J_R ᵀu
+    for the VJP: H is symmetric). γ, τ may be floats or tensors (a DEQ learns τ): nothing is validated."""
+    return x - gamma * (grad + tau * residual)
+
+
+@dataclass(frozen=True)
+class REDMap:
+    """The RED map T_S(x) = x − γ(∇_S g(x) + τR(x)) of data term ``g`` and residual ``R`` (``x -> R(x)``),
+    with ∇_S g the full gradient (S = None) or its unbiased minibatch estimate, and its linearization.
+    Every RED iteration in the package -- the ``red`` solver, ``deq.REDDEQ``'s forward and backward
+    passes, the contraction measurements -- applies these two methods."""
+
+    g: LeastSquares
+    R: Callable[[torch.Tensor], torch.Tensor]
+    gamma: float | torch.Tensor
+    tau: float | torch.Tensor
+
+    def __call__(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
+        """T_S(x), ``[N, C, H, W]``."""
+        return red_update(x, self.g.grad(x, blocks), self.R(x), self.gamma, self.tau)
+
+    def linear(self, v: torch.Tensor, JR_v: torch.Tensor, blocks=None) -> torch.Tensor:
+        """J_S v = v − γ((B/b) A_SᵀA_S v + τ J_R v) given ``JR_v`` = J_R v at the point of
+        linearization; given J_Rᵀu instead, it is J_Sᵀu (the data part is symmetric)."""
+        return red_update(v, self.g.normal(v, blocks), JR_v, self.gamma, self.tau)
+
+    def detached(self) -> "REDMap":
+        """The same map with γ and τ as constants (no gradient flows to a learned τ)."""
+        constant = lambda t: t.detach() if torch.is_tensor(t) else t  # noqa: E731
+        return replace(self, gamma=constant(self.gamma), tau=constant(self.tau))
 
 
 def advice(safe: float, gamma: float, what: str) -> str:
@@ -69,8 +101,8 @@ def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None 
 
     - ``D(x, sigma)``: any denoiser ``[N, C, H, W] -> [N, C, H, W]``; σ its strength.
     - ``tau``: the prior weight τ ≥ 0; ``gamma``: the step, default
-      ``step_size(A, tau, lipschitz_R, batch_ratio)`` = 1/(L + τ·L_R) with L = L_g, or the
-      minibatch constant when ``batch_ratio`` < 1 (``algorithms.step``).
+      ``step_size(A, tau, lipschitz_R, b)`` = 1/(L + τ·L_R) with L = L_g, or the minibatch
+      constant L_b when b < B (``algorithms.step``).
     - ``batch_ratio`` b/B in (0, 1]: 1 uses the full gradient; below 1, online RED with blocks
       drawn each iteration by ``sampler`` ('uniform', 'stratified', 'cyclic' or a callable)
       from ``generator``, and the B/b-scaled gradient of ``LeastSquares.grad``.
@@ -83,14 +115,15 @@ def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None 
     tau = checks.number("tau", tau, minimum=0)
     checks.function("D", D, "D(x, sigma) -> denoised x")
     accelerate = checks.flag("accelerate", accelerate)
-    safe = step_size(A, tau, lipschitz_R, batch_ratio, sampler).value
+    sampler = online_sampler(sampler, A.num_blocks, batch_ratio)
+    safe = step_size(A, tau, lipschitz_R, batch_size_of(sampler, A)).value
     gamma = safe if gamma is None else checks.number("gamma", gamma, positive=True)
-    oracle = gradient_oracle(g, batch_ratio, sampler, generator)
+    T, draw = REDMap(g, lambda x: denoiser_residual(D, x, sigma), gamma, tau), block_draws(sampler, generator)
 
     def step(s):
-        grad, extras = oracle(s)
-        return red_step(s, grad, D, gamma, tau, sigma), extras
+        blocks = draw()
+        return T(s, blocks), {"blocks": blocks}
 
-    bound = "1/(L + τ·L_R)" + ("" if batch_ratio == 1 else " with the minibatch constant L")
+    bound = "1/(L + τ·L_R)" + ("" if sampler is None else " with the minibatch constant L_b")
     return iterate(fixed_point_updates(step, x0, accelerate), x0, max_iter=max_iter, tol=tol,
                    setting=f"γ = {gamma:.4g}, τ = {tau:.4g}", advice=lambda: advice(safe, gamma, bound))

@@ -13,8 +13,9 @@ iteration spirals out); and a trained CNN denoiser is in general not firmly none
 so for it the default is a heuristic whose outcome the notebooks measure.
 
 Online methods use the minibatch gradient (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i), which is steeper
-than ∇g: its Lipschitz constant is bounded by the minibatch constant
-``A.minibatch_lipschitz(b)`` ≥ L_g, and the default step uses that bound instead of L_g.
+than ∇g: its Lipschitz constant is bounded by the minibatch constant L_b =
+``A.minibatch_lipschitz(b)`` ≥ L_g, and the default step uses that bound instead of L_g. b is
+the ``batch_size`` of the stream's sampler (``physics.online_sampler``), worked out once.
 """
 
 from __future__ import annotations
@@ -24,26 +25,28 @@ from dataclasses import dataclass
 import torch
 
 from .. import checks
-from ..physics import LeastSquares, make_sampler
+from ..physics import LeastSquares
 from ..physics.base import BlockOperator
-from ..physics.samplers import batch_size_for, draw_size
 
 
 @dataclass(frozen=True)
 class StepSize:
-    """γ = 1/(L + τ·L_R) with the constants it came from; ``explain`` says so in words."""
+    """γ = 1/(L + τ·L_R) with the constants it came from (L = ``data_lipschitz``: L_g, or the minibatch
+    constant L_b of b = ``batch_size`` of the B = ``num_blocks`` blocks); ``explain`` says so in words."""
 
     value: float
-    lipschitz: float
+    data_lipschitz: float
     tau: float
     lipschitz_R: float
-    batch_ratio: float = 1.0
+    batch_size: int
+    num_blocks: int
 
     @property
     def explain(self) -> str:
-        which = ("L = L_g = ||A||²" if self.batch_ratio == 1 else
-                 f"L = {self.lipschitz:.4g}, the minibatch constant at b/B = {self.batch_ratio:g} (≥ L_g)")
-        return (f"γ = 1/(L + τ·L_R) = 1/({self.lipschitz:.4g} + {self.tau:.4g}·{self.lipschitz_R:.4g}) = "
+        which = ("L = L_g = ||A||²" if self.batch_size == self.num_blocks else
+                 f"L = L_b = {self.data_lipschitz:.4g}, the minibatch constant at b = {self.batch_size} of "
+                 f"B = {self.num_blocks} (≥ L_g)")
+        return (f"γ = 1/(L + τ·L_R) = 1/({self.data_lipschitz:.4g} + {self.tau:.4g}·{self.lipschitz_R:.4g}) = "
                 f"{self.value:.4g}, with {which}: half the bound 2/(L + τ·L_R) under which T is averaged "
                 f"and converges, when D is firmly nonexpansive (then L_R = 1).")
 
@@ -51,20 +54,21 @@ class StepSize:
         return self.value
 
 
-def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0, batch_ratio: float = 1.0,
-              sampler="uniform") -> StepSize:
-    """The default step γ = 1/(L + τ·L_R) for operator ``A`` (module docstring), with L = ||A||²
-    or, for ``batch_ratio`` < 1, the minibatch constant for the b that ``sampler`` draws (a name;
-    a callable sampler is taken to draw ``batch_size_for(B, ratio)``). ``tau = 0`` gives 1/L."""
+def step_size(A, tau: float = 0.0, lipschitz_R: float = 1.0, batch_size: int | None = None) -> StepSize:
+    """The default step γ = 1/(L + τ·L_R) for operator ``A`` (module docstring): L = L_g = ||A||², or for
+    ``batch_size`` b < B the minibatch constant ``A.minibatch_lipschitz(b)``. ``tau = 0`` gives 1/L."""
     if not isinstance(A, BlockOperator):
         raise TypeError(f"A must be a BlockOperator, got {type(A).__name__}")
     tau = checks.number("tau", tau, minimum=0)
     lipschitz_R = checks.number("lipschitz_R", lipschitz_R, minimum=0)
-    batch_ratio = checks.ratio("batch_ratio", batch_ratio)
-    b = draw_size(sampler, A.num_blocks, batch_ratio) if isinstance(sampler, str) else batch_size_for(
-        A.num_blocks, batch_ratio)
+    b = A.num_blocks if batch_size is None else checks.integer("batch_size", batch_size, 1, A.num_blocks)
     L = A.minibatch_lipschitz(b)
-    return StepSize(1.0 / (L + tau * lipschitz_R), L, tau, lipschitz_R, batch_ratio)
+    return StepSize(1.0 / (L + tau * lipschitz_R), L, tau, lipschitz_R, b, A.num_blocks)
+
+
+def batch_size_of(sampler, A) -> int:
+    """b of an online method's ``sampler`` (``physics.online_sampler``), B for the full gradient (None)."""
+    return A.num_blocks if sampler is None else sampler.batch_size
 
 
 def setup(A, y: torch.Tensor, x0: torch.Tensor | None):
@@ -82,25 +86,12 @@ def setup(A, y: torch.Tensor, x0: torch.Tensor | None):
     return g, checks.finite("x0", x0).detach()
 
 
-def gradient_oracle(g: LeastSquares, batch_ratio: float, sampler, generator: torch.Generator | None):
-    """``x -> (∇g(x), {"blocks": S})``: the full gradient when ``batch_ratio == 1`` (S None),
-    else the unbiased minibatch estimate (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over S drawn by
-    ``sampler`` each call (online PnP: Sun, Wohlberg, Kamilov, IEEE TCI 2019; online RED:
-    Wu, Sun, Matlock, Liu, Tian, Kamilov, "SIMBA", IEEE J. Sel. Topics Signal Process. 2020).
-    ``sampler`` is a name for ``make_sampler`` ('uniform', 'stratified', 'cyclic') or a
-    callable ``generator -> blocks`` that decides b itself.
-    """
-    batch_ratio = checks.ratio("batch_ratio", batch_ratio)
+def block_draws(sampler, generator: torch.Generator | None):
+    """``() -> S``: the blocks of the next iteration, drawn by ``sampler`` from ``generator``, or None
+    (all blocks, the full gradient) when ``sampler`` is None. Online PnP (Sun, Wohlberg, Kamilov, IEEE TCI
+    2019) and online RED (Wu, Sun, Matlock, Liu, Tian, Kamilov, "SIMBA", IEEE J. Sel. Topics Signal
+    Process. 2020) take the unbiased estimate (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over a fresh S each iteration."""
     checks.generator(generator)
-    if isinstance(sampler, str):
-        draw = make_sampler(sampler, g.A.num_blocks, batch_ratio)  # checks the name
-        if batch_ratio == 1:
-            return lambda x: (g.grad(x), {"blocks": None})
-    else:
-        draw = checks.function("sampler", sampler, "generator -> blocks, or a name")
-
-    def oracle(x):
-        blocks = draw(generator)
-        return g.grad(x, blocks), {"blocks": blocks}
-
-    return oracle
+    if sampler is None:
+        return lambda: None
+    return lambda: sampler(generator)

@@ -1,5 +1,5 @@
 """``oder-edu bench notebooks``: wall time and peak RSS of each notebook run top to bottom in a fresh
-kernel, against DESIGN.md's budgets (see benchmarks/README.md)."""
+kernel, against the course's budgets (benchmarks/README.md)."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def accuracy(app: str, method: str, ratio: float, n_images: int, online_iters: i
     record = {"test_checkpoint": name, "test_psnr": round(tested["psnr"], 2), "test_ssim": round(tested["ssim"], 4),
               "test_forward_iters": round(tested["iters"], 1)}
     if method != "unrolled":
-        record.update(test_lipschitz=round(tested["lipschitz"], 4), test_plain_converged=tested["plain_converged"])
+        record.update(test_contraction=round(tested["contraction"], 4), test_plain_converged=tested["plain_converged"])
     if method == "oder":
         record.update(test_psnr_all_blocks=round(score(batch_ratio=1.0)["psnr"], 2),
                       test_psnr_online=round(score(resample="iteration", max_iter=online_iters)["psnr"], 2),

@@ -7,6 +7,7 @@ data-parallel. The shipped checkpoints' exact commands are in oder_edu/weights/M
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -35,10 +36,11 @@ def add_arguments(parser) -> None:
     add("--image-size", type=int, default=None, help="default: the app's setting (problems.SETTINGS)")
     add("--num-blocks", type=int, default=None, help="B; default: the app's setting")
     add("--snr", type=float, default=None, help="input SNR in dB; default: the app's setting")
-    for name in ("resample", "sampler", "sigma", "tau_init", "pretrained", "depth", "width", "solver", "backward",
+    for name in ("resample", "sampler", "sigma", "tau_over_L", "pretrained", "depth", "width", "solver", "backward",
                  "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter"):
         default = getattr(model, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
+    add("--tau-init", dest="tau_over_L", type=float, help=argparse.SUPPRESS)  # its name until 2026-12 (MANIFEST)
     add("--no-pretrained", dest="pretrained", action="store_const", const=None, help="start from a fresh prior")
     for name in ("steps", "batch_size", "lr", "lr_tau", "warmup", "contraction", "contraction_weight", "seed", "val_images",
                  "memory_every", "checkpoint_every"):
@@ -56,8 +58,8 @@ def add_arguments(parser) -> None:
 
 def configs(args) -> tuple[ModelConfig, TrainConfig]:
     """The two configs of a command line (ValueError naming a bad value)."""
-    ratio = checks.ratio("ratio", args.ratio) if args.method == "oder" else 1.0
-    checks.ratio("ratio", args.ratio)
+    ratio = checks.ratio("ratio", args.ratio)
+    ratio = ratio if args.method == "oder" else 1.0
     if args.pretrained in ("none", ""):
         args.pretrained = None
     model = ModelConfig(app=args.app, image_size=args.image_size, num_blocks=args.num_blocks, snr_db=args.snr,
@@ -103,7 +105,7 @@ def main(args) -> int:
         partial.write_text(json.dumps(summary_, indent=1) + "\n")
         os.replace(partial, log_dir / "log.json")
         print(f"saved {out}: held-out PSNR {metrics['val_psnr']:.2f} dB (x0 {metrics['x0_psnr']:.2f} dB), "
-              f"||dT/dx|| at the fixed points {metrics['test_lipschitz']:.3f}, "
+              f"||dT/dx|| at the fixed points {metrics['test_contraction']:.3f}, "
               f"plain iteration converged: {metrics['plain_converged']}; {result['seconds']:.0f} s of training")
     ddp.cleanup()
     return 0

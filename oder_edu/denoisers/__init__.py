@@ -5,7 +5,8 @@ noise-level-conditional CNN (shipped weights: ``load_denoiser("dncnn")``), and t
 
 from .classical import gaussian_denoise, gradient, gradient_adjoint, total_variation, tv_denoise, tv_objective
 from .dncnn import DnCNN
-from .pretrained import ClassicalDenoiser, load_denoiser
+from .pretrained import ClassicalDenoiser, from_config, load_denoiser
+from .unet import UNet
 
-__all__ = ["DnCNN", "ClassicalDenoiser", "load_denoiser", "gaussian_denoise", "tv_denoise", "tv_objective",
+__all__ = ["DnCNN", "UNet", "ClassicalDenoiser", "from_config", "load_denoiser", "gaussian_denoise", "tv_denoise", "tv_objective",
            "total_variation", "gradient", "gradient_adjoint"]

@@ -67,7 +67,7 @@ class DnCNN(nn.Module):
 
     def config(self) -> dict:
         """The constructor arguments, stored beside the weights so a checkpoint rebuilds its net."""
-        return {"channels": self.channels, "depth": self.depth, "width": self.width,
+        return {"architecture": "dncnn", "channels": self.channels, "depth": self.depth, "width": self.width,
                 "sigma_range": list(self.sigma_range)}
 
     def residual(self, x: torch.Tensor, sigma) -> torch.Tensor:

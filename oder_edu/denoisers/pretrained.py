@@ -1,5 +1,5 @@
-"""Ready-to-use denoisers ``D(x, sigma) -> [N, C, H, W]``: ``load_denoiser("dncnn")``, the shipped
-DnCNN with its sha256 checked; ``"tv"``, the prox of lam TV with lam = TV_LAM_PER_SIGMA * sigma;
+"""Ready-to-use denoisers ``D(x, sigma) -> [N, C, H, W]``: ``load_denoiser("unet")`` and ``"dncnn"``, the
+shipped networks with their sha256 checked; ``"tv"``, the prox of lam TV with lam = TV_LAM_PER_SIGMA * sigma;
 ``"gaussian"``, Gaussian smoothing with std = 2.5 sqrt(sigma) pixels."""
 
 from __future__ import annotations
@@ -10,6 +10,17 @@ from .. import checkpoints, checks
 from ..device import as_device
 from .classical import as_strength, check_image, gaussian_denoise, tv_denoise
 from .dncnn import DnCNN
+from .unet import UNet
+
+ARCHITECTURES = {"dncnn": DnCNN, "unet": UNet}
+
+
+def from_config(config: dict) -> torch.nn.Module:
+    """A fresh network of the architecture a weight file's ``config`` names (``"architecture"``, default
+    ``"dncnn"``: files written before the U-Net existed), built with the rest of it."""
+    config = dict(config)
+    architecture = checks.choice("architecture", config.pop("architecture", "dncnn"), tuple(ARCHITECTURES))
+    return ARCHITECTURES[architecture](**config)
 
 # TV's weight lam per unit of sigma (noise std of images in [0, 1]): on validation_phantoms the best
 # lam is 0.85 to 1.1 sigma for sigma in [0.05, 0.2] (`oder-edu train denoiser` records it at 0.1).
@@ -49,6 +60,6 @@ def load_denoiser(name: str = "dncnn", device=None) -> torch.nn.Module:
     if name in ("tv", "gaussian"):
         return ClassicalDenoiser(name).to(device).eval()
     state = checkpoints.load_state(name, kind="denoiser")
-    model = DnCNN(**state["config"])
+    model = from_config(state["config"])
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval()

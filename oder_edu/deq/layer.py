@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import checks
 from ..algorithms.iterate import SolverTrace, apply
-from .solvers import _start, anderson
+from .solvers import anderson, start
 
 BACKWARDS = ("implicit", "jfb", "unrolled")
 
@@ -36,7 +36,7 @@ def unrolled(f, z0: torch.Tensor, num_iter: int):
     Returns ``(z_K, trace)``; the trace records residuals but never stops early, so the
     computation graph (and its memory) is exactly K applications of f."""
     num_iter = checks.integer("num_iter", num_iter, 1)
-    trace, z = SolverTrace(), _start(f, z0)
+    trace, z = SolverTrace(), start(f, z0)
     for _ in range(num_iter):
         fz = apply(f, z)
         with torch.no_grad():
@@ -79,6 +79,44 @@ def set_iterations(module, max_iter, tol, backward_max_iter=None, backward_tol=N
     module.forward_trace = module.backward_trace = None
 
 
+def equilibrium(module, f, z0: torch.Tensor, solver, attach, backward_solver=None, max_iter: int | None = None):
+    """The one forward/backward skeleton of every deep equilibrium model here: z* = f(z*) from ``z0``.
+
+    ``module`` holds ``backward`` ("implicit", "jfb" or "unrolled") and the iteration counts of
+    ``set_iterations``, and receives ``forward_trace`` / ``backward_trace``. Unrolled: K = ``unroll_iter``
+    steps on the tape. Otherwise ``solver`` finds z* without autograd (``max_iter`` overrides the
+    module's); evaluation stops there; JFB applies f once more with autograd; implicit calls
+    ``attach(z*) -> (z, vjp)``, one application z of f at z* on the tape and the product
+    u -> Jᵀu at z*, and puts the backward solve u = Jᵀu + v (``backward_solver``, default ``solver``) on z.
+    """
+    module.backward_trace = None
+    if module.backward == "unrolled":
+        z, module.forward_trace = unrolled(f, z0, module.unroll_iter)
+        return z
+    with torch.no_grad():
+        z_star, module.forward_trace = solver(f, z0.detach(), max_iter=max_iter or module.max_iter, tol=module.tol)
+    if not torch.is_grad_enabled():
+        return z_star
+    if module.backward == "jfb":
+        return f(z_star)
+    z, vjp = attach(z_star)
+    if not z.requires_grad:
+        return z
+    return attach_implicit(z, vjp, backward_solver or solver, module.backward_max_iter, module.backward_tol,
+                           lambda trace: setattr(module, "backward_trace", trace))
+
+
+def autograd_attach(f):
+    """``attach`` for a generic map: one application z = f(z_in) at z_in = z* (detached, requiring grad),
+    whose graph serves both the VJPs Jᵀu of the backward solve and the final pass to the parameters."""
+    def attach(z_star):
+        z_in = z_star.detach().requires_grad_()
+        z = f(z_in)
+        return z, lambda u: torch.autograd.grad(z, z_in, u, retain_graph=True)[0]
+
+    return attach
+
+
 class DEQ(nn.Module):
     """Deep equilibrium layer around a map ``f(z, *args)`` (an ``nn.Module`` or a function).
 
@@ -108,26 +146,8 @@ class DEQ(nn.Module):
         def f(z):
             return self.f(z, *args)
 
-        z0 = _start(f, z0)  # a tensor, finite: any solver (and the unrolled baseline) may start from it
-        self.backward_trace = None
-        if self.backward == "unrolled":
-            z, self.forward_trace = unrolled(f, z0, self.unroll_iter)
-            return z
-        with torch.no_grad():
-            z_star, self.forward_trace = self.solver(f, z0.detach(), max_iter=self.max_iter, tol=self.tol)
-        if not torch.is_grad_enabled():
-            return z_star
-        if self.backward == "jfb":
-            return f(z_star)
-        # One attached application; its graph serves both the VJPs J^T u of the backward solve
-        # (gradients with respect to z_in) and the final pass to the parameters.
-        z_in = z_star.detach().requires_grad_()
-        z = f(z_in)
-        if not z.requires_grad:
-            return z
-        vjp = lambda u: torch.autograd.grad(z, z_in, u, retain_graph=True)[0]  # noqa: E731
-        return attach_implicit(z, vjp, self.backward_solver, self.backward_max_iter, self.backward_tol,
-                               lambda trace: setattr(self, "backward_trace", trace))
+        z0 = start(f, z0)  # a tensor, finite: any solver (and the unrolled baseline) may start from it
+        return equilibrium(self, f, z0, self.solver, autograd_attach(f), self.backward_solver)
 
     def extra_repr(self) -> str:
         name = getattr(self.solver, "__name__", type(self.solver).__name__)

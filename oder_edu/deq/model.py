@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from .. import checkpoints, checks
-from ..denoisers import DnCNN
+from ..denoisers import DnCNN, from_config, load_denoiser
 from ..physics.samplers import SAMPLERS
 from ..problems import APPS, SETTINGS
 from .layer import BACKWARDS
@@ -21,7 +21,7 @@ METHODS = ("full", "oder", "unrolled")
 class ModelConfig:
     """A RED-DEQ / ODER model and its problem (``app`` ... ``snr_db``; None: ``problems.SETTINGS``).
     ``method``: "full" (RED-DEQ), "oder" (minibatch at ``batch_ratio``) or "unrolled" (``unroll_iter``
-    RED steps); R_θ starts from ``pretrained`` (None: a fresh ``DnCNN(depth, width)``), τ at ``tau_init`` · L_g."""
+    RED steps); R_θ starts from ``pretrained`` (None: a fresh ``DnCNN(depth, width)``), τ at ``tau_over_L`` · L_g."""
 
     app: str = "ct"
     image_size: int | None = None
@@ -32,7 +32,7 @@ class ModelConfig:
     resample: str = "iteration"
     sampler: str = "stratified"
     sigma: float = 0.05
-    tau_init: float = 0.1
+    tau_over_L: float = 0.1  # τ/L_g at the start of training
     pretrained: str | None = "dncnn_small"
     depth: int = 5
     width: int = 16
@@ -65,7 +65,7 @@ class ModelConfig:
             self.pretrained = os.fspath(self.pretrained)
         # stored as plain Python numbers: numpy scalars could not be loaded back from a weight file
         self.sigma = checks.number("sigma", self.sigma, minimum=0)
-        self.tau_init = checks.number("tau_init", self.tau_init, positive=True)
+        self.tau_over_L = checks.number("tau_over_L", self.tau_over_L, positive=True)
         for name in ("depth", "width", "max_iter", "backward_max_iter", "unroll_iter"):
             setattr(self, name, checks.integer(name, getattr(self, name), 1))
         for name in ("tol", "backward_tol"):
@@ -73,28 +73,35 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """The config saved beside a checkpoint; keys of earlier versions are read under today's names
+        (``RENAMED``), and an unknown key raises rather than silently falling back to a default."""
+        values = {RENAMED.get(key, key): value for key, value in values.items()}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)} - SAVED_BESIDE)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}: a checkpoint from a newer oder-edu?")
+        return cls(**{key: value for key, value in values.items() if key not in SAVED_BESIDE})
+
+
+RENAMED = {"tau_init": "tau_over_L"}  # the field's name until 2026-12 (it always meant τ/L_g)
+SAVED_BESIDE = {"prior"}  # stored with the config by ``save``: the prior's architecture
 
 
 def prior(config: ModelConfig) -> DnCNN:
+    """The prior R_θ training starts from: the ``pretrained`` denoiser, or a fresh ``DnCNN(1, depth, width)``."""
     if config.pretrained is None:
         return DnCNN(1, config.depth, config.width)
-    state = checkpoints.load_state(config.pretrained, kind="denoiser")
-    net = DnCNN(**state["config"])
-    net.load_state_dict(state["state_dict"])
-    return net
+    return load_denoiser(config.pretrained, device="cpu").train()
 
 
 def build(config: ModelConfig, A=None, *, denoiser: DnCNN | None = None, tau: float | None = None) -> REDDEQ:
-    """A ``REDDEQ`` for ``config``: the starting ``prior`` and τ = ``tau_init`` · ||A||², or a
+    """A ``REDDEQ`` for ``config``: the starting ``prior`` and τ = ``tau_over_L`` · ||A||², or a
     given ``denoiser`` and ``tau`` (a saved model's, whose weights the caller then loads)."""
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
     if tau is None:
         if A is None:
             raise ValueError("build needs the operator A (to scale τ by L_g) or an explicit tau")
-        tau = config.tau_init * A.norm() ** 2
+        tau = config.tau_over_L * A.norm() ** 2
     same = ("batch_ratio", "resample", "sampler", "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter")
     return REDDEQ(prior(config) if denoiser is None else denoiser, config.sigma, tau, solver=SOLVERS[config.solver],
                   backward="unrolled" if config.method == "unrolled" else config.backward,
@@ -117,7 +124,7 @@ def load_model(source, device=None) -> REDDEQ:
 
     state = checkpoints.load_state(source, kind="red_deq")
     config = ModelConfig.from_dict(state["config"])
-    model = build(config, denoiser=DnCNN(**state["config"]["prior"]), tau=state["state_dict"]["log_tau"].exp().item())
+    model = build(config, denoiser=from_config(state["config"]["prior"]), tau=state["state_dict"]["log_tau"].exp().item())
     model.load_state_dict(state["state_dict"])
     model.config = config
     return model.to(as_device(device)).eval()

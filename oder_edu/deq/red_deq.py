@@ -54,9 +54,11 @@ import torch
 from torch import nn
 
 from .. import checks
+from ..algorithms.red import REDMap, red_update
+from ..algorithms.step import batch_size_of, block_draws
 from ..physics import LeastSquares, make_sampler
-from ..physics.samplers import SAMPLERS, draw_size
-from .layer import BACKWARDS, attach_implicit, set_iterations, unrolled
+from ..physics.samplers import SAMPLERS
+from .layer import BACKWARDS, equilibrium, set_iterations
 from .solvers import anderson, forward_iteration
 
 RESAMPLE = ("iteration", "call")
@@ -98,32 +100,38 @@ class REDDEQ(nn.Module):
     def tau(self) -> torch.Tensor:
         return self.log_tau.exp()
 
-    def lipschitz(self, g: LeastSquares, batch_ratio: float | None = None) -> float:
-        """L of the step: L_g for the full gradient, the minibatch constant for b/B < 1."""
-        return g.lipschitz(self.batch_ratio if batch_ratio is None else batch_ratio, self.sampler)
+    def data_lipschitz(self, g: LeastSquares, batch_size: int | None = None) -> float:
+        """L of the step: L_g for the full gradient, the minibatch constant L_b for b = ``batch_size`` < B."""
+        return g.A.minibatch_lipschitz(g.A.num_blocks if batch_size is None else batch_size)
 
-    def gamma(self, g: LeastSquares, batch_ratio: float | None = None) -> torch.Tensor:
+    def gamma(self, g: LeastSquares, batch_size: int | None = None) -> torch.Tensor:
         """The step γ = 1/(L + τ·L_R) (module docstring), a function of the learned τ."""
-        return 1.0 / (self.lipschitz(g, batch_ratio) + self.tau * self.lipschitz_R)
+        return 1.0 / (self.data_lipschitz(g, batch_size) + self.tau * self.lipschitz_R)
 
-    def T(self, x: torch.Tensor, g: LeastSquares, blocks=None, gamma=None) -> torch.Tensor:
-        """One RED step x − γ(∇_S g(x) + τ R_θ(x)), ``[N, C, H, W]`` (S = all blocks when None)."""
-        gamma = self.gamma(g, 1.0 if blocks is None else self._ratio(g, blocks)) if gamma is None else gamma
-        return x - gamma * (g.grad(x, blocks) + self.tau * self.denoiser.residual(x, self.sigma))
+    def red_map(self, g: LeastSquares, batch_size: int | None = None) -> REDMap:
+        """T_S(x) = x − γ(∇_S g(x) + τ R_θ(x)) with the step for b = ``batch_size`` blocks (default B)."""
+        return REDMap(g, lambda x: self.denoiser.residual(x, self.sigma), self.gamma(g, batch_size), self.tau)
+
+    def block_sampler(self, g: LeastSquares, batch_ratio: float):
+        """The sampler of b/B = ``batch_ratio`` (b worked out there, once), or None for all blocks."""
+        return None if batch_ratio == 1 else make_sampler(self.sampler, g.A.num_blocks, batch_ratio)
+
+    def online(self, batch_ratio: float | None = None, resample: str | None = None) -> bool:
+        """Whether a call draws a fresh S at every application of the map (b < B, ``resample="iteration"``).
+        The map then changes every step: Anderson's model of one fixed map does not apply, so forward and
+        backward solves use plain iteration, and no deterministic tolerance is ever met."""
+        ratio = self.batch_ratio if batch_ratio is None else batch_ratio
+        return ratio < 1 and (self.resample if resample is None else resample) == "iteration"
 
     @staticmethod
-    def _ratio(g: LeastSquares, blocks) -> float:
-        return len(blocks) / g.A.num_blocks
-
-    def _draw(self, g: LeastSquares, ratio: float, resample: str, generator):
-        """A callable giving the block set of the next application: None (all), one S, or fresh S."""
-        if ratio == 1:
-            return lambda: None
-        draw = make_sampler(self.sampler, g.A.num_blocks, ratio)
-        if resample == "call":
-            blocks = draw(generator)
+    def draws(sampler, resample: str, generator):
+        """``() -> S``, called once per application of the map in a call (forward, attached, backward):
+        None for all blocks; with ``resample="call"`` the one S drawn now; else a fresh S each time."""
+        draw = block_draws(sampler, generator)
+        if resample == "call" and sampler is not None:
+            blocks = draw()
             return lambda: blocks
-        return lambda: draw(generator)
+        return draw
 
     def forward(self, x0: torch.Tensor, g: LeastSquares, batch_ratio: float | None = None,
                 resample: str | None = None, generator: torch.Generator | None = None,
@@ -133,42 +141,26 @@ class REDDEQ(nn.Module):
         g.check(x0)
         checks.finite("x0", x0)
         ratio = self.batch_ratio if batch_ratio is None else checks.ratio("batch_ratio", batch_ratio)
-        ratio = draw_size(self.sampler, g.A.num_blocks, ratio) / g.A.num_blocks  # the b/B actually drawn
         resample = self.resample if resample is None else checks.choice("resample", resample, RESAMPLE)
-        draw = self._draw(g, ratio, resample, checks.generator(generator))
-        gamma = self.gamma(g, ratio)
-        online = ratio < 1 and resample == "iteration"
-        f = lambda x: self.T(x, g, draw(), gamma)  # noqa: E731
-        self.backward_trace = None
-        if self.backward == "unrolled":  # the unrolled network is K steps, trained or evaluated
-            z, self.forward_trace = unrolled(f, x0, self.unroll_iter)
-            return z
-        solver = forward_iteration if online else self.solver
-        max_iter = self.max_iter if max_iter is None else checks.integer("max_iter", max_iter, 1)
-        with torch.no_grad():
-            x_star, self.forward_trace = solver(f, x0.detach(), max_iter=max_iter, tol=self.tol)
-        if not torch.is_grad_enabled():
-            return x_star
-        if self.backward == "jfb":
-            return f(x_star)
-        # The attached application: R_θ's graph at x* serves the VJPs Jᵀu of the backward solve
-        # and the final pass to θ and τ. The data part of J is linear and known, (B/b)A_SᵀA_S,
-        # so it is applied directly -- with a fresh S at every backward step when online.
-        x_in = x_star.detach().requires_grad_()
-        r = self.denoiser.residual(x_in, self.sigma)
-        with torch.no_grad():
-            data = g.grad(x_star, draw())
-        out = x_in - gamma * (data + self.tau * r)
-        g_, t_ = gamma.detach(), self.tau.detach()
+        max_iter = None if max_iter is None else checks.integer("max_iter", max_iter, 1)
+        sampler = self.block_sampler(g, ratio)
+        T = self.red_map(g, batch_size_of(sampler, g.A))
+        draw = self.draws(sampler, resample, checks.generator(generator))
+        solver = forward_iteration if self.online(ratio, resample) else self.solver
 
-        def vjp(u):
-            blocks = draw()
-            scale = 1.0 if blocks is None else g.A.num_blocks / len(blocks)
-            normal = g.A._adjoint(g.A._forward(u, blocks), blocks) * scale
-            return u - g_ * (normal + t_ * torch.autograd.grad(r, x_in, u, retain_graph=True)[0])
+        def attach(x_star):
+            # R_θ's graph at x* serves the VJPs Jᵀu of the backward solve and the final pass to θ and τ;
+            # the data part of J is linear and known, (B/b)A_SᵀA_S, so it is applied directly -- with a
+            # fresh S at every backward step when online.
+            x_in = x_star.detach().requires_grad_()
+            r = T.R(x_in)
+            with torch.no_grad():
+                data = T.g.grad(x_star, draw())
+            constant = T.detached()
+            vjp = lambda u: constant.linear(u, torch.autograd.grad(r, x_in, u, retain_graph=True)[0], draw())  # noqa: E731
+            return red_update(x_in, data, r, T.gamma, T.tau), vjp
 
-        return attach_implicit(out, vjp, forward_iteration if online else self.solver, self.backward_max_iter,
-                               self.backward_tol, lambda trace: setattr(self, "backward_trace", trace))
+        return equilibrium(self, lambda x: T(x, draw()), x0, solver, attach, max_iter=max_iter)
 
     def extra_repr(self) -> str:
         return (f"sigma={self.sigma}, tau={self.tau.item():.4g}, lipschitz_R={self.lipschitz_R}, batch_ratio={self.batch_ratio}, "

@@ -23,7 +23,8 @@ from ..algorithms.iterate import NonContractiveError, SolverTrace, apply, fixed_
 __all__ = ["forward_iteration", "anderson", "nesterov", "SOLVERS", "NonContractiveError", "SolverTrace"]
 
 
-def _start(f, z0) -> torch.Tensor:
+def start(f, z0) -> torch.Tensor:
+    """``z0`` checked as a solver's start: a finite floating-point tensor ``[N, ...]``, N >= 1 (and ``f`` callable)."""
     checks.function("f", f, "z -> tensor of z's shape")
     if not torch.is_tensor(z0) or not z0.is_floating_point() or z0.ndim < 1 or z0.shape[0] < 1:
         raise TypeError(f"z0 must be a floating-point tensor [N, ...] with N >= 1, got {z0!r:.80}")
@@ -32,7 +33,7 @@ def _start(f, z0) -> torch.Tensor:
 
 def forward_iteration(f, z0, max_iter: int = 50, tol: float = 1e-4):
     """Picard iteration z_{k+1} = f(z_k); converges linearly for a contraction (Banach)."""
-    z0 = _start(f, z0)
+    z0 = start(f, z0)
     return solve(fixed_point_updates(lambda z: (apply(f, z), {}), z0), z0, max_iter, tol)
 
 
@@ -41,7 +42,7 @@ def nesterov(f, z0, max_iter: int = 50, tol: float = 1e-4):
     Reehorst & Schniter, IEEE TCI 2019, and the test-time solver of the ODER reference code):
     z_k = f(s_{k-1}) and s_k extrapolates z_k, z_{k-1} (``algorithms.iterate``). When f is a
     gradient step on a convex function this is accelerated gradient descent."""
-    z0 = _start(f, z0)
+    z0 = start(f, z0)
     return solve(fixed_point_updates(lambda z: (apply(f, z), {}), z0, accelerate=True), z0, max_iter, tol)
 
 
@@ -60,7 +61,7 @@ def anderson(f, z0, max_iter: int = 50, tol: float = 1e-4, m: int = 5, lam: floa
     f(z) - z (on an affine map it matches GMRES), so it can converge where f is not a
     contraction: a model that needs it to converge is not the contraction the theory covers.
     """
-    z0 = _start(f, z0)
+    z0 = start(f, z0)
     m = checks.integer("m", m, 1)
     lam = checks.number("lam", lam, minimum=0)
     beta = checks.number("beta", beta, positive=True, maximum=1)

@@ -47,7 +47,7 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
                generator: torch.Generator, measure_memory: bool = True,
                penalty: ContractionPenalty | None = None) -> dict:
     """One Adam step on mean ||x* − x||² (plus the ``penalty`` at x*, if given); returns the log
-    row, with the penalty's estimate of ||∂T/∂x|| as ``lipschitz`` (the largest in the batch).
+    row, with the penalty's estimate of ||∂T/∂x|| as ``contraction`` (the largest in the batch).
 
     ``model`` is the ``REDDEQ`` or its ``DistributedDataParallel`` wrapper. With
     ``measure_memory``, peak tensor memory is measured around the whole step (the penalty's
@@ -61,8 +61,7 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
     start = time.perf_counter()
     with memory:
         x_hat = model(x0, g, generator=generator)
-        online = deq.batch_ratio < 1 and deq.resample == "iteration"
-        if deq.backward != "unrolled" and not online and deq.tol > 0 and not deq.forward_trace.converged:
+        if deq.backward != "unrolled" and not deq.online() and deq.tol > 0 and not deq.forward_trace.converged:
             # the implicit gradient is the gradient at a fixed point; without one it can point anywhere
             raise NonContractiveError(f"the forward solve did not reach tol in {deq.forward_trace.iterations} "
                                       f"iterations (residual {deq.forward_trace.residuals[-1]:.2e})")
@@ -81,7 +80,7 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
         "forward_iters": forward.iterations, "forward_residual": forward.residuals[-1],
         "backward_iters": 0 if backward is None else backward.iterations,
         "backward_residual": None if backward is None else backward.residuals[-1],
-        "tau": deq.tau.item(), "lipschitz": None if norms is None else norms.max().item(),
+        "tau": deq.tau.item(), "contraction": None if norms is None else norms.max().item(),
     }
 
 
@@ -89,17 +88,14 @@ def _per_image(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *[1] * (t.ndim - 1))
 
 
-def _top_singular_vector(model: REDDEQ, x: torch.Tensor, g: LeastSquares, v: torch.Tensor, num_iter: int):
-    """``num_iter`` power iterations on JᵀJ from ``v`` for the full-batch map T at ``x``, with
-    J v = v − γ(AᵀA v + τ J_R v) (``torch.func.jvp`` through the prior; the data part is linear)
-    and Jᵀu likewise with ``torch.func.vjp``: ``(v, J)``, the unit vector per image and J."""
-    gamma, tau = model.gamma(g, 1.0).item(), model.tau.item()
-    R = lambda z: model.denoiser.residual(z, model.sigma)  # noqa: E731
-    normal = lambda v: g.A._adjoint(g.A._forward(v, None), None)  # noqa: E731
-    x = x.detach()
-    _, pullback = torch.func.vjp(R, x)
-    J = lambda v: v - gamma * (normal(v) + tau * torch.func.jvp(R, (x,), (v,))[1])  # noqa: E731
-    Jt = lambda u: u - gamma * (normal(u) + tau * pullback(u)[0])  # noqa: E731
+def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int):
+    """``num_iter`` power iterations on JᵀJ from ``v`` for the RED map ``T`` (an ``algorithms.REDMap``,
+    full batch) linearized at ``x``: J v and Jᵀu by ``T.linear`` with J_R v from ``torch.func.jvp`` and
+    J_Rᵀu from ``torch.func.vjp`` through the prior. Returns ``(v, J)``, the unit vector per image and J."""
+    T, x = T.detached(), x.detach()
+    _, pullback = torch.func.vjp(T.R, x)
+    J = lambda v: T.linear(v, torch.func.jvp(T.R, (x,), (v,))[1])  # noqa: E731
+    Jt = lambda u: T.linear(u, pullback(u)[0])  # noqa: E731
     v = v / _per_image(v)
     for _ in range(num_iter):
         w = Jt(J(v))
@@ -112,7 +108,7 @@ def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int
     power iterations on JᵀJ from a seeded random start."""
     num_iter = checks.integer("num_iter", num_iter, 1)
     v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).to(x.device)
-    v, J = _top_singular_vector(model, x, g, v, num_iter)
+    v, J = _top_singular_vector(model.red_map(g), x, v, num_iter)
     return J(v).flatten(1).norm(dim=1).detach()
 
 
@@ -142,23 +138,21 @@ class ContractionPenalty:
         x = x_star.detach()
         if self.v is None or self.v.shape != x.shape:
             self.v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).to(x.device)
-        self.v, J = _top_singular_vector(model, x, g, self.v, self.num_iter)
+        T = model.red_map(g).detached()
+        self.v, J = _top_singular_vector(T, x, self.v, self.num_iter)
         u = J(self.v).detach()
         u = u / _per_image(u)
         with torch.enable_grad():
             xr = x.requires_grad_()
-            JRt_u = torch.autograd.grad(model.denoiser.residual(xr, model.sigma), xr, u, create_graph=True)[0]
-        normal_u = g.A._adjoint(g.A._forward(u, None), None)
-        gamma, tau = model.gamma(g, 1.0).detach(), model.tau.detach()
-        norms = (u - gamma * (normal_u + tau * JRt_u)).flatten(1).norm(dim=1)
+            JRt_u = torch.autograd.grad(T.R(xr), xr, u, create_graph=True)[0]
+        norms = T.linear(u, JRt_u).flatten(1).norm(dim=1)
         return self.weight * (norms - self.target).clamp(min=0).square().mean(), norms.detach()
 
 
 @torch.no_grad()
 def plain_solve(model: REDDEQ, x0: torch.Tensor, g: LeastSquares, max_iter: int = 300, tol: float = 1e-4):
     """Plain iteration x_{k+1} = T(x_k) from ``x0`` with the model's own γ, full batch: ``(x, trace)``."""
-    gamma = model.gamma(g, 1.0)
-    return forward_iteration(lambda x: model.T(x, g, None, gamma), x0, max_iter=max_iter, tol=tol)
+    return forward_iteration(model.red_map(g), x0, max_iter=max_iter, tol=tol)
 
 
 def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = VALIDATION_SEED + 1,
@@ -168,7 +162,7 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
     Noise and block draws come from a generator seeded with ``seed``; ``call`` (``batch_ratio``,
     ``resample``, ``max_iter``) goes to the model. Also reports x0's PSNR and the mean forward
     iterations; with ``properties``, the largest ||∂T/∂x||₂ at the fixed points
-    reached by plain iteration (``lipschitz``; at the model's output where plain iteration
+    reached by plain iteration (``contraction``; at the model's output where plain iteration
     diverges, as it may for an unrolled network) and whether plain iteration from x0 with the
     model's own γ reaches a relative residual of 1e-4 within 300 iterations on every image
     (``plain_converged``).
@@ -178,7 +172,7 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     scores = {"psnr": [], "ssim": [], "x0_psnr": [], "iters": []}
-    lipschitz, plain = [], []
+    contraction, plain = [], []
     for batch in images.split(batch_size):
         y = simulate(A, batch, snr_db, generator)
         x0, g = initial_image(A, y), LeastSquares(A, y)
@@ -194,9 +188,9 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
                 plain.append(trace.converged)
             except NonContractiveError:  # measured at the model's output instead
                 plain.append(False)
-            lipschitz.append(jacobian_norm(model, x_hat, g).max().item())
+            contraction.append(jacobian_norm(model, x_hat, g).max().item())
     model.train(was_training)
     result = {key: sum(v) / len(v) for key, v in scores.items()}
     if properties:
-        result.update(lipschitz=max(lipschitz), plain_converged=all(plain))
+        result.update(contraction=max(contraction), plain_converged=all(plain))
     return result

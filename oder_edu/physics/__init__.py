@@ -5,5 +5,6 @@ from .ct import ParallelBeamCT, fbp
 from .idt import IntensityDiffractionTomography, ring_leds
 from .mri import MultiCoilMRI, birdcage_maps, cartesian_mask
 from .noise import add_noise_snr
-from .samplers import CyclicSampler, StratifiedSampler, UniformSampler, batch_size_for, make_sampler
+from .samplers import (CustomSampler, CyclicSampler, StratifiedSampler, UniformSampler, batch_size_for, make_sampler,
+                       online_sampler)
 from .simple import Blur, Denoising, gaussian_kernel

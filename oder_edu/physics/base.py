@@ -228,14 +228,24 @@ class LeastSquares:
     def value(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """g(x) per image, ``[N]`` (with ``blocks``: the same B/b scaling as ``grad``)."""
         blocks = self._blocks(x, blocks)
-        scale = self.A.num_blocks / count(blocks, self.A.num_blocks)
-        return 0.5 * scale * self._residual(x, blocks).abs().square().flatten(1).sum(1)
+        return 0.5 * self._scale(blocks) * self._residual(x, blocks).abs().square().flatten(1).sum(1)
+
+    def _scale(self, blocks: torch.Tensor | None) -> float:  # B/b: makes a minibatch estimate unbiased
+        return self.A.num_blocks / count(blocks, self.A.num_blocks)
 
     def grad(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """Full gradient ``[N, C, H, W]``, or the unbiased (B/b) estimate over ``blocks``."""
         blocks = self._blocks(x, blocks)
         g = self.A._adjoint(self._residual(x, blocks), blocks)
-        return g if blocks is None else g * (self.A.num_blocks / blocks.numel())
+        return g if blocks is None else g * self._scale(blocks)
+
+    def normal(self, v: torch.Tensor, blocks=None) -> torch.Tensor:
+        """The Hessian of g applied to ``v`` ``[N, C, H, W]``: AᵀA v, or its unbiased estimate
+        (B/b) A_SᵀA_S v over ``blocks`` -- the data part of every linearization of a gradient step
+        (the Jacobian of ∇_S g; g is quadratic, so it does not depend on the point)."""
+        blocks = self._blocks(v, blocks)
+        h = self.A._normal(v, blocks)
+        return h if blocks is None else h * self._scale(blocks)
 
     def prox(self, v: torch.Tensor, gamma: float, x_init: torch.Tensor | None = None,
              cg_iter: int = 20) -> torch.Tensor:
@@ -247,9 +257,3 @@ class LeastSquares:
             self._Aty = self.A._adjoint(self.y, None)
         return self.A.solve_normal(self._Aty + v / gamma, 1.0 / gamma, v if x_init is None else x_init,
                                    checks.integer("cg_iter", cg_iter, 1))
-
-    def lipschitz(self, batch_ratio: float = 1.0, sampler: str = "uniform") -> float:
-        """``A.minibatch_lipschitz`` for the b that ``sampler`` draws (L_g = ||A||² for all blocks)."""
-        from .samplers import draw_size
-
-        return self.A.minibatch_lipschitz(draw_size(sampler, self.A.num_blocks, batch_ratio))

@@ -1,6 +1,7 @@
 """Block samplers: ``blocks = sampler(generator)`` draws the index set S of one iteration, a sorted
-1-D LongTensor of ``batch_size`` distinct indices in ``[0, num_blocks)``; pass a
-``torch.Generator`` for reproducible draws."""
+1-D LongTensor of ``sampler.batch_size`` (b) distinct indices in ``[0, num_blocks)``; pass a
+``torch.Generator`` for reproducible draws. A sampler is made once per stream and is where b lives:
+step sizes (``BlockOperator.minibatch_lipschitz(b)``) and reports read it from there."""
 
 from __future__ import annotations
 
@@ -73,17 +74,35 @@ class CyclicSampler:
 SAMPLERS = {"uniform": UniformSampler, "stratified": StratifiedSampler, "cyclic": CyclicSampler}
 
 
-def draw_size(kind: str, num_blocks: int, batch_ratio: float) -> int:
-    """The b that ``make_sampler(kind, num_blocks, batch_ratio)`` draws: ``batch_size_for``, and for
-    'stratified' the divisor of B nearest to it (the smaller one on a tie)."""
+def make_sampler(kind: str, num_blocks: int, batch_ratio: float):
+    """The sampler ``kind`` ('uniform', 'stratified', 'cyclic') for b/B = ``batch_ratio``; b, worked out
+    here once, is its ``batch_size``: ``batch_size_for(B, ratio)``, and for 'stratified' the divisor of
+    B nearest to it (the smaller one on a tie), so its sectors tile the blocks."""
     checks.choice("sampler", kind, tuple(SAMPLERS))
     b = batch_size_for(num_blocks, batch_ratio)
     if kind == "stratified" and num_blocks % b:
         b = min((d for d in range(1, num_blocks + 1) if num_blocks % d == 0), key=lambda d: (abs(d - b), d))
-    return b
-
-
-def make_sampler(kind: str, num_blocks: int, batch_ratio: float):
-    """The sampler ``kind`` ('uniform', 'stratified', 'cyclic') drawing b = ``draw_size(...)`` blocks."""
-    b = draw_size(kind, num_blocks, batch_ratio)  # first: it checks ``kind``
     return SAMPLERS[kind](num_blocks, b)
+
+
+class CustomSampler:
+    """A user's ``draw(generator) -> blocks`` with the b it is declared to draw (``batch_size``): what
+    step sizes are computed from. The blocks of each draw are checked where they are used."""
+
+    def __init__(self, draw, num_blocks: int, batch_size: int):
+        self.draw = checks.function("sampler", draw, "generator -> blocks, or a name")
+        self.num_blocks, self.batch_size = _check(num_blocks, batch_size)
+
+    def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.draw(generator)
+
+
+def online_sampler(sampler, num_blocks: int, batch_ratio: float):
+    """What an online method draws its blocks with, or None for the full gradient: ``sampler`` is a
+    name for ``make_sampler`` (None when ``batch_ratio`` is 1) or a callable ``generator -> blocks``,
+    taken to draw ``batch_size_for(B, batch_ratio)`` blocks (``CustomSampler``)."""
+    batch_ratio = checks.ratio("batch_ratio", batch_ratio)
+    if isinstance(sampler, str):
+        sampler = make_sampler(sampler, num_blocks, batch_ratio)  # checks the name, also at ratio 1
+        return None if batch_ratio == 1 else sampler
+    return CustomSampler(sampler, num_blocks, batch_size_for(num_blocks, batch_ratio))

@@ -1,69 +1,153 @@
 """Training and validating the shipped denoisers (the loop behind ``oder-edu train denoiser``).
 
-Each Adam step draws a fresh ``images.training_images`` batch and σ ~ U[σ_min, σ_max] per image, and
-minimizes DnCNN's residual loss mean ||D(x + σn, σ) − x||² (Zhang et al., IEEE TIP 2017); ``validate``
-compares with TV at its best weight on held-out phantoms, natural patches and the CT and MR slices.
+Each Adam step draws a fresh ``images.training_images`` batch (the corpus shared with the DEQ/ODER models)
+and σ = σ_min + (σ_max − σ_min)·u² per image, u uniform (more weight on the small σ that PnP and RED use),
+and minimizes the residual loss mean ||D(x + σn, σ) − x||² (Zhang et al., IEEE TIP 2017). The learning rate
+warms up linearly over ``warmup`` steps, then decays along a cosine to 1 % (a function of the step, so a
+resumed run continues the schedule). Every ``validate_every`` steps the denoiser is scored on the
+*selection* set -- the validation picture and phantoms of a seed used nowhere else -- and the best weights
+are kept; the saved model is the best one. ``validate`` then reports the *test* figures: held-out phantoms,
+the test pictures, the CT and MR slices, each against TV at its best weight. The run is resumable
+(``train.session``): model, optimizer, data generator, step and best weights are saved every few minutes.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from .. import checks, images
-from ..denoisers import DnCNN, tv_denoise
+from ..denoisers import DnCNN, UNet, tv_denoise
 from ..metrics import psnr
 from ..phantoms import VALIDATION_SEED, validation_phantoms
+from .session import Session
 
 VALIDATION_SIGMAS = (0.025, 0.05, 0.1, 0.15, 0.2)
+SELECTION_SIGMAS = (0.05, 0.1)
 TV_LAM_PER_SIGMA_GRID = (0.4, 0.6, 0.8, 1.0, 1.2, 1.5)
+ARCHITECTURES = ("unet", "dncnn")
+LOG_COLUMNS = ("step", "loss", "lr", "seconds", "selection_psnr")
 
 
 @dataclass
 class DenoiserConfig:
-    """Everything a denoiser training run depends on (recorded in the manifest)."""
+    """Everything a denoiser training run depends on (recorded in the manifest): the architecture (a
+    ``UNet`` of ``widths`` x ``blocks``, or a ``DnCNN`` of ``depth`` x ``width``) and the recipe."""
+    architecture: str = "unet"
+    widths: tuple = (32, 64, 128)
+    blocks: int = 2
     depth: int = 7
     width: int = 32
     sigma_min: float = 0.0
     sigma_max: float = 0.2
-    patch_size: int = 128
-    batch_size: int = 8
-    steps: int = 3000
+    patch_size: int = 64
+    batch_size: int = 16
+    steps: int = 20000
     lr: float = 1e-3
+    warmup: int = 200
+    validate_every: int = 500
     seed: int = 0
     mix: dict = field(default_factory=lambda: dict(images.MIX))
 
-    def network(self) -> DnCNN:
-        return DnCNN(1, self.depth, self.width, (self.sigma_min, self.sigma_max))
+    def network(self) -> torch.nn.Module:
+        sigma_range = (self.sigma_min, self.sigma_max)
+        if self.architecture == "unet":
+            return UNet(1, tuple(self.widths), self.blocks, sigma_range)
+        return DnCNN(1, self.depth, self.width, sigma_range)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based): linear warm-up, then cosine decay to 1 %."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / (self.warmup + 1)
+        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train(config: DenoiserConfig, device=None, progress=None) -> tuple[DnCNN, list[float], float]:
-    """Train ``config.network()`` (Adam, cosine decay of the learning rate to 1 %); returns
-    ``(model in eval mode, losses, seconds)``. ``progress`` wraps the step range (e.g. tqdm)."""
+def check_resumable(config, saved: dict) -> None:
+    """ValueError unless ``config`` continues the run that saved ``saved`` (the same recipe; only the number
+    of steps may differ, which stretches the rest of the learning-rate schedule)."""
+    changed = sorted(k for k, v in asdict(config).items() if k != "steps" and k in saved and _plain(v) != _plain(saved[k]))
+    if changed:
+        raise ValueError(f"--resume continues a run with another {', '.join(changed)} "
+                         f"(saved: {', '.join(f'{k}={saved[k]!r}' for k in changed)}); give the same options")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def selection_set(size: int = 128) -> torch.Tensor:
+    """``[16, 1, H, W]``: crops of the validation picture and phantoms of a seed nothing else uses; the best
+    checkpoint is chosen on these, never on the test images of ``validation_sets``."""
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    return torch.cat([images.natural_crops(8, size, generator, split="validation"),
+                      validation_phantoms(8, size, seed=VALIDATION_SEED + 100)])
+
+
+def selection_score(denoiser, clean: torch.Tensor) -> float:
+    """Mean PSNR (dB) of ``denoiser`` on ``clean`` over ``SELECTION_SIGMAS``."""
+    was_training = getattr(denoiser, "training", False)
+    denoiser.eval()
+    score = sum(denoise_psnr(denoiser, clean, s) for s in SELECTION_SIGMAS) / len(SELECTION_SIGMAS)
+    denoiser.train(was_training)
+    return score
+
+
+def train(config: DenoiserConfig, log_dir, command: str, device=None, resume: bool = False, progress=None,
+          save_every: float = 300.0) -> tuple[torch.nn.Module, Session]:
+    """Train ``config.network()`` in ``log_dir`` (resumed from its saved state with ``resume``); returns the
+    best model (by ``selection_score``) in eval mode and the ``Session`` (log rows, segments, seconds).
+    ``progress`` wraps the step range (e.g. tqdm)."""
     device = torch.device("cpu") if device is None else torch.device(device)
+    session = Session(log_dir, LOG_COLUMNS, command, resume, save_every)
     torch.manual_seed(config.seed)  # the initialization
     model = config.network().to(device)
     generator = torch.Generator().manual_seed(config.seed)  # the data, on the CPU on every device
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr / 100)
-    steps = range(config.steps) if progress is None else progress(range(config.steps))
-    losses, start = [], time.perf_counter()
+    best = None
+    if session.state is not None:
+        check_resumable(config, session.state["config"])
+        model.load_state_dict(session.state["model"])
+        optimizer.load_state_dict(session.state["optimizer"])
+        generator.set_state(session.state["generator"])
+        best = session.state["best"]
+    clean = selection_set().to(device)
+
+    def state():
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "best": best, "config": asdict(config)}
+
+    steps = range(session.step, config.steps)
     model.train()
-    for _ in steps:
-        x = images.training_images(config.batch_size, config.patch_size, generator, config.mix)
-        sigma = config.sigma_min + (config.sigma_max - config.sigma_min) * torch.rand(config.batch_size, generator=generator)
-        noise = sigma[:, None, None, None] * torch.randn(x.shape, generator=generator)
-        x, sigma, noise = x.to(device), sigma.to(device), noise.to(device)
-        loss = (model(x + noise, sigma) - x).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return model.eval(), losses, time.perf_counter() - start
+    try:
+        for step in steps if progress is None else progress(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+            x = images.training_images(config.batch_size, config.patch_size, generator, config.mix)
+            u = torch.rand(config.batch_size, generator=generator)
+            sigma = config.sigma_min + (config.sigma_max - config.sigma_min) * u.square()
+            noise = sigma[:, None, None, None] * torch.randn(x.shape, generator=generator)
+            x, sigma, noise = x.to(device), sigma.to(device), noise.to(device)
+            loss = (model(x + noise, sigma) - x).square().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            row = {"step": step + 1, "loss": loss.item(), "lr": config.lr_at(step), "seconds": session.seconds}
+            if (step + 1) % config.validate_every == 0 or step + 1 == config.steps:
+                row["selection_psnr"] = score = selection_score(model, clean)
+                if best is None or score > best["score"]:
+                    best = {"score": score, "step": step + 1,
+                            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            session.log(row)
+            session.checkpoint(state)
+        session.checkpoint(state, force=True)
+    finally:
+        session.close()
+    if best is not None:
+        model.load_state_dict(best["state_dict"])
+    return model.eval(), session
 
 
 @torch.no_grad()
@@ -81,11 +165,12 @@ def best_tv_psnr(clean: torch.Tensor, sigma: float, num_iter: int = 200) -> tupl
 
 
 def validation_sets(size: int = 128) -> dict[str, torch.Tensor]:
-    """Held-out images ``[n, 1, H, W]``: phantoms, camera and coins patches, the CT and MR slices."""
+    """The test images ``[n, 1, H, W]``: held-out phantoms, crops of the test pictures (``images.NATURAL_TEST``,
+    never trained or selected on), the CT and MR slices."""
     return {
         "phantoms": validation_phantoms(8, size),
-        "natural (camera, coins)": images.natural_crops(8, size, torch.Generator().manual_seed(VALIDATION_SEED),
-                                                        held_out=True),
+        f"natural ({', '.join(images.NATURAL_TEST)})": images.natural_crops(
+            8, size, torch.Generator().manual_seed(VALIDATION_SEED), split="test"),
         "CT slice": images.real_image("ct"),
         "MR slice": images.real_image("mr"),
     }
@@ -103,27 +188,39 @@ def validate(denoiser, sigmas=VALIDATION_SIGMAS, size: int = 128, device=None) -
     return results
 
 
-def summary(config: DenoiserConfig, model: DnCNN, losses: list[float], seconds: float, validation: dict) -> dict:
-    """The metrics and extra fields of a denoiser's manifest entry."""
-    tail = losses[-100:]
+def summary(config: DenoiserConfig, model: torch.nn.Module, session: Session, validation: dict) -> dict:
+    """The metrics and extra fields of a denoiser's manifest entry: the test figures, the selection score and
+    step of the kept weights, the training segments (commands, steps, seconds) and the data recipe."""
+    rows = session.rows()
+    tail = [float(r["loss"]) for r in rows[-100:]]
+    scored = [(int(r["step"]), float(r["selection_psnr"])) for r in rows if r.get("selection_psnr")]
+    best_step, best_score = max(scored, key=lambda item: item[1]) if scored else (None, None)
+    metrics = {"validation": validation, "final_loss": sum(tail) / max(len(tail), 1),
+               "selection_psnr": None if best_score is None else round(best_score, 3), "kept_step": best_step}
+    if isinstance(model, DnCNN):
+        metrics["lipschitz_bound"] = round(model.lipschitz_bound(), 4)
+    seconds = sum(segment["seconds"] for segment in session.segments)
     return {
-        "metrics": {"validation": validation, "final_loss": sum(tail) / len(tail),
-                    "lipschitz_bound": round(model.lipschitz_bound(), 4)},
+        "metrics": metrics,
         "extra": {"config": asdict(config), "data": images.recipe(config.mix, config.patch_size),
-                  "parameters": sum(p.numel() for p in model.parameters()),
-                  "seconds_per_step": round(seconds / max(config.steps, 1), 3)},
+                  "parameters": sum(p.numel() for p in model.parameters()), "steps": session.step,
+                  "segments": session.segments, "seconds_per_step": round(seconds / max(session.step, 1), 3)},
+        "seconds": seconds,
     }
 
 
 def check(config: DenoiserConfig) -> DenoiserConfig:
     """ValueError for a configuration that cannot train, naming the bad value."""
-    for name, low in (("steps", 1), ("batch_size", 1), ("depth", 1), ("width", 1), ("patch_size", 8)):
+    checks.choice("architecture", config.architecture, ARCHITECTURES)
+    for name, low in (("steps", 1), ("batch_size", 1), ("depth", 2), ("width", 1), ("blocks", 1), ("patch_size", 8),
+                      ("validate_every", 1)):
         if getattr(config, name) < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(config, name)}")
+    widest = max(config.widths) if config.architecture == "unet" else config.width
+    layers = 4 * config.blocks * len(config.widths) if config.architecture == "unet" else config.depth
     # float32 activations of a training step (two per layer), before a batch is drawn
-    checks.memory(f"a training step at --batch-size {config.batch_size}, --patch-size {config.patch_size}, "
-                  f"--width {config.width}, --depth {config.depth}",
-                  4.0 * config.batch_size * config.patch_size**2 * (2 * config.width * config.depth + 8))
+    checks.memory(f"a training step at --batch-size {config.batch_size}, --patch-size {config.patch_size}",
+                  4.0 * config.batch_size * config.patch_size**2 * (2 * widest * layers + 8))
     if not 0 <= config.sigma_min < config.sigma_max:
         raise ValueError(f"need 0 <= sigma-min < sigma-max, got {config.sigma_min}, {config.sigma_max}")
     if not (math.isfinite(config.lr) and config.lr > 0):

@@ -37,7 +37,7 @@ from ..problems import initial_image, make_operator, simulate
 from . import ddp
 
 LOG_COLUMNS = ("step", "loss", "psnr", "seconds", "peak_mib", "forward_iters", "forward_residual",
-               "backward_iters", "backward_residual", "tau", "lipschitz")
+               "backward_iters", "backward_residual", "tau", "contraction")
 MAX_SKIPPED = 5
 
 
@@ -193,7 +193,7 @@ def summary(config: ModelConfig, train: TrainConfig, result: dict, device) -> tu
         "val_psnr": round(scores["psnr"], 2), "val_ssim": round(scores["ssim"], 4),
         "val_psnr_before_training": None if before is None else round(before["psnr"], 2),
         "x0_psnr": round(scores["x0_psnr"], 2), "val_forward_iters": round(scores["iters"], 1),
-        "test_lipschitz": round(scores["lipschitz"], 4), "plain_converged": scores["plain_converged"],
+        "test_contraction": round(scores["contraction"], 4), "plain_converged": scores["plain_converged"],
         "final_train_loss": sum(r["loss"] for r in tail) / len(tail),
         "train_step_seconds": round(result["seconds"] / max(len(rows), 1), 3),
         "train_peak_mib": round(max(peaks), 2) if peaks else None, "tau": model.tau.item(),

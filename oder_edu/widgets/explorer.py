@@ -221,7 +221,7 @@ class ReconstructionExplorer(Panel):
         self.readout.value = (
             "<table style='font-family:monospace'>"
             f"<tr><th style='text-align:left'>iteration {last.iteration}/{run.iterations}</th>"
-            f"<th>this run (b = {last.blocks}/{B} {p.block_name})</th><th>full batch (b = {B}/{B})</th></tr>"
+            f"<th>this run (b = {last.batch_size}/{B} {p.block_name})</th><th>full batch (b = {B}/{B})</th></tr>"
             f"{cells}</table><div class='oder-setting'>{html.escape(self._label)}</div>")
 
     def _show_bound(self) -> None:
@@ -248,7 +248,7 @@ class ReconstructionExplorer(Panel):
         self.batch_ratio.options = ratio_options(p.A.num_blocks)
         self.batch_ratio.value = 1.0
         self.batch_ratio.tooltip = f"minibatch ratio: b of the B = {p.A.num_blocks} {p.block_name} per iteration"
-        self.sigma.value, self.tau.value = p.setting.red_sigma, p.setting.red_tau
+        self.sigma.value, self.tau.value = p.setting.red_sigma, p.setting.red_tau_over_L
         # γ from 2 decades below the default step to 1.5 above; widened first, not to clip the value.
         safe = self.safe_step
         low, high = math.log10(safe) - 2, math.log10(safe) + 1.5

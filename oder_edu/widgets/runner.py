@@ -12,13 +12,14 @@ import torch
 
 from .. import checks
 from ..algorithms import pnp_pgd, red, step_size
+from ..algorithms.step import batch_size_of
 from ..memory import PeakTensorMemory
 from ..metrics import psnr, ssim
-from ..physics import batch_size_for
+from ..physics import online_sampler
 
 ALGORITHMS = {"red": "RED", "red-nesterov": "RED + Nesterov", "pnp": "PnP-PGD"}
 ENDLESS = 10**9  # a stream is restarted on every change of the settings, never exhausted
-RED_SIGMAS, RED_TAUS = (0.01, 0.02, 0.05), (0.01, 0.03, 0.1, 0.3)  # red_sweep's σ and τ/L_g
+RED_SIGMAS, RED_TAUS_OVER_L = (0.01, 0.02, 0.05), (0.01, 0.03, 0.1, 0.3)  # red_sweep's σ and τ/L_g
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,14 @@ class Settings:
 
 @dataclass(frozen=True)
 class Record:
-    """One iteration: ``blocks`` = b, PSNR (dB), SSIM, the solver's seconds, peak tensor bytes (``_Chain``),
-    the same for the full-batch run (None without one), and whether and why the solver stopped the run."""
+    """One iteration: ``batch_size`` = the number of blocks it used (b, as drawn), PSNR (dB), SSIM, the solver's
+    seconds, peak tensor bytes (``_Chain``), the same for the full-batch run (None without one), and whether and
+    why the solver stopped the run."""
 
     run: int
     iteration: int
     settings: Settings
-    blocks: int
+    batch_size: int
     psnr: float
     ssim: float
     seconds: float
@@ -129,24 +131,26 @@ class ReconstructionRun:
                 reference = (*self._quality(self.full.x), *cost)
                 if full_state.diverged:  # its stream has ended; the run itself may go on
                     self.full = None
-        record = Record(self.id, len(self.history) + 1, settings,
-                        batch_size_for(self.problem.A.num_blocks, settings.batch_ratio), *quality, seconds, peak,
+        drawn = self.problem.A.num_blocks if state.blocks is None else len(state.blocks)
+        record = Record(self.id, len(self.history) + 1, settings, drawn, *quality, seconds, peak,
                         *reference, diverged=state.diverged, message=state.message)
         self.history.append(record)
         return record
 
 
 def safe_step(problem, algorithm: str, tau: float = 0.0, batch_ratio: float = 1.0) -> float:
-    """The default step of ``algorithms.step_size``: 1/(L + τ·L_R) for RED (L_R = 1, the shipped
-    DnCNN's certified bound), 1/L for PnP; L = ||A||², or the minibatch constant when b/B < 1."""
-    return step_size(problem.A, 0.0 if algorithm == "pnp" else tau, 1.0, batch_ratio, problem.setting.sampler).value
+    """The default step of ``algorithms.step_size``: 1/(L + τ·L_R) for RED with L_R = 1 (RED's assumption on
+    the denoiser; the shipped DnCNN's certified bound is far above it, notebook 02 measures it), 1/L for PnP;
+    L = L_g = ||A||², or the minibatch constant L_b of the b the problem's sampler draws when b/B < 1."""
+    sampler = online_sampler(problem.setting.sampler, problem.A.num_blocks, batch_ratio)
+    return step_size(problem.A, 0.0 if algorithm == "pnp" else tau, 1.0, batch_size_of(sampler, problem.A)).value
 
 
-def red_sweep(problem, D, sigmas=RED_SIGMAS, taus=RED_TAUS, iterations: int = 100) -> list[dict]:
-    """RED at the default step for each σ in ``sigmas`` and τ/L_g in ``taus``: rows of final and best PSNR (dB)."""
+def red_sweep(problem, D, sigmas=RED_SIGMAS, taus_over_L=RED_TAUS_OVER_L, iterations: int = 100) -> list[dict]:
+    """RED at the default step for each σ in ``sigmas`` and τ/L_g in ``taus_over_L``: rows of final and best PSNR (dB)."""
     L, rows = problem.A.norm() ** 2, []
     for sigma in sigmas:
-        for tau in taus:
+        for tau in taus_over_L:
             run = ReconstructionRun(problem, D, iterations, reference=False)
             settings = Settings("red", safe_step(problem, "red", tau * L), sigma, tau * L, 1.0)
             while not run.done:

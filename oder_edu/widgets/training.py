@@ -51,7 +51,7 @@ def _number(value) -> float | None:
     return float(value) if real and math.isfinite(value) else None
 
 
-def setting(record: dict) -> tuple:
+def measured_on(record: dict) -> tuple:
     """What a record was measured on: (app, image_size, num_blocks), or (app, 'live', None)."""
     if record.get("source") == "live":
         return (record.get("app"), "live", None)
@@ -92,34 +92,34 @@ class TrainingExplorer(Panel):
                         and 0 < (_number(r.get("ratio")) or 0) <= 1]
         if not self.records and measure is None:
             raise ValueError("no results to show: run `oder-edu bench oder`, or pass measure=... for live runs")
-        keys = [setting(r) for r in self.records if r["method"] in ("full", "oder")]
+        keys = [measured_on(r) for r in self.records if r["method"] in ("full", "oder")]
         keys = list(dict.fromkeys(keys + ([(app, "live", None) for app in apps] if measure is not None else [])))
         if not keys:
             raise ValueError("no full DEQ or ODER record to show, and no apps for live runs: pass results of "
                              "`oder-edu bench oder`, or measure=... with apps=('ct', ...)")
-        self.setting = w.Dropdown(options=[(_label(k), k) for k in keys], value=keys[0], description="setting")
+        self.case = w.Dropdown(options=[(_label(k), k) for k in keys], value=keys[0], description="measured on")
         self.ratio = w.SelectionSlider(options=[("1/1", 1.0)], description="b/B",
                                        layout=w.Layout(width="380px")).add_class("oder-ratio")
         self.measure_button = w.Button(description="Measure live", icon="play", tooltip="short training runs on "
                                        "this machine (a '(live runs)' setting)").add_class("oder-measure")
         self.table, self.status, self.image = w.HTML(), w.HTML(), w.Image(format="png")
         self.measure_button.on_click(lambda _: self.measure_sync())
-        self.setting.observe(lambda _: self._set_setting(), names="value")
+        self.case.observe(lambda _: self._set_case(), names="value")
         self.ratio.observe(lambda _: self._show(), names="value")
-        self.widget = w.VBox([w.HBox([self.setting, self.ratio, self.measure_button]), self.status, self.table,
+        self.widget = w.VBox([w.HBox([self.case, self.ratio, self.measure_button]), self.status, self.table,
                               self.image])
         self.fig = Figure(figsize=(10.5, 2.8), dpi=72)
         self.canvas = FigureCanvasAgg(self.fig)
         self.axes = self.fig.subplots(1, 3, gridspec_kw=dict(left=0.06, right=0.99, bottom=0.2, top=0.85, wspace=0.3))
-        self._set_setting()
+        self._set_case()
 
     @property
     def live(self) -> bool:
-        return self.setting.value[1] == "live"
+        return self.case.value[1] == "live"
 
     def lookup(self, method: str, ratio: float) -> dict | None:
         """The selected setting's record for ``method`` at ``ratio`` (the last one if repeated)."""
-        found = [r for r in self.records if setting(r) == self.setting.value and r["method"] == method
+        found = [r for r in self.records if measured_on(r) == self.case.value and r["method"] == method
                  and math.isclose(float(r["ratio"]), ratio)]
         return found[-1] if found else None
 
@@ -127,7 +127,7 @@ class TrainingExplorer(Panel):
         """Measure full DEQ and ODER at the selected ratio live (each once per app and ratio)."""
         if self.measure is None or not self.live:
             raise RuntimeError("live runs need measure=... and a '(live runs)' setting selected")
-        app, ratio, new = self.setting.value[0], float(self.ratio.value), []
+        app, ratio, new = self.case.value[0], float(self.ratio.value), []
         for method, r in (("full", 1.0), ("oder", ratio)):
             if (method == "oder" and r == 1.0) or self.lookup(method, r) is not None:
                 continue
@@ -146,10 +146,10 @@ class TrainingExplorer(Panel):
         return new
 
     def _ratios(self) -> list[float]:
-        ratios = {float(r["ratio"]) for r in self.records if setting(r) == self.setting.value and r["method"] == "oder"}
+        ratios = {float(r["ratio"]) for r in self.records if measured_on(r) == self.case.value and r["method"] == "oder"}
         return sorted(ratios | set(self.live_ratios if self.live else ()) | {1.0})
 
-    def _set_setting(self) -> None:
+    def _set_case(self) -> None:
         self.measure_button.disabled = not self.live
         ratios = self._ratios()
         self.ratio.options = [(_fraction(r), r) for r in ratios]
