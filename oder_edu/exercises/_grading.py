@@ -38,18 +38,27 @@ def _hints(name: str, idea: str, steps: str, solution: str) -> None:
     HINTS[name] = Hints(idea, steps, solution)
 
 
-def solution(name: str) -> None:
-    """Print a full answer to exercise ``name`` (``"power_iteration"``, ...; a ``check_`` prefix is ignored)."""
-    name = str(name).removeprefix("check_")
+def _exercise(name, caller: str) -> str:
+    """``name`` without a ``check_`` prefix, if it names an exercise: else a TypeError or a ValueError."""
+    if not isinstance(name, str):
+        raise TypeError(f"{caller} expects the name of an exercise, such as \"landweber\", got {name!r} "
+                        f"({type(name).__name__})")
+    name = name.removeprefix("check_")
     if name not in HINTS:
         raise ValueError(f"no exercise named {name!r}; the exercises are: {', '.join(sorted(HINTS))}")
+    return name
+
+
+def solution(name: str) -> None:
+    """Print a full answer to exercise ``name`` (``"power_iteration"``, ...; a ``check_`` prefix is ignored)."""
+    name = _exercise(name, "solution")
     print(f"A full answer to {name} (one of several: yours may look different and still pass):\n")
     print(HINTS[name].solution.strip("\n"))
 
 
 def reset(name: str | None = None) -> None:
     """Forget the wrong answers counted so far (of exercise ``name``, or of all): back to the first tier."""
-    for key in list(_failures) if name is None else [str(name).removeprefix("check_")]:
+    for key in list(_failures) if name is None else [_exercise(name, "reset")]:
         _failures.pop(key, None)
 
 

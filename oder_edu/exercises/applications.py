@@ -19,6 +19,8 @@ def check_add_noise_snr(add_noise_snr) -> bool:
         for snr in (30.0, 50.0):
             noisy, again = (_tensor(add_noise_snr(y, snr, torch.Generator().manual_seed(1)), "add_noise_snr", y.shape)
                             for _ in range(2))
+            if not (torch.isfinite(noisy).all() and torch.isfinite(again).all()):  # NaN ≠ NaN: before comparing
+                return "your output is not finite (it holds NaN or Inf): check how you scale the noise."
             if not torch.equal(noisy, again):
                 return "two calls with equally seeded generators differ: draw the noise from `generator`."
             if torch.equal(noisy, y):

@@ -11,18 +11,52 @@ from ._grading import (B, INTEGER_DIVISION, S, _check, _compare, _diagnose, _hin
                        _relative_error, _smooth, _tensor, b)
 
 
+class _RecordingMatrix(MatrixOperator):
+    """A ``MatrixOperator`` that records the block set of every product it computes (None: all blocks) in
+    ``used``, through the public methods or the data term alike, so a check can see which minibatches an answer
+    drew."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.used: list[torch.Tensor | None] = []
+
+    def _forward(self, x, blocks):
+        self.used.append(blocks)
+        return super()._forward(x, blocks)
+
+    def _adjoint(self, y, blocks):
+        self.used.append(blocks)
+        return super()._adjoint(y, blocks)
+
+
 # --- expected_minibatch_gradient ------------------------------------------------------------------------------------
 def check_expected_minibatch_gradient(expected_minibatch_gradient) -> bool:
     """``expected_minibatch_gradient(A, y, x, batch_size) -> [N, C, H, W]``: the average over all C(B, b) subsets S
-    of (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i), exactly ∇g(x) (ODER's estimate is unbiased); checked with B = 7, b = 3."""
-    A, y, x = _random_problem(B)
+    of (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i), exactly ∇g(x) (ODER's estimate is unbiased); checked with B = 7, b = 3.
+
+    Verifies the value against ∇g(x) to 1e-5 and, since ∇g(x) itself has that value, that every one of the 35
+    block sets of size 3 was used (A records them). Diagnoses a missing B/b, ``B // b``, a sum instead of an
+    average, and the full gradient computed without drawing minibatches (``A.adjoint(A.forward(x) − y)``)."""
+    A, y, x = _random_problem(B, operator=_RecordingMatrix)
     want, subsets = LeastSquares(A, y).grad(x), math.comb(B, b)
     summed = f"you summed over the {subsets} subsets; average instead."
-    return _compare("expected_minibatch_gradient", expected_minibatch_gradient, (A, y, x, b), want, [
+    mistakes = [
         (want * (B // b) / (B / b), INTEGER_DIVISION),
         (want / (B / b), f"your average is b/B = {b}/{B} of ∇g(x): each subset's sum needs the factor B/b."),
         (want * subsets, summed), (want * subsets / (B / b), summed),
-    ], "∇g(x)")
+    ]
+
+    def attempt():
+        A.used.clear()
+        got = _tensor(expected_minibatch_gradient(A, y, x, b), "expected_minibatch_gradient", want.shape)
+        problem = _diagnose(got, want, mistakes, f"relative error {_relative_error(got, want):.2g} against ∇g(x).")
+        drawn = {tuple(sorted(S.tolist())) for S in A.used if S is not None and S.numel() == b}
+        if problem or len(drawn) == subsets:
+            return problem
+        return (f"your result is ∇g(x), but your function used {len(drawn)} of the {subsets} block sets S of size "
+                f"b = {b}: average the minibatch estimate over every one of them (A.forward and A.adjoint "
+                f"restricted to S).")
+    return _check("expected_minibatch_gradient", expected_minibatch_gradient, attempt)
 
 
 _hints(
