@@ -11,8 +11,12 @@ from ._grading import RTOL, _check, _diagnose, _draw, _hints, _relative_error, _
 
 # --- add_noise_snr --------------------------------------------------------------------------------------------------
 def check_add_noise_snr(add_noise_snr) -> bool:
-    """``add_noise_snr(y, snr_db, generator) -> y + e``: white Gaussian noise e = s·n, n standard normal drawn from
-    ``generator``, s = ||y|| / sqrt(numel) · 10^(−snr/20); checked at 30 and 50 dB, to 0.2 dB, and for seeding."""
+    """``add_noise_snr(y, snr_db, generator) -> y + e``: white Gaussian noise e = s·n, n standard normal drawn
+    from ``generator``, s = ||y|| / sqrt(numel) · 10^(−snr/20).
+
+    Verifies, at 30 and 50 dB on y ``[4, 60, 64]``: a finite output, equal outputs from two equally seeded
+    generators, noise added, and the measured SNR 20 log10(||y|| / ||e||) to 0.2 dB. Diagnoses NaN or Inf, noise
+    not drawn from ``generator``, y returned unchanged, and amplitudes scaled by 10^(−snr/10) (twice the SNR)."""
     y = _draw(0, 4, 60, 64, law=torch.rand) + 0.5
 
     def attempt():
@@ -54,7 +58,10 @@ def add_noise(y, snr_db, generator):
 # --- window ---------------------------------------------------------------------------------------------------------
 def check_window(window) -> bool:
     """``window(hu, center, width) -> [0, 1] image``: a CT display window, mapping Hounsfield units in
-    [center − width/2, center + width/2] linearly onto [0, 1] and clipping outside; checked on −1200 to 1200 HU."""
+    [center − width/2, center + width/2] linearly onto [0, 1] and clipping outside.
+
+    Verifies the image of −1200 to 1200 HU with center 40 and width 400, to 1e-5. Diagnoses values outside
+    [0, 1] (no clipping) and a window that starts at its centre."""
     hu = torch.linspace(-1200, 1200, 97, dtype=torch.float64).reshape(1, 1, 1, 97)
     center, width = 40.0, 400.0
     want = ((hu - (center - width / 2)) / width).clamp(0, 1)
