@@ -21,7 +21,7 @@ from oder_edu.algorithms import (
 )
 from oder_edu.algorithms.red import advice
 from oder_edu.metrics import psnr
-from oder_edu.physics import BlockOperator, Blur, LeastSquares, MultiCoilMRI, add_noise_snr, gaussian_kernel
+from oder_edu.physics import Blur, LeastSquares, MatrixOperator, MultiCoilMRI, add_noise_snr, gaussian_kernel
 from oder_edu.physics.samplers import batch_size_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,19 +39,10 @@ def smoother(x, sigma):
     return x + w * (b(b(x, -1), -2) - x)
 
 
-class Matrices(BlockOperator):
+def matrices(n=8, num_blocks=8, m=12, seed=0):
     """B random dense blocks A_i: [1, n, n] -> [m] (a generic multi-block operator)."""
-
-    def __init__(self, n=8, num_blocks=8, m=12, seed=0):
-        gen = torch.Generator().manual_seed(seed)
-        self.image_shape, self.num_blocks, self.block_shape = (1, n, n), num_blocks, (m,)
-        self.W = torch.randn(num_blocks, m, n * n, generator=gen, dtype=torch.float64) / n
-
-    def _forward(self, x, blocks):  # blocks: None (all) or a CPU LongTensor
-        return torch.einsum("bmk,nk->nbm", self._rows("W", x, blocks), x.flatten(1))
-
-    def _adjoint(self, y, blocks):
-        return torch.einsum("bmk,nbm->nk", self._rows("W", y, blocks), y).view(-1, *self.image_shape)
+    gen = torch.Generator().manual_seed(seed)
+    return MatrixOperator(torch.randn(num_blocks, m, n * n, generator=gen, dtype=torch.float64) / n, (1, n, n))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +58,7 @@ def blur_problem():
 
 @pytest.fixture(scope="module")
 def blocks_problem():
-    A = Matrices()
+    A = matrices()
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(2, *A.image_shape, generator=gen)
     return A, A(x), x
@@ -162,7 +153,7 @@ def test_step_size_value_and_explanation(blur_problem):
 
 def test_online_step_size_uses_the_minibatch_constant():
     """For b/B < 1 the step is 1/(L_b + τ·L_R) with L_b = A.minibatch_lipschitz(b) >= L_g."""
-    A = Matrices()
+    A = matrices()
     s = step_size(A, tau=0.3, batch_size=2)
     L_b = A.minibatch_lipschitz(2)
     assert L_b > A.norm() ** 2 and s.data_lipschitz == L_b and s.value == pytest.approx(1 / (L_b + 0.3))

@@ -13,6 +13,7 @@ import torch
 
 from oder_edu import exercises
 from oder_edu.commands.labs import has_solution, strip_solutions
+from oder_edu.physics import LeastSquares
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHECKS = sorted(name.removeprefix("check_") for name in dir(exercises) if name.startswith("check_"))
@@ -170,7 +171,8 @@ WRONG = {
         (lambda G: torch.full((len(G),), 1.0 / len(G), dtype=G.dtype), "the minimum"),
     ],
     "expected_minibatch_gradient": [(_expected_unscaled, "needs the factor B/b"),
-                                    (_expected_integer_division, "integer division")],
+                                    (_expected_integer_division, "integer division"),
+                                    (lambda A, y, x, b: A.adjoint(A.forward(x) - y), "used 0 of the 35 block sets")],
     "oder_map": [(_oder_unscaled, "lacks the factor B/b"), (_oder_integer_division, "integer division")],
     "subset_fixed_point": [
         (_subset_solution(scaled=False), "without the factor B/b"),
@@ -182,6 +184,7 @@ WRONG = {
          * torch.randn(y.shape, generator=gen, dtype=y.dtype), "not /10"),
         (lambda y, snr, gen: y + y.norm() / y.numel() ** 0.5 * 10 ** (-snr / 20)
          * torch.randn(y.shape, dtype=y.dtype), "draw the noise from `generator`"),
+        (lambda y, snr, gen: torch.full_like(y, float("nan")), "not finite"),  # not "differ": NaN ≠ NaN
     ],
     "window": [
         (lambda hu, c, w: (hu - (c - w / 2)) / w, "clip to [0, 1]"),
@@ -315,6 +318,33 @@ def test_a_stub_without_a_message_gets_the_idea(capsys):
     assert exercises.check_landweber(landweber) is False
     out = capsys.readouterr().out
     assert "not implemented yet" in out and exercises.HINTS["landweber"].idea in out
+
+
+def test_expected_minibatch_gradient_sees_which_block_sets_were_drawn(capsys):
+    """The check's operator records the block sets of every product, through A or the data term: ∇g(x) itself
+    has the right value, so it is told apart only by the sets it (never) used."""
+    def through_the_data_term(A, y, x, b):
+        subsets = [torch.tensor(S) for S in itertools.combinations(range(A.num_blocks), b)]
+        return sum(LeastSquares(A, y).grad(x, S) for S in subsets) / len(subsets)
+
+    def one_set_for_show(A, y, x, b):
+        A.forward(x, [0, 1, 2])
+        return A.adjoint(A.forward(x) - y)
+
+    assert exercises.check_expected_minibatch_gradient(through_the_data_term) is True
+    assert capsys.readouterr().out == "✓ expected_minibatch_gradient: correct.\n"
+    assert exercises.check_expected_minibatch_gradient(one_set_for_show) is False
+    assert "used 1 of the 35 block sets S of size b = 3" in capsys.readouterr().out
+
+
+def test_reset_and_solution_take_only_exercise_names():
+    with pytest.raises(TypeError, match=r"reset expects the name of an exercise.*got 42 \(int\)"):
+        exercises.reset(42)
+    with pytest.raises(ValueError, match="no exercise named 'landwebber'"):
+        exercises.reset("landwebber")
+    with pytest.raises(TypeError, match="solution expects the name of an exercise"):
+        exercises.solution(exercises.check_psnr)
+    assert exercises.reset("check_landweber") is None and exercises.reset() is None
 
 
 def test_reset_starts_the_tiers_again(capsys):

@@ -9,11 +9,15 @@ import math
 import pytest
 import torch
 
-from oder_edu.exercises import _Matrix
 from oder_edu.memory import PeakTensorMemory
-from oder_edu.physics import (Blur, Denoising, IntensityDiffractionTomography, LeastSquares, MultiCoilMRI,
-                              ParallelBeamCT, gaussian_kernel)
+from oder_edu.physics import (Blur, Denoising, IntensityDiffractionTomography, LeastSquares, MatrixOperator,
+                              MultiCoilMRI, ParallelBeamCT, gaussian_kernel)
 from oder_edu.physics.base import power_iteration
+
+
+def random_matrix(*shape, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
 
 OPERATORS = {
     "denoising": lambda: Denoising(12),
@@ -23,7 +27,8 @@ OPERATORS = {
     "mri": lambda: MultiCoilMRI(12, num_coils=6, acceleration=2),
     "idt": lambda: IntensityDiffractionTomography(12, num_leds=8),
     "idt-absorption": lambda: IntensityDiffractionTomography(12, num_leds=6, absorption=True),
-    "matrix": lambda: _Matrix(torch.randn(12, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64), 6),
+    "matrix": lambda: MatrixOperator(random_matrix(12, 16), (1, 4, 4), num_blocks=6),
+    "matrix-complex": lambda: MatrixOperator(random_matrix(5, 3, 18, dtype=torch.complex128), (2, 3, 3)),
 }
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,7 +4,7 @@ Blur/Denoising and the base class's input checks.
 
 What every operator must satisfy (adjoints, block order, dtypes, memory, norms, solve_normal,
 bad shapes) is in ``test_operator_contract.py``; this file tests the base machinery itself on
-``Rows``, a dense matrix with exact references."""
+``physics.MatrixOperator``, a dense matrix with exact references."""
 
 import itertools
 import math
@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from adjoint_check import adjoint_error
 from oder_edu.physics import (
-    BlockOperator,
     Blur,
     CyclicSampler,
     Denoising,
     LeastSquares,
+    MatrixOperator,
     ParallelBeamCT,
     StratifiedSampler,
     UniformSampler,
+    adjoint_error,
     as_blocks,
     batch_size_for,
     gaussian_kernel,
@@ -33,32 +33,9 @@ from oder_edu.physics.base import conjugate_gradient, power_iteration
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Rows(BlockOperator):
-    """A dense real matrix split into row blocks: every quantity has an exact reference."""
-
-    def __init__(self, matrix: torch.Tensor, num_blocks: int, size: int = 3):
-        self.M = matrix.reshape(num_blocks, -1, size * size)  # [B, m, n]
-        self.num_blocks, self.image_shape, self.block_shape = num_blocks, (1, size, size), (self.M.shape[1],)
-
-    def _forward(self, x, blocks):
-        M = self._rows("M", x, blocks)  # blocks is None (all) or a CPU LongTensor
-        return torch.einsum("bmn,Nn->Nbm", M, x.flatten(1))
-
-    def _adjoint(self, y, blocks):
-        M = self._rows("M", y, blocks)
-        return torch.einsum("bmn,Nbm->Nn", M, y).reshape(y.shape[0], *self.image_shape)
-
-    def dense(self) -> torch.Tensor:
-        return self.M.reshape(-1, self.M.shape[-1])
-
-
-class ComplexRows(Rows):
-    complex_measurements = True
-
-
 def problem(num_blocks=6, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    A = Rows(torch.randn(num_blocks * 4, 9, generator=gen, dtype=torch.float64), num_blocks)
+    A = MatrixOperator(torch.randn(num_blocks * 4, 9, generator=gen, dtype=torch.float64), (1, 3, 3), num_blocks)
     y = torch.randn(2, num_blocks, 4, generator=gen, dtype=torch.float64)
     x = torch.randn(2, 1, 3, 3, generator=gen, dtype=torch.float64)
     return A, y, x
@@ -330,7 +307,7 @@ def test_block_norms_and_the_minibatch_constant_follow_their_formula():
     """block_norms = ||A_i||₂ (dense reference); minibatch_lipschitz(b) = min((B/b)·L, B·max||A_i||²),
     and it bounds (B/b)||A_S||² for *every* S of size b (all 15 pairs of 6 blocks)."""
     A, y, _ = problem()
-    L = torch.linalg.matrix_norm(A.dense(), ord=2).item() ** 2
+    L = torch.linalg.matrix_norm(A.matrix(), ord=2).item() ** 2
     blocks = torch.stack([torch.linalg.matrix_norm(A.M[i], ord=2) for i in range(6)])
     # power iteration with tol 1e-4 per block (1e-6 for the norm): estimates from below, close
     torch.testing.assert_close(A.block_norms(), blocks, rtol=1e-3, atol=0)
@@ -349,7 +326,7 @@ def test_block_norms_and_the_minibatch_constant_follow_their_formula():
 def test_solve_normal_by_conjugate_gradient_is_exact_after_n_iterations():
     """The base class's solve_normal: CG on AᵀA + shift·I, exact after n = 9 iterations, warm start used."""
     A, _, x = problem()
-    M, shift = A.dense(), 0.3
+    M, shift = A.matrix(), 0.3
     exact = torch.linalg.solve(M.T @ M + shift * torch.eye(9, dtype=torch.float64), x.flatten(1).T).T.view_as(x)
     assert (A.solve_normal(x, shift, num_iter=9) - exact).norm() < 1e-9 * exact.norm()
     assert (A.solve_normal(x, shift, num_iter=2) - exact).norm() > 1e-4 * exact.norm()
@@ -371,7 +348,7 @@ def test_closed_form_solve_normal_is_exact_without_iterating(make):
 
 def test_prox_is_the_minimizer_of_the_proximal_objective():
     """prox_{γg}(v) = argmin ½||Ax − y||² + 1/(2γ)||x − v||²: the gradient AᵀAx − Aᵀy + (x − v)/γ
-    vanishes -- by CG for Rows (exact at cg_iter = n), in closed form for Blur."""
+    vanishes -- by CG for MatrixOperator (exact at cg_iter = n), in closed form for Blur."""
     A, y, v = problem()
     g = LeastSquares(A, y)
     x = g.prox(v, 0.7, cg_iter=9)
@@ -396,9 +373,9 @@ def test_base_class_checks_images_and_measurements():
     A, y, x = problem()
     with pytest.raises(TypeError, match="Tensor"):
         A.forward(x.numpy())
-    with pytest.raises(TypeError, match="Rows's image must be a real floating-point tensor"):
+    with pytest.raises(TypeError, match="MatrixOperator's image must be a real floating-point tensor"):
         A.forward(x.to(torch.complex128))
-    with pytest.raises(TypeError, match="Rows's image must be a real floating-point tensor"):
+    with pytest.raises(TypeError, match="MatrixOperator's image must be a real floating-point tensor"):
         A.forward(x.to(torch.int32))
     with pytest.raises(ValueError, match=r"must have shape \[N, C, H, W\] with N >= 1, got \(1, 3, 3\)"):
         A.forward(x[0])
@@ -410,11 +387,67 @@ def test_base_class_checks_images_and_measurements():
         A.adjoint(y.to(torch.complex128))
     with pytest.raises(TypeError, match="Tensor"):
         A.adjoint(y.tolist())
-    C = ComplexRows(A.M.reshape(-1, 9), 6)
+    C = MatrixOperator(A.matrix().to(torch.complex128), (1, 3, 3), 6)
     with pytest.raises(TypeError, match="complex measurements"):
         C.adjoint(y)
     assert A.measurement_shape(2) == (2, 6, 4) and A.measurement_shape(1, [0, 3]) == (1, 2, 4)
     assert "num_blocks=6" in repr(A)
+
+
+# --- MatrixOperator and the adjoint check -------------------------------------------------------------------
+def test_matrix_operator_takes_the_blocks_or_the_whole_matrix():
+    """``[B, m, n]`` or ``[B·m, n]`` with num_blocks give the same operator; a 2-D matrix alone is one block."""
+    A, _, x = problem()
+    same = MatrixOperator(A.M, (1, 3, 3))
+    assert (same.num_blocks, same.block_shape, same.image_shape) == (6, (4,), (1, 3, 3))
+    assert torch.equal(same.matrix(), A.matrix()) and A.matrix().shape == (24, 9)
+    torch.testing.assert_close(A.forward(x), (x.flatten(1) @ A.matrix().T).reshape(2, 6, 4), rtol=1e-14, atol=0)
+    torch.testing.assert_close(A.forward(x, [5, 2]), A.forward(x)[:, [5, 2]], rtol=1e-14, atol=0)
+    one = MatrixOperator(A.matrix(), (1, 3, 3))
+    assert one.num_blocks == 1 and one.block_shape == (24,)
+
+
+def test_a_complex_matrix_is_real_linear_with_an_exact_adjoint():
+    """For M complex, A x = M x (x real) and Aᵀy = Re(Mᴴ y): the adjoint for Re<., .>."""
+    gen = torch.Generator().manual_seed(3)
+    M = torch.randn(3, 4, 8, generator=gen, dtype=torch.complex128)
+    A = MatrixOperator(M, (2, 2, 2))
+    y = torch.randn(2, 3, 4, generator=gen, dtype=torch.complex128)
+    assert A.complex_measurements and A.forward(torch.zeros(1, 2, 2, 2)).dtype == torch.complex64
+    dense = M.reshape(12, 8)
+    torch.testing.assert_close(A.adjoint(y).flatten(1), (y.reshape(2, 12) @ dense.conj()).real)
+    assert adjoint_error(A) <= 1e-12 and adjoint_error(A, [2, 0]) <= 1e-12
+    assert not MatrixOperator(M.real, (2, 2, 2)).complex_measurements
+
+
+@pytest.mark.parametrize("matrix, image_shape, num_blocks, error, phrase", [
+    (torch.zeros(6, 9), (1, 3, 3), 4, ValueError, "cannot split the 6 rows"),
+    (torch.zeros(6, 9), (1, 4, 4), 3, ValueError, r"n = 9 columns cannot act on images \(1, 4, 4\)"),
+    (torch.zeros(3, 2, 9), (1, 3, 3), 2, ValueError, "has 3 blocks, but num_blocks is 2"),
+    (torch.zeros(9), (1, 3, 3), None, ValueError, r"\[B, m, n\] or \[B\*m, n\], got \(9,\)"),
+    (torch.zeros(0, 9), (1, 3, 3), None, ValueError, "at least one block"),
+    (torch.zeros(6, 9), (3, 3), 3, ValueError, r"\(C, H, W\)"),
+    (torch.zeros(6, 9), 9, 3, TypeError, "image_shape must be a tuple"),
+    (torch.zeros(6, 9, dtype=torch.long), (1, 3, 3), 3, TypeError, "floating point"),
+    (torch.full((6, 9), float("nan")), (1, 3, 3), 3, ValueError, "NaN or Inf"),
+    ([[1.0]], (1, 1, 1), None, TypeError, "torch.Tensor"),
+    (torch.zeros(6, 9), (1, 3, 3), 0, ValueError, "num_blocks must be an integer >= 1"),
+])
+def test_matrix_operator_rejects_bad_shapes(matrix, image_shape, num_blocks, error, phrase):
+    with pytest.raises(error, match=phrase):
+        MatrixOperator(matrix, image_shape, num_blocks)
+
+
+def test_adjoint_error_finds_an_adjoint_one_percent_off():
+    class Scaled(MatrixOperator):
+        def _adjoint(self, y, blocks):
+            return 1.01 * super()._adjoint(y, blocks)
+
+    A, _, _ = problem()
+    assert adjoint_error(A) <= 1e-14 and adjoint_error(A, [3, 1], batch=1, seed=5) <= 1e-14
+    assert adjoint_error(Scaled(A.M, (1, 3, 3))) == pytest.approx(0.01, rel=1e-9)
+    with pytest.raises(TypeError, match="BlockOperator"):
+        adjoint_error(A.matrix())
 
 
 # --- Blur and Denoising ------------------------------------------------------------------------------------

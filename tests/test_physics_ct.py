@@ -9,10 +9,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adjoint_check import adjoint_error
 from oder_edu.memory import PeakTensorMemory, saved_activation_bytes
 from oder_edu.metrics import psnr
-from oder_edu.physics import LeastSquares, ParallelBeamCT, add_noise_snr, as_blocks, fbp
+from oder_edu.physics import LeastSquares, ParallelBeamCT, add_noise_snr, adjoint_error, as_blocks, fbp
 
 
 def scatter(A):

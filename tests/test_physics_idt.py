@@ -12,8 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adjoint_check import adjoint_error
-from oder_edu.physics import BlockOperator, IntensityDiffractionTomography, ring_leds
+from oder_edu.physics import BlockOperator, IntensityDiffractionTomography, adjoint_error, ring_leds
 from oder_edu.physics.base import power_iteration
 
 pytestmark = pytest.mark.usefixtures("one_thread")

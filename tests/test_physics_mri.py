@@ -12,8 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adjoint_check import adjoint_error
-from oder_edu.physics import BlockOperator, LeastSquares, MultiCoilMRI, birdcage_maps, cartesian_mask
+from oder_edu.physics import BlockOperator, LeastSquares, MultiCoilMRI, adjoint_error, birdcage_maps, cartesian_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
