@@ -119,6 +119,20 @@ def _plain(value, where: str):
                     f"strings, lists, dicts and tensors")
 
 
+def weights_path(path, name: str = "path") -> Path:
+    """``path`` checked as where weights can be saved (``name``: the argument, in errors): a file path
+    ending in ``.pt``, the suffix by which loading tells a path from a manifest name."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path to a .pt file, got {type(path).__name__}")
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"{name} must be a path ending in .pt (weights load by their .pt path or manifest "
+                         f"name), got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a folder; expected a path to a .pt file")
+    return path
+
+
 def _refuse_overwrite(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise CheckpointError(f"{path} exists; refusing to overwrite it (pass force=True, or --force on the "
@@ -133,7 +147,7 @@ def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: d
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     config, metrics = _plain(config, "config"), _plain(metrics or {}, "metrics")
     state = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
-    path = Path(path)
+    path = weights_path(path)
     _refuse_overwrite(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     return files.save_torch({"kind": kind, "config": config, "state_dict": state, "metrics": metrics}, path,

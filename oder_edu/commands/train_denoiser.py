@@ -3,7 +3,7 @@ it in the manifest beside it (the shipped weights' commands: oder_edu/weights/MA
 
 from __future__ import annotations
 
-from pathlib import Path
+import errno
 
 import torch
 from tqdm import tqdm
@@ -40,10 +40,10 @@ def main(args) -> int:
         depth=args.depth, width=args.width,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, patch_size=args.patch_size,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, seed=args.seed))
-    out = Path(args.out)
-    if out.exists() and not args.force:  # before hours of training, not after
-        raise SystemExit(f"{out} exists; pass --force to replace it")
-    check_out(out.parent)  # a folder the weights can be written to, also before the training
+    out = checkpoints.weights_path(args.out, "--out")  # everything checked before hours of training
+    if out.exists() and not args.force:
+        raise FileExistsError(errno.EEXIST, f"--out {out} exists; pass --force to replace it")
+    check_out(out.parent)  # a folder the weights can be written to, swept of stale temporaries
     as_device(args.device, "--device")
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
