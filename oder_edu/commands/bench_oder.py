@@ -130,7 +130,7 @@ def main(args) -> int:
     check_out(args.out)
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
-    device = as_device(args.device)
+    device = as_device(args.device, "--device")
     apps = [checks.choice("--apps", a.strip(), ("ct", "mri", "idt")) for a in args.apps.split(",") if a.strip()]
     for name in ("iterations", "repeat", "test_images", "online_iterations"):
         checks.integer(f"--{name.replace('_', '-')}", getattr(args, name), 1)

@@ -85,7 +85,7 @@ def checkpoint_rows(app: str, truth: torch.Tensor, online_iters: int, device) ->
 
 def main(args) -> int:
     check_out(args.out)
-    device = as_device(args.device)
+    device = as_device(args.device, "--device")
     iterations = checks.integer("--iterations", args.iterations, 2)
     checks.integer("--online-iterations", args.online_iterations, 1)
     D = load_denoiser("dncnn", device=device)
