@@ -148,9 +148,9 @@ def main(args) -> int:
                   f"{row['train_step_ms']:.0f} ms, {row['train_peak_mib']:.1f} MiB, PSNR {row.get('test_psnr')}", flush=True)
         records += rows
     caption = (f"One training step on one image with {args.iterations} forward and backward iterations for every "
-               f"method (unrolled: K = {args.iterations}), on {device}; median of {args.repeat} steps; peak tensor memory "
-               f"of one more step. Checkpoint scores on {args.test_images} held-out images; test_psnr_online: "
-               f"{args.online_iterations} "
-               f"iterations; the cost model: benchmarks/README.md. Whole run {time.perf_counter() - start:.0f} s.")
+               f"method (unrolled: K = {args.iterations}), on {device}; median of {args.repeat} steps; peak tensor "
+               f"memory of one more step. Checkpoint scores on {args.test_images} held-out images; test_psnr_online: "
+               f"{args.online_iterations} iterations; the cost model: benchmarks/README.md. Whole run "
+               f"{time.perf_counter() - start:.0f} s.")
     write_results("oder", records, args, caption, ship=not custom)
     return 0

@@ -105,7 +105,8 @@ def main(args) -> int:
         add(label, baselines(problem, D, iterations))
     for app, name in (("ct", "ct"), ("mri", "mr"), ("idt", "cell")):
         s = SETTINGS[app]
-        rows, problem = checkpoint_rows(app, real_image(name, s.image_size).to(device), args.online_iterations, device)
+        truth = real_image(name, s.image_size).to(device)
+        rows, problem = checkpoint_rows(app, truth, args.online_iterations, device)
         if problem is None:
             continue
         label = f"{app.upper()} real image at the checkpoints' setting ({s.image_size}², B = {s.num_blocks}, {s.snr_db:g} dB)"
