@@ -176,3 +176,17 @@ def test_exit_status_by_kind_of_error():
     assert cli.one_line(OSError(errno.ENOSPC, "No space left on device", "x.png")) == "x.png: No space left on device"
     assert cli.one_line(CheckpointError("cannot load w.pt;\n    oder-edu train ...")) == \
         "cannot load w.pt; oder-edu train ..."
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys, tmp_path):
+    import oder_edu.commands.clean_partials as command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "main", interrupted)
+    monkeypatch.delenv("ODER_EDU_DEBUG", raising=False)
+    assert main(["clean-partials", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "oder-edu clean-partials: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--debug", "clean-partials", str(tmp_path)])

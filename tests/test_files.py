@@ -189,15 +189,19 @@ def test_a_full_disk_damages_no_existing_file_and_leaves_no_temporary(writer, tm
     assert digest(folder) == before and not temporaries(tmp_path)
 
 
-def test_the_demo_on_a_full_disk_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EIO])
+def test_the_demo_says_in_one_line_why_its_figure_was_not_written(code, tmp_path, monkeypatch, capsys):
+    def fail(fd):
+        raise OSError(code, os.strerror(code))
+
     figure = tmp_path / "keep.png"
     figure.write_bytes(b"an older figure")
-    monkeypatch.setattr(files, "_fsync", full_disk)
+    monkeypatch.setattr(files, "_fsync", fail)
     monkeypatch.delenv("ODER_EDU_DEBUG", raising=False)
     status = cli.main(["demo", "--out", str(figure), "--image-size", "16", "--num-blocks", "4", "--iterations", "1"])
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
-    assert err == f"oder-edu demo: error: cannot write {figure}: No space left on device; {figure} is unchanged\n"
+    assert err == f"oder-edu demo: error: cannot write {figure}: {os.strerror(code)}; {figure} is unchanged\n"
     assert figure.read_bytes() == b"an older figure" and os.listdir(tmp_path) == ["keep.png"]
 
 
