@@ -101,8 +101,9 @@ def command_line(args: argparse.Namespace) -> str:
     """The command being run, to record beside its results: ``oder-edu`` and the arguments
     as typed, or (when ``main`` was called from Python) an equivalent line rebuilt from ``args``."""
     words = [args.command] + ([args.target] if getattr(args, "target", None) else [])
-    if sys.argv[1:1 + len(words)] == words:
-        return "oder-edu " + shlex.join(sys.argv[1:])
+    typed = [word for word in sys.argv[1:] if word != "--debug"]  # what was asked, not how errors show
+    if typed[: len(words)] == words:
+        return "oder-edu " + shlex.join(typed)
     line = ["oder-edu", *words]
     for key, value in vars(args).items():
         if key in ("command", "target", "module", "debug") or value is None or value is False:

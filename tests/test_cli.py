@@ -52,7 +52,11 @@ def test_command_line_records_what_was_typed_or_an_equivalent(monkeypatch):
                               resume=None, no_progress=True, fast=False)
     monkeypatch.setattr(sys, "argv", ["oder-edu", "train", "deq", "--steps", "3", "--app", "ct"])
     assert command_line(args) == "oder-edu train deq --steps 3 --app ct"
+    monkeypatch.setattr(sys, "argv", ["oder-edu", "--debug", "train", "deq", "--steps", "3", "--app", "ct", "--debug"])
+    assert command_line(args) == "oder-edu train deq --steps 3 --app ct"
     monkeypatch.setattr(sys, "argv", ["python", "-c"])  # main() called from Python: rebuilt from args
+    assert command_line(args) == "oder-edu train deq --app ct --steps 3 --no-progress"
+    args.debug = True
     assert command_line(args) == "oder-edu train deq --app ct --steps 3 --no-progress"
 
 
@@ -94,7 +98,7 @@ def test_help_shows_only_the_canonical_spellings(name, shown_flags):
 def test_no_two_flags_across_commands_spell_one_concept(shown_flags):
     """The concepts that drifted between commands (issue #19) each have one spelling everywhere."""
     everywhere = set().union(*shown_flags.values())
-    assert set(ALIASES.values()) <= everywhere | {"--notebooks"}
+    assert set(ALIASES.values()) <= everywhere
     synonyms = [{"--size", "--image-size"}, {"--angles", "--num-angles", "--num-blocks"},
                 {"--iters", "--iterations"}, {"--online-iters", "--online-iterations"}, {"--source", "--notebooks"}]
     for family in synonyms:
