@@ -24,10 +24,15 @@ state, which the explorer shows in its panel; ``add_noise_snr`` rejects a non-fi
 ``make_problem`` a non-finite truth, ``deq.train_step`` non-finite training images; DnCNN and
 the classical denoisers reject non-finite images.
 
+The command line is tried twice: the ``cli`` rows run with ``--debug``, so the error arrives as
+the exception itself; ``CLI_ERRORS`` runs the commands as a user does and asserts one line on
+stderr, no traceback and the exit status (2: the command line must change, 1: the run failed).
+
 Covered elsewhere, not repeated here: ``train deq`` refusing an existing ``--out`` before
 training, ``--num-blocks 0``, ``--checkpoint-every -1`` (tests/test_train_deq.py), ``labs``
 refusing to overwrite notebooks unless ``--force`` (tests/test_labs.py), atomic weight saves
-(tests/test_checkpoints.py), divergence advice (tests/test_algorithms.py, tests/test_iterate.py).
+(tests/test_checkpoints.py), every file on a full disk and after a kill (tests/test_files.py),
+divergence advice (tests/test_algorithms.py, tests/test_iterate.py).
 """
 
 from __future__ import annotations
