@@ -3,7 +3,7 @@
 A weight file holds ``{"kind", "config", "state_dict", "metrics"}`` (plain data and tensors, loaded
 with ``weights_only=True``); ``oder_edu/weights/MANIFEST.json`` maps a name to its entry (file,
 sha256, command, seed, seconds, metrics, ...). Loads check the sha256 and name the regenerating
-command on failure; saves are atomic and never replace a file or entry without ``force=True``.
+command on failure; saves are atomic (``oder_edu.files``) and never replace a file or entry without ``force=True``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import checks
+from . import checks, files
 
 MANIFEST = "MANIFEST.json"
 KINDS = ("denoiser", "red_deq")
@@ -120,23 +119,24 @@ def _plain(value, where: str):
                     f"strings, lists, dicts and tensors")
 
 
-@contextlib.contextmanager
-def _atomic(path: Path, force: bool):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds."""
+def weights_path(path, name: str = "path") -> Path:
+    """``path`` checked as where weights can be saved (``name``: the argument, in errors): a file path
+    ending in ``.pt``, the suffix by which loading tells a path from a manifest name."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path to a .pt file, got {type(path).__name__}")
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"{name} must be a path ending in .pt (weights load by their .pt path or manifest "
+                         f"name), got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a folder; expected a path to a .pt file")
+    return path
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
     if path.exists() and not force:
         raise CheckpointError(f"{path} exists; refusing to overwrite it (pass force=True, or --force on the "
                               f"command line, to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    os.umask(umask := os.umask(0))
-    os.chmod(temporary, 0o666 & ~umask)  # the mode of any new file, not mkstemp's private 0600
-    try:
-        yield Path(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: dict | None = None,
@@ -147,9 +147,11 @@ def save_state(path, kind: str, config: dict, model: torch.nn.Module, metrics: d
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     config, metrics = _plain(config, "config"), _plain(metrics or {}, "metrics")
     state = {k: v.detach().cpu().float().clone() for k, v in model.state_dict().items()}
-    with _atomic(Path(path), force) as temporary:
-        torch.save({"kind": kind, "config": config, "state_dict": state, "metrics": metrics}, temporary)
-    return Path(path)
+    path = weights_path(path)
+    _refuse_overwrite(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return files.save_torch({"kind": kind, "config": config, "state_dict": state, "metrics": metrics}, path,
+                            overwrite=force)
 
 
 def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict | None = None,
@@ -174,8 +176,7 @@ def record(name: str, path, command: str, seed: int, metrics: dict, extra: dict 
             raise CheckpointError(f"{path.parent / MANIFEST} already records {name!r} for another file; "
                                   f"refusing to replace it (pass force=True / --force)")
         manifest[name] = entry
-        with _atomic(path.parent / MANIFEST, force=True) as temporary:
-            temporary.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+        files.write_text(path.parent / MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
     return entry
 
 

@@ -61,6 +61,8 @@ SETTINGS = {
     "idt": Setting("IDT (LED array)", "LEDs", 64, 256, 40.0, truth="cells", red_sigma=0.02, red_tau_over_L=0.1),
 }
 APPS = tuple(SETTINGS)
+OPERATORS = {"denoise": Denoising, "blur": Blur, "ct": ParallelBeamCT, "mri": MultiCoilMRI,
+             "idt": IntensityDiffractionTomography}  # the class make_operator builds for each app
 TRUTHS = ("shepp_logan", "cells", "ct", "mr", "cell")
 
 
@@ -173,7 +175,7 @@ def make_problem(app: str, image_size: int | None = None, num_blocks: int | None
 
     ``truth``: a name for ``truth_images`` (default: the setting's) or an image tensor
     ``[N, C, H, W]``; ``seed`` draws the noise (and random truths); ``A``: an operator to reuse
-    instead of building one (it must match ``app``'s image shape); ``finer_grid`` (CT): simulate
+    instead of building one (of ``app``'s class, ``OPERATORS``, and image shape); ``finer_grid`` (CT): simulate
     the sinogram on a 2x finer grid (``simulate_finer``) instead of with ``A`` itself.
     Everything lands on ``device`` (default ``default_device()``).
     """
@@ -181,6 +183,9 @@ def make_problem(app: str, image_size: int | None = None, num_blocks: int | None
     A = make_operator(app, image_size, num_blocks) if A is None else A
     if not isinstance(A, BlockOperator):
         raise TypeError(f"A must be a BlockOperator (an operator to reuse) or None, got {type(A).__name__}")
+    if not isinstance(A, OPERATORS[app]):
+        raise TypeError(f"A must be a {OPERATORS[app].__name__} for app={app!r} (what make_operator({app!r}) "
+                        f"builds), got a {type(A).__name__}")
     snr_db = setting.snr_db if snr_db is None else checks.number("snr_db", snr_db)
     seed = checks.integer("seed", seed)
     device = as_device(device)

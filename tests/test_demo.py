@@ -37,7 +37,7 @@ def test_rows_report_measured_time_and_memory(small_demo):
 
 def test_demo_command_prints_the_table_and_writes_the_png(tmp_path, capsys):
     out = tmp_path / "figures" / "demo.png"
-    assert cli_main(["demo", "--out", str(out), "--size", "32", "--angles", "16", "--iterations", "3"]) == 0
+    assert cli_main(["demo", "--out", str(out), "--image-size", "32", "--num-blocks", "16", "--iterations", "3"]) == 0
     printed = capsys.readouterr().out
     assert "| FBP |" in printed and "| online RED b/B=1/4 |" in printed and str(out) in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

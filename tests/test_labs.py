@@ -102,7 +102,7 @@ def test_labs_command_writes_student_versions(tmp_path, capsys):
     source.mkdir()
     nbformat.write(_tiny_notebook(), source / "01_tiny.ipynb")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), source / "00_plain.ipynb")
-    assert cli.main(["labs", "--source", str(source), "--out", str(out)]) == 0
+    assert cli.main(["labs", "--notebooks", str(source), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "01_tiny.ipynb  (1 exercise)" in printed and "00_plain.ipynb  (0 exercises)" in printed
     student = nbformat.read(out / "01_tiny.ipynb", as_version=4)
@@ -119,18 +119,19 @@ def test_labs_refuses_to_overwrite_or_to_run_on_nothing(tmp_path):
 
 
 def test_labs_never_overwrites_students_work_unless_forced(tmp_path, capsys):
-    """A student's edited notebook in --out survives a second `oder-edu labs` (exit != 0)."""
+    """A student's edited notebook in --out survives a second `oder-edu labs` (exit 2, one line)."""
     source, out = tmp_path / "notebooks", tmp_path / "student"
     source.mkdir()
     nbformat.write(_tiny_notebook(), source / "01_tiny.ipynb")
-    assert cli.main(["labs", "--source", str(source), "--out", str(out)]) == 0
+    assert cli.main(["labs", "--notebooks", str(source), "--out", str(out)]) == 0
     edited = nbformat.read(out / "01_tiny.ipynb", as_version=4)
     edited.cells[2].source = "def area(r):\n    return 3.14159 * r * r  # my answer"
     nbformat.write(edited, out / "01_tiny.ipynb")
-    with pytest.raises(SystemExit, match="refusing to overwrite"):
-        cli.main(["labs", "--source", str(source), "--out", str(out)])
+    capsys.readouterr()
+    assert cli.main(["labs", "--notebooks", str(source), "--out", str(out)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
     assert "my answer" in nbformat.read(out / "01_tiny.ipynb", as_version=4).cells[2].source
-    assert cli.main(["labs", "--source", str(source), "--out", str(out), "--force"]) == 0
+    assert cli.main(["labs", "--notebooks", str(source), "--out", str(out), "--force"]) == 0
     assert "my answer" not in nbformat.read(out / "01_tiny.ipynb", as_version=4).cells[2].source
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "oder_edu"
 COMMANDS = ("oder_edu.cli", "oder_edu.commands")
 # A layer may import only what lies below it (leaves: checks, device, metrics, memory, timing,
-# phantoms, images, problems, checkpoints, results, physics).
+# phantoms, images, problems, checkpoints, files, results, physics).
 FORBIDDEN = {
     "oder_edu.physics": ("oder_edu.denoisers", "oder_edu.algorithms", "oder_edu.deq", "oder_edu.train",
                          "oder_edu.widgets", "oder_edu.problems"),

@@ -24,10 +24,15 @@ state, which the explorer shows in its panel; ``add_noise_snr`` rejects a non-fi
 ``make_problem`` a non-finite truth, ``deq.train_step`` non-finite training images; DnCNN and
 the classical denoisers reject non-finite images.
 
+The command line is tried twice: the ``cli`` rows run with ``--debug``, so the error arrives as
+the exception itself; ``CLI_ERRORS`` runs the commands as a user does and asserts one line on
+stderr, no traceback and the exit status (2: the command line must change, 1: the run failed).
+
 Covered elsewhere, not repeated here: ``train deq`` refusing an existing ``--out`` before
 training, ``--num-blocks 0``, ``--checkpoint-every -1`` (tests/test_train_deq.py), ``labs``
 refusing to overwrite notebooks unless ``--force`` (tests/test_labs.py), atomic weight saves
-(tests/test_checkpoints.py), divergence advice (tests/test_algorithms.py, tests/test_iterate.py).
+(tests/test_checkpoints.py), every file on a full disk and after a kill (tests/test_files.py),
+divergence advice (tests/test_algorithms.py, tests/test_iterate.py).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import pytest
 import torch
 
 from oder_edu import checkpoints, cli, exercises
+from oder_edu import results as shipped_results
 from oder_edu.algorithms import fista_tv, gradient_descent, pnp_admm, pnp_pgd, red, step_size, tikhonov
 from oder_edu.checkpoints import CheckpointError
 from oder_edu.denoisers import ClassicalDenoiser, DnCNN, gaussian_denoise, load_denoiser, tv_denoise
@@ -222,8 +228,24 @@ def forbid(*targets: str):
 
 
 def run_cli(args, forbidden=()):
+    """``oder-edu ARGS`` with ``--debug``: its error raised as the exception itself (the one-line
+    messages and exit statuses without it: ``test_cli_error_is_one_line``)."""
     with forbid(*forbidden), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return cli.main([str(a) for a in args])
+        return cli.main(["--debug", *[str(a) for a in args]])
+
+
+def warned(call) -> str:
+    """``"COUNT: first message"`` of the warnings ``call()`` raises (every one recorded)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return f"{len(caught)}: {caught[0].message if caught else ''}"
+
+
+def twice_at(sigma):
+    """A fresh DnCNN (trained range (0, 0.2)) called twice at ``sigma``."""
+    D = DnCNN(1, 3, 4)
+    return lambda: (D(image(), sigma), D(image(), sigma))
 
 
 def recon(*args, **kwargs):
@@ -434,7 +456,7 @@ CASES = [
     C("sizes", "real_image 100000", lambda: real_image("ct", 100000), V, r"size=100000.*limit|100000 x 100000.*limit",
       guard=True),
     C("sizes", "DnCNN width 10^6", lambda: DnCNN(width=10**6), V, r"width=1000000.*limit", guard=True),
-    C("sizes", "demo --size 100000", lambda: run_cli(["demo", "--size", 100000], [DEMO_LOADS]), V,
+    C("sizes", "demo --image-size 100000", lambda: run_cli(["demo", "--image-size", 100000], [DEMO_LOADS]), V,
       r"image_size=100000.*limit", guard=True),
     C("sizes", "train denoiser --patch-size 100000",
       lambda: run_cli(["train", "denoiser", "--out", tmp() / "p.pt", "--patch-size", 100000], [TRAIN]), V,
@@ -805,16 +827,26 @@ CASES = [
 
     # --- command line --------------------------------------------------------------------------------
     C("cli", "demo --iterations 0", lambda: run_cli(["demo", "--iterations", 0], [DEMO_LOADS]), V,
-      r"iterations must be an integer >= 1, got 0"),
-    C("cli", "demo --size 8", lambda: run_cli(["demo", "--size", 8], [DEMO_LOADS]), V, r"size must be an integer >= 16"),
-    C("cli", "demo --angles 0", lambda: run_cli(["demo", "--angles", 0], [DEMO_LOADS]), V, r"angles must be an integer >= 1"),
-    C("cli", "demo --snr nan", lambda: run_cli(["demo", "--snr", "nan"], [DEMO_LOADS]), V, r"snr_db must be finite"),
+      r"--iterations must be an integer >= 1, got 0"),
+    C("cli", "demo --image-size 8", lambda: run_cli(["demo", "--image-size", 8], [DEMO_LOADS]), V,
+      r"--image-size must be an integer >= 16"),
+    C("cli", "demo --size 8 (the old spelling)", lambda: run_cli(["demo", "--size", 8], [DEMO_LOADS]), V,
+      r"--image-size must be an integer >= 16"),
+    C("cli", "demo --num-blocks 0", lambda: run_cli(["demo", "--num-blocks", 0], [DEMO_LOADS]), V,
+      r"--num-blocks must be an integer >= 1"),
+    C("cli", "demo --snr nan", lambda: run_cli(["demo", "--snr", "nan"], [DEMO_LOADS]), V, r"--snr must be finite"),
     C("cli", "demo --out unwritable", lambda: run_cli(["demo", "--out", blocked() / "demo.png"],
                                                       ["oder_edu.commands.demo:run_demo"]),
-      SystemExit, r"cannot write .*a-file/sub"),
+      OSError, r"cannot write .*a-file/sub"),
+    C("cli", "demo --out x.txt", lambda: run_cli(["demo", "--out", tmp() / "x.txt"], ["oder_edu.commands.demo:run_demo"]),
+      V, r"--out must be a path to a \.png file .*x\.txt"),
+    C("cli", "demo --out ''", lambda: run_cli(["demo", "--out", ""], ["oder_edu.commands.demo:run_demo"]), V,
+      r"--out is empty; expected a path to a \.png file"),
+    C("cli", "demo --out an existing folder", lambda: run_cli(["demo", "--out", tmp()], ["oder_edu.commands.demo:run_demo"]),
+      V, r"--out .* is a folder; expected a path to a \.png file"),
     C("cli", "bench physics --out unwritable", lambda: run_cli(["bench", "physics", "--quick", "--out", blocked()],
                                                                 ["oder_edu.commands.bench_physics:measure"]),
-      SystemExit, r"cannot write results to .*a-file/sub"),
+      OSError, r"cannot write to --out .*a-file/sub"),
     C("cli", "bench physics --threads 0", lambda: run_cli(["bench", "physics", "--quick", "--threads", 0, "--out", tmp()],
                                                            ["oder_edu.commands.bench_physics:measure"]),
       V, r"--threads must be an integer >= 1, got 0"),
@@ -823,10 +855,10 @@ CASES = [
       V, r"device='gpu' is not a device name"),
     C("cli", "bench widgets --out unwritable", lambda: run_cli(["bench", "widgets", "--out", blocked()],
                                                                 ["oder_edu.commands.bench_widgets:write_results"]),
-      SystemExit, r"cannot write results to"),
+      OSError, r"cannot write to --out"),
     C("cli", "train denoiser over an existing file",
-      lambda: run_cli(["train", "denoiser", "--out", files()["text"], *TINY_DENOISER], [TRAIN]), SystemExit,
-      r"notes.txt exists; pass --force to replace it"),
+      lambda: run_cli(["train", "denoiser", "--out", files()["denoiser"], *TINY_DENOISER], [TRAIN]), FileExistsError,
+      r"den.pt exists; pass --force to replace it"),
     C("cli", "train denoiser --steps 0", lambda: run_cli(["train", "denoiser", "--out", tmp() / "d.pt", "--steps", 0], [TRAIN]),
       V, r"--steps must be >= 1, got 0"),
     C("cli", "train denoiser --device gpu",
@@ -838,7 +870,7 @@ CASES = [
     C("cli", "train denoiser --sigma-max nan",
       lambda: run_cli(["train", "denoiser", "--out", tmp() / "d.pt", "--sigma-max", "nan"], [TRAIN]), V, r"sigma"),
     C("cli", "train denoiser --out unwritable",
-      lambda: run_cli(["train", "denoiser", "--out", blocked() / "d.pt", *TINY_DENOISER], [TRAIN]), SystemExit,
+      lambda: run_cli(["train", "denoiser", "--out", blocked() / "d.pt", *TINY_DENOISER], [TRAIN]), OSError,
       r"cannot write .*a-file/sub"),
     C("cli", "train deq --resume a text file",
       lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r1", "--resume", files()["text"]]),
@@ -857,9 +889,9 @@ CASES = [
       r"--threads must be an integer >= 1, got 0"),
     C("cli", "train deq --out unwritable",
       lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r6", "--out", blocked() / "m.pt"], [RUN_DEQ]),
-      SystemExit, r"cannot write .*a-file/sub"),
+      OSError, r"cannot write .*a-file/sub"),
     C("cli", "train deq --log-dir unwritable",
-      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", blocked()], [RUN_DEQ]), SystemExit,
+      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", blocked()], [RUN_DEQ]), OSError,
       r"cannot write .*a-file/sub"),
     C("cli", "train deq --val-images 0",
       lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r7", "--val-images", 0], [RUN_DEQ]), V,
@@ -874,11 +906,142 @@ CASES = [
       lambda: run_cli(["train", "deq", "--app", "ct", "--image-size", 16, "--num-blocks", 4, "--pretrained", "nope",
                        "--steps", 1, "--log-dir", tmp() / "r8", "--no-progress"]),
       CheckpointError, r"no weights named 'nope'"),
-    C("cli", "labs --out is a file", lambda: run_cli(["labs", "--out", files()["text"]]), SystemExit,
+    C("cli", "labs --out is a file", lambda: run_cli(["labs", "--out", files()["text"]]), V,
       r"notes.txt is a file, not a folder"),
-    C("cli", "labs --source missing", lambda: run_cli(["labs", "--source", tmp() / "none", "--out", tmp() / "s"]),
-      SystemExit, r"no notebooks \(\*.ipynb\) in"),
+    C("cli", "labs --notebooks missing", lambda: run_cli(["labs", "--notebooks", tmp() / "none", "--out", tmp() / "s"]),
+      FileNotFoundError, r"no notebooks \(\*.ipynb\) in"),
+    C("cli", "labs --source missing (the old spelling)",
+      lambda: run_cli(["labs", "--source", tmp() / "none", "--out", tmp() / "s"]), FileNotFoundError,
+      r"no notebooks \(\*.ipynb\) in .*none; pass --notebooks DIR"),
+    C("cli", "train denoiser --out x.bin", lambda: run_cli(["train", "denoiser", "--out", tmp() / "x.bin"], [TRAIN]), V,
+      r"--out must be a path ending in \.pt .*x\.bin"),
+    C("cli", "train deq --out x.bin",
+      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r9", "--out", tmp() / "x.bin"], [RUN_DEQ]), V,
+      r"--out must be a path ending in \.pt"),
+    C("cli", "clean-partials of a missing folder", lambda: run_cli(["clean-partials", tmp() / "none"]), FileNotFoundError,
+      r"none: no such folder"),
+
+    # --- shipped results, silent inputs --------------------------------------------------------------
+    C("results", "load a relative path", lambda: shipped_results.load("../weights/MANIFEST"), V,
+      r"name must be the name of a shipped result \(one of oder, priors, widgets\), not a path"),
+    C("results", "load a path up the tree", lambda: shipped_results.load("../../x/any"), V, r"not a path"),
+    C("results", "load an absolute path", lambda: shipped_results.load(str(tmp() / "any")), V, r"not a path"),
+    C("results", "load a number", lambda: shipped_results.load(5), T, r"name must be the name of a shipped result"),
+    C("results", "load an unknown name", lambda: shipped_results.load("nope"), FileNotFoundError,
+      r"no shipped result 'nope' \(shipped: oder, priors, widgets\)"),
+    C("results", "load a shipped name", lambda: len(shipped_results.load("oder")["records"]) > 0, None, "True"),
+    C("problems", "an mri problem on a CT operator", lambda: make_problem("mri", 32, 4, A=make_operator("ct", 32, 4)), T,
+      r"A must be a MultiCoilMRI for app='mri' .*got a ParallelBeamCT"),
+    C("problems", "a ct problem on its own operator", lambda: make_problem("ct", 16, 4, A=ct()).app, None, "ct"),
+    C("widgets", "training explorer: unknown live app",
+      lambda: training_explorer(None, measure=lambda *a: {}, apps=("pet",)), V,
+      r"apps must be one of 'ct', 'mri', 'idt'; got 'pet'"),
+    C("widgets", "training explorer: apps a string", lambda: training_explorer(None, measure=lambda *a: {}, apps="ct"), T,
+      r"apps must be a tuple of app names"),
+    C("denoisers", "DnCNN far outside its sigma_range warns once", lambda: warned(twice_at(50.0)), None,
+      r"^1: DnCNN was trained for sigma in \[0, 0.2\] \(sigma_range\) but is called with sigma = 50"),
+    C("denoisers", "DnCNN inside its sigma_range is silent", lambda: warned(twice_at(0.2)), None, r"^0: $"),
+    C("denoisers", "DnCNN a little above its sigma_range is silent", lambda: warned(twice_at(0.3)), None, r"^0: $"),
+    C("denoisers", "DnCNN sigma tensor far outside warns", lambda: warned(twice_at(torch.tensor([0.1]) * 10)), None,
+      r"^1: .*sigma = 1\b"),
 ]
+
+
+# --- the command line without --debug: one line on stderr, exit status 2 (usage) or 1 (runtime) --------
+DEMO_RUNS = "oder_edu.commands.demo:run_demo"
+BENCHES = {"physics": "oder_edu.commands.bench_physics:measure", "oder": "oder_edu.commands.bench_oder:step_cost_rows",
+           "widgets": "oder_edu.commands.bench_widgets:ReconstructionExplorer",
+           "priors": "oder_edu.commands.bench_priors:load_denoiser"}
+
+
+@dataclass
+class Row:
+    argv: list
+    status: int
+    match: str  # regex on the one line
+    forbidden: tuple = ()  # the expensive work, replaced by a stand-in raising WorkStarted
+
+    @property
+    def id(self) -> str:
+        return " ".join(map(str, self.argv))[:90]
+
+
+CLI_ERRORS = [
+    # demo (issue #24's rows first)
+    Row(["demo", "--iterations", -1], 2, r"^oder-edu demo: error: --iterations must be an integer >= 1, got -1$",
+        (DEMO_RUNS,)),
+    Row(["demo", "--image-size", 0], 2, r"--image-size must be an integer >= 16, got 0", (DEMO_RUNS,)),
+    Row(["demo", "--size", 0], 2, r"--image-size must be an integer >= 16, got 0", (DEMO_RUNS,)),
+    Row(["demo", "--num-blocks", 0], 2, r"--num-blocks must be an integer >= 1", (DEMO_RUNS,)),
+    Row(["demo", "--snr", "nan"], 2, r"--snr must be finite, got nan", (DEMO_RUNS,)),
+    Row(["demo", "--out", "x.txt"], 2, r"--out must be a path to a \.png file .*'x\.txt'", (DEMO_RUNS,)),
+    Row(["demo", "--out", ""], 2, r"--out is empty; expected a path to a \.png file", (DEMO_RUNS,)),
+    Row(["demo", "--out", "EXISTING_FOLDER"], 2, r"--out .* is a folder; expected a path to a \.png file", (DEMO_RUNS,)),
+    Row(["demo", "--out", "UNWRITABLE/demo.png"], 1, r"cannot write to --out .*a-file/sub: Not a directory", (DEMO_RUNS,)),
+    Row(["demo", "--iterations", "many"], 2, r"argument --iterations: invalid int value: 'many'", (DEMO_RUNS,)),
+    Row(["demo", "--frobnicate"], 2, r"unrecognized arguments: --frobnicate", (DEMO_RUNS,)),
+    # train denoiser
+    Row(["train", "denoiser", "--out", "TMP/d.pt", "--steps", 0], 2, r"--steps must be >= 1, got 0", (TRAIN,)),
+    Row(["train", "denoiser", "--out", "TMP/d.pt", "--lr", "nan"], 2, r"--lr must be a finite number > 0, got nan",
+        (TRAIN,)),
+    Row(["train", "denoiser", "--out", "TMP/d.pt", "--sigma-min", 0.3, "--sigma-max", 0.1], 2,
+        r"--sigma-min must be below --sigma-max .*got --sigma-min 0.3 and --sigma-max 0.1", (TRAIN,)),
+    Row(["train", "denoiser", "--out", "TMP/d.pt", "--sigma-max", "nan"], 2, r"--sigma-max must be finite", (TRAIN,)),
+    Row(["train", "denoiser", "--out", "TMP/d.pt", "--device", "tpu"], 2, r"--device='tpu' is not a device name; available",
+        (TRAIN,)),
+    Row(["train", "denoiser", "--out", "TMP/d.pt", "--threads", 0], 2, r"--threads must be an integer >= 1, got 0",
+        (TRAIN,)),
+    Row(["train", "denoiser", "--out", "TMP/x.bin"], 2, r"--out must be a path ending in \.pt .*x\.bin", (TRAIN,)),
+    Row(["train", "denoiser", "--out", "DENOISER"], 2, r"--out .*den\.pt exists; pass --force to replace it", (TRAIN,)),
+    Row(["train", "denoiser", "--out", "UNWRITABLE/d.pt"], 1, r"cannot write to --out .*a-file/sub", (TRAIN,)),
+    # train deq
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q1", "--ratio", "nan"], 2, r"ratio must be finite", (RUN_DEQ,)),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q1", "--steps", 0], 2, r"steps must be an integer >= 1", (RUN_DEQ,)),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q1", "--device", "tpu"], 2, r"--device='tpu' is not a device name",
+        (RUN_DEQ,)),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q1", "--out", "TMP/x.bin"], 2, r"--out must be a path ending in \.pt",
+        (RUN_DEQ,)),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q1", "--out", "DENOISER"], 2, r"den\.pt exists; pass --force",
+        (RUN_DEQ,)),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "UNWRITABLE"], 1, r"cannot write to --log-dir .*a-file/sub", (RUN_DEQ,)),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q2", "--resume", "TEXT"], 1,
+        r"--resume .*notes\.txt: cannot load it as a training checkpoint"),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q3", "--pretrained", "nope"], 1, r"no weights named 'nope' in .*"
+        r"MANIFEST\.json \(recorded: .*\); train them"),
+    # benches, labs, clean-partials
+    Row(["bench", "physics", "--quick", "--out", "TMP", "--threads", 0], 2, r"--threads must be an integer >= 1",
+        (BENCHES["physics"],)),
+    Row(["bench", "physics", "--quick", "--out", "TMP", "--device", "tpu"], 2, r"--device='tpu' is not a device name",
+        (BENCHES["physics"],)),
+    Row(["bench", "physics", "--quick", "--out", "UNWRITABLE"], 1, r"cannot write to --out", (BENCHES["physics"],)),
+    Row(["bench", "oder", "--out", "TMP", "--ratios", "2"], 2, r"--ratios must lie in \(0, 1\)", (BENCHES["oder"],)),
+    Row(["bench", "oder", "--out", "TMP", "--iterations", 0], 2, r"--iterations must be an integer >= 1",
+        (BENCHES["oder"],)),
+    Row(["bench", "oder", "--out", "TMP", "--apps", "pet"], 2, r"--apps must be one of 'ct', 'mri', 'idt'",
+        (BENCHES["oder"],)),
+    Row(["bench", "widgets", "--out", "TMP", "--ratio", 0], 2, r"--ratio must lie in \(0, 1\]", (BENCHES["widgets"],)),
+    Row(["bench", "widgets", "--out", "TMP", "--image-size", 8], 2, r"--image-size must be an integer >= 16",
+        (BENCHES["widgets"],)),
+    Row(["bench", "priors", "--out", "TMP", "--iterations", 1], 2, r"--iterations must be an integer >= 2",
+        (BENCHES["priors"],)),
+    Row(["bench", "priors", "--out", "TMP", "--online-iterations", 0], 2, r"--online-iterations must be an integer >= 1",
+        (BENCHES["priors"],)),
+    Row(["labs", "--notebooks", "TMP/none", "--out", "TMP/s"], 1, r"no notebooks \(\*\.ipynb\) in .*none"),
+    Row(["labs", "--out", "TEXT"], 2, r"--out .*notes\.txt is a file, not a folder"),
+    Row(["clean-partials", "TMP/none"], 1, r"none: no such folder; expected a folder to sweep"),
+]
+
+PLACES = {"TMP": lambda: str(tmp()), "UNWRITABLE": lambda: str(blocked()), "TEXT": lambda: str(files()["text"]),
+          "DENOISER": lambda: str(files()["denoiser"]), "EXISTING_FOLDER": lambda: str(tmp())}
+
+
+def placed(word) -> str:
+    """A row's word with its placeholder (TMP, UNWRITABLE, ...) replaced by a real path."""
+    word = str(word)
+    for key, where in PLACES.items():
+        if word == key or word.startswith(key + "/"):
+            return where() + word[len(key):]
+    return word
 
 
 # --- running a row ---------------------------------------------------------------------------------
@@ -946,6 +1109,23 @@ def _limit_memory():
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = MEMORY_LIMIT if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+@pytest.mark.parametrize("row", CLI_ERRORS, ids=lambda r: r.id)
+def test_cli_error_is_one_line(row, capsys, monkeypatch):
+    """Without --debug every row ends with one line on stderr naming the argument or path and what
+    was expected, no traceback, and its exit status; the expensive work never starts."""
+    monkeypatch.delenv("ODER_EDU_DEBUG", raising=False)
+    with forbid(*row.forbidden):
+        try:
+            status = cli.main([placed(word) for word in row.argv])
+        except SystemExit as exit_:  # argparse's own errors
+            status = exit_.code
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert status == row.status and re.search(row.match, lines[0]), (status, lines[0])
+    assert lines[0].startswith("oder-edu") and ": error: " in lines[0]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is enforced on Linux")

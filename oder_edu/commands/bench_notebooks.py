@@ -22,7 +22,7 @@ print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).r
 
 def add_arguments(parser) -> None:
     add_bench_arguments(parser)
-    parser.add_argument("--notebooks", default="notebooks", help="folder of .ipynb files")
+    parser.add_argument("--notebooks", default="notebooks", help="folder of instructor notebooks (default: notebooks)")
 
 
 def main(args) -> int:

@@ -23,10 +23,10 @@ def add_arguments(parser) -> None:
     add_bench_arguments(parser, device=True)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--apps", default="ct,mri,idt", help="comma-separated apps (default: %(default)s)")
-    parser.add_argument("--iters", type=int, default=10, help="forward and backward iterations of a timed step")
+    parser.add_argument("--iterations", type=int, default=10, help="forward and backward iterations of a timed step")
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per case (median)")
     parser.add_argument("--test-images", type=int, default=8, help="held-out images per checkpoint")
-    parser.add_argument("--online-iters", type=int, default=200, help="plain online iterations at test time")
+    parser.add_argument("--online-iterations", type=int, default=200, help="plain online iterations at test time")
     parser.add_argument("--ratios", default="1/2,1/4,1/8", help="ODER ratios b/B (default: %(default)s)")
     parser.add_argument("--image-size", type=int, default=None, help="override every app's image size (cost only)")
     parser.add_argument("--num-blocks", type=int, default=None, help="override every app's B (cost only)")
@@ -130,25 +130,27 @@ def main(args) -> int:
     check_out(args.out)
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
-    device = as_device(args.device)
+    device = as_device(args.device, "--device")
     apps = [checks.choice("--apps", a.strip(), ("ct", "mri", "idt")) for a in args.apps.split(",") if a.strip()]
-    for name in ("iters", "repeat", "test_images", "online_iters"):
+    for name in ("iterations", "repeat", "test_images", "online_iterations"):
         checks.integer(f"--{name.replace('_', '-')}", getattr(args, name), 1)
     ratios = parse_ratios(args.ratios)
     custom = args.image_size is not None or args.num_blocks is not None
     records, start = [], time.perf_counter()
     for app in apps:
-        rows = step_cost_rows(app, args.image_size, args.num_blocks, args.iters, args.repeat, device, ratios)
+        rows = step_cost_rows(app, args.image_size, args.num_blocks, args.iterations, args.repeat, device, ratios)
         add_cost_model(rows)
         for row in rows:
             if not custom:  # checkpoints are scored at their own setting only
-                row.update(accuracy(app, row["method"], row["ratio"], args.test_images, args.online_iters, device))
+                row.update(accuracy(app, row["method"], row["ratio"], args.test_images, args.online_iterations,
+                                    device))
             print(f"{app} {row['method']} {Fraction(row['ratio']).limit_denominator(512)}: "
                   f"{row['train_step_ms']:.0f} ms, {row['train_peak_mib']:.1f} MiB, PSNR {row.get('test_psnr')}", flush=True)
         records += rows
-    caption = (f"One training step on one image with {args.iters} forward and backward iterations for every method "
-               f"(unrolled: K = {args.iters}), on {device}; median of {args.repeat} steps; peak tensor memory of one "
-               f"more step. Checkpoint scores on {args.test_images} held-out images; test_psnr_online: {args.online_iters} "
-               f"iterations; the cost model: benchmarks/README.md. Whole run {time.perf_counter() - start:.0f} s.")
+    caption = (f"One training step on one image with {args.iterations} forward and backward iterations for every "
+               f"method (unrolled: K = {args.iterations}), on {device}; median of {args.repeat} steps; peak tensor "
+               f"memory of one more step. Checkpoint scores on {args.test_images} held-out images; test_psnr_online: "
+               f"{args.online_iterations} iterations; the cost model: benchmarks/README.md. Whole run "
+               f"{time.perf_counter() - start:.0f} s.")
     write_results("oder", records, args, caption, ship=not custom)
     return 0

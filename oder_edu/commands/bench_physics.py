@@ -73,7 +73,7 @@ def measure(kind: str, image_size: int, num_blocks: int, device: torch.device, r
 
 
 def main(args) -> int:
-    device = as_device(args.device)
+    device = as_device(args.device, "--device")
     check_out(args.out)
     counts, default_threads = thread_counts(args.threads), torch.get_num_threads()
     cases, repeat, warmup = (QUICK_CASES, 2, 0) if args.quick else (CASES, 7, 2)

@@ -26,7 +26,7 @@ RED_SIGMA_TAU = ((0.02, 0.01), (0.02, 0.03), (0.05, 0.03))  # (σ, τ / L_g)
 def add_arguments(parser) -> None:
     add_bench_arguments(parser, device=True)
     parser.add_argument("--iterations", type=int, default=100, help="iterations of TV, PnP-ADMM and RED")
-    parser.add_argument("--online-iters", type=int, default=200, help="online iterations of the ODER checkpoint")
+    parser.add_argument("--online-iterations", type=int, default=200, help="online iterations of the ODER checkpoint")
 
 
 def scores(x, truth) -> dict:
@@ -85,8 +85,9 @@ def checkpoint_rows(app: str, truth: torch.Tensor, online_iters: int, device) ->
 
 def main(args) -> int:
     check_out(args.out)
-    device = as_device(args.device)
+    device = as_device(args.device, "--device")
     iterations = checks.integer("--iterations", args.iterations, 2)
+    checks.integer("--online-iterations", args.online_iterations, 1)
     D = load_denoiser("dncnn", device=device)
     records = []
 
@@ -104,7 +105,8 @@ def main(args) -> int:
         add(label, baselines(problem, D, iterations))
     for app, name in (("ct", "ct"), ("mri", "mr"), ("idt", "cell")):
         s = SETTINGS[app]
-        rows, problem = checkpoint_rows(app, real_image(name, s.image_size).to(device), args.online_iters, device)
+        truth = real_image(name, s.image_size).to(device)
+        rows, problem = checkpoint_rows(app, truth, args.online_iterations, device)
         if problem is None:
             continue
         label = f"{app.upper()} real image at the checkpoints' setting ({s.image_size}², B = {s.num_blocks}, {s.snr_db:g} dB)"

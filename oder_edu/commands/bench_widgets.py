@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from .. import checks
 from ..algorithms import red
 from ..problems import make_problem
 from ..timing import median_ms, timed
@@ -21,7 +22,7 @@ from .results import add_bench_arguments, check_out, thread_counts, write_result
 def add_arguments(parser) -> None:
     add_bench_arguments(parser, threads=True)
     parser.add_argument("--image-size", type=int, default=128, help="CT image size n (n x n), default 128")
-    parser.add_argument("--num-angles", type=int, default=180, help="CT projection angles B, default 180")
+    parser.add_argument("--num-blocks", type=int, default=180, help="B: CT projection angles, default 180")
     parser.add_argument("--ratio", type=float, default=0.25, help="minibatch ratio b/B, default 0.25")
     parser.add_argument("--iterations", type=int, default=60, help="iterations per timed run, default 60")
     parser.add_argument("--changes", type=int, default=12, help="control changes timed, default 12")
@@ -66,7 +67,7 @@ def _live_rate(ex, iterations: int) -> float:
 
 def _solver_rate(ex, args) -> tuple[float, float]:
     """Bare ``red`` iterations per second on the explorer's problem, and process CPU ms per iteration."""
-    p, s = make_problem("ct", args.image_size, args.num_angles), ex.settings()
+    p, s = make_problem("ct", args.image_size, args.num_blocks), ex.settings()
     stream = red(p.A, p.y, ex.D, sigma=s.sigma, tau=s.tau, gamma=s.gamma, batch_ratio=s.batch_ratio, x0=p.x0,
                  max_iter=args.iterations, sampler=p.setting.sampler, generator=torch.Generator().manual_seed(0))
     start, cpu = time.perf_counter(), time.process_time()
@@ -88,7 +89,7 @@ def measure(ex, args) -> dict:
     x, history = torch.rand(1, 1, args.image_size, args.image_size), ex.history
     render = median_ms(lambda: ex.figure.update(x, [r.iteration for r in history], [r.psnr for r in history],
                                                 [r.reference_psnr for r in history]), repeat=7, warmup=1)
-    return {"case": f"RED, CT {args.image_size}², {args.num_angles} angles, b/B = {ex.batch_ratio.label}",
+    return {"case": f"RED, CT {args.image_size}², {args.num_blocks} angles, b/B = {ex.batch_ratio.label}",
             "denoiser": args.denoiser, "device": str(ex.device), "threads": torch.get_num_threads(),
             "first_frame_ms": statistics.median(latencies), "first_frame_ms_max": max(latencies),
             "run_to_first_frame_ms": run_to_frame, "iters_per_s": rate,
@@ -98,9 +99,14 @@ def measure(ex, args) -> dict:
 
 def main(args) -> int:
     check_out(args.out)
+    checks.integer("--image-size", args.image_size, 16)
+    checks.integer("--num-blocks", args.num_blocks, 1)
+    checks.ratio("--ratio", args.ratio)
+    for name in ("iterations", "changes"):
+        checks.integer(f"--{name}", getattr(args, name), 1)
     counts, default_threads = thread_counts(args.threads), torch.get_num_threads()
     ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
-                                num_blocks={"ct": args.num_angles}, reference=False)
+                                num_blocks={"ct": args.num_blocks}, reference=False)
     ex.batch_ratio.value = min((value for _, value in ex.batch_ratio.options), key=lambda r: abs(r - args.ratio))
     records = []
     for threads in counts:

@@ -3,13 +3,14 @@ online RED), headless. The setting and the parameter sweep: benchmarks/README.md
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .. import checks
+from .. import checks, files
 from ..algorithms import fista_tv, pnp_admm, red
 from ..denoisers import load_denoiser
 from ..device import as_device
@@ -45,8 +46,8 @@ def run_demo(image_size: int = 128, num_angles: int = 60, snr_db: float = 40.0, 
     ``psnr`` in dB, ``ssim``, ``seconds``, ``peak_mib``, ``iterations``) and its ``[1, 1, H, W]`` image.
     ``iterations`` overrides every count of ``ITERATIONS``; ``denoiser`` defaults to the shipped DnCNN."""
     device = as_device(device)
-    image_size = checks.integer("size", image_size, 16)
-    num_angles = checks.integer("angles", num_angles, 1)
+    image_size = checks.integer("image_size", image_size, 16)
+    num_angles = checks.integer("num_angles", num_angles, 1)
     iterations = None if iterations is None else checks.integer("iterations", iterations, 1)
     problem = make_problem("ct", image_size, num_angles, snr_db=snr_db, seed=seed, device=device)  # checks first
     D = load_denoiser("dncnn", device=device) if denoiser is None else denoiser
@@ -88,8 +89,25 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def figure_path(path, name: str = "path") -> Path:
+    """``path`` checked as where a PNG figure can go: a non-empty path ending in ``.png`` that is not
+    a folder (``name``: the argument, in errors)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path to a .png file, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not text:
+        raise ValueError(f"{name} is empty; expected a path to a .png file, e.g. demo.png")
+    if Path(text).is_dir():
+        raise ValueError(f"{name} {text} is a folder; expected a path to a .png file, e.g. {Path(text) / 'demo.png'}")
+    if Path(text).suffix.lower() != ".png":
+        raise ValueError(f"{name} must be a path to a .png file (the figure is a PNG), got {text!r}")
+    return Path(text)
+
+
 def save_figure(rows, images, truth, path) -> Path:
-    """A PNG grid of the phantom and each reconstruction with its PSNR/SSIM (a bare Agg ``Figure``: no pyplot)."""
+    """A PNG grid of the phantom and each reconstruction with its PSNR/SSIM (a bare Agg ``Figure``: no
+    pyplot), written atomically (``oder_edu.files``): a failure leaves an existing ``path`` as it was."""
+    path = figure_path(path)
     panels = [("ground truth", truth, "")] + [
         (r["method"], images[r["method"]], f"{r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}") for r in rows]
     cols, grid_rows = 3, (len(panels) + 2) // 3
@@ -101,27 +119,40 @@ def save_figure(rows, images, truth, path) -> Path:
         ax.set_title(f"{title}\n{subtitle}" if subtitle else title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with files.atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=100, format="png")
     return path
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo.png", help="where to write the comparison PNG (default: demo.png)")
-    parser.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
-    parser.add_argument("--angles", type=int, default=60, help="number of projection angles over 180° (default: 60)")
+    parser.add_argument("--image-size", type=int, default=128, help="image size n, n x n pixels (default: 128)")
+    parser.add_argument("--num-blocks", type=int, default=60,
+                        help="B: projection angles over 180° (default: 60)")
     parser.add_argument("--snr", type=float, default=40.0, help="input SNR of the sinogram in dB (default: 40)")
     parser.add_argument("--iterations", type=int, default=None,
                         help="iterations of every iterative method (default: 60, and 20 for PnP-ADMM)")
     parser.add_argument("--seed", type=int, default=0, help="noise and sampling seed (default: 0)")
 
 
+def check_arguments(args) -> Path:
+    """Every argument checked, named by its flag, before the run: the figure's path."""
+    out = figure_path(args.out, "--out")
+    checks.integer("--image-size", args.image_size, 16)
+    checks.integer("--num-blocks", args.num_blocks, 1)
+    if args.iterations is not None:
+        checks.integer("--iterations", args.iterations, 1)
+    checks.number("--snr", args.snr)
+    check_out(out.parent)  # a folder the figure can be written to
+    return out
+
+
 def main(args) -> int:
-    check_out(Path(args.out).parent)  # before the run, not after it
-    rows, images, truth = run_demo(args.size, args.angles, args.snr, args.iterations, args.seed)
-    print(f"Sparse-view CT: Shepp-Logan {args.size}², {args.angles} angles over 180°, {args.snr:g} dB input SNR, "
-          f"seed {args.seed}, device {as_device(None)}")
+    out = check_arguments(args)
+    rows, images, truth = run_demo(args.image_size, args.num_blocks, args.snr, args.iterations, args.seed)
+    print(f"Sparse-view CT: Shepp-Logan {args.image_size}², {args.num_blocks} angles over 180°, {args.snr:g} dB "
+          f"input SNR, seed {args.seed}, device {as_device(None)}")
     print(format_table(rows))
-    print(f"wrote {save_figure(rows, images, truth, args.out)}")
+    print(f"wrote {save_figure(rows, images, truth, out)}")
     return 0

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import nbformat
 
+from .. import files
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 HINT = re.compile(r"^\s*#\s*Hint:\s*(.*)$")
 DEFAULT_HINT = "write your solution here."
@@ -66,14 +68,16 @@ def student_notebook(notebook, name: str = "notebook"):
 
 
 def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tuple[Path, int]]:
-    """Write every ``*.ipynb`` of ``source_dir`` as a student version to ``out_dir`` (via a temporary name), or
-    nothing if one is already there (a student's work) unless ``force``: ``[(path, exercise cells), ...]``."""
+    """Write every ``*.ipynb`` of ``source_dir`` as a student version to ``out_dir`` (each atomically,
+    ``oder_edu.files``), or nothing if one is already there (a student's work) unless ``force``:
+    ``[(path, exercise cells), ...]``."""
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     paths = sorted(source_dir.glob("*.ipynb"))
     if not paths:
-        raise FileNotFoundError(f"no notebooks (*.ipynb) in {source_dir.resolve()}; pass --source DIR")
+        raise FileNotFoundError(f"no notebooks (*.ipynb) in {source_dir.resolve()}; pass --notebooks DIR")
     if out_dir.resolve() == source_dir.resolve():
-        raise ValueError(f"--out must differ from --source ({source_dir}); the instructor notebooks would be overwritten")
+        raise ValueError(f"--out must differ from --notebooks ({source_dir}); the instructor notebooks would be "
+                         f"overwritten")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder; choose a folder for the student notebooks")
     existing = [out_dir / p.name for p in paths if (out_dir / p.name).exists()]
@@ -81,28 +85,26 @@ def write_student_versions(source_dir, out_dir, force: bool = False) -> list[tup
         raise FileExistsError(f"{len(existing)} notebook(s) already in {out_dir} (e.g. {existing[0].name}), perhaps "
                               f"students' work; refusing to overwrite them (pass --force, or choose another --out)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in paths:
+    files.sweep(out_dir)  # what a killed earlier run left behind
+    students = []
+    for path in paths:  # all of them converted before the first is written
         student, count = student_notebook(nbformat.read(path, as_version=4), path.name)
         nbformat.validate(student)
-        target, partial = out_dir / path.name, out_dir / f".{path.name}.partial"
-        nbformat.write(student, partial)
-        partial.replace(target)
-        written.append((target, count))
-    return written
+        text = nbformat.writes(student)
+        students.append((out_dir / path.name, text if text.endswith("\n") else text + "\n", count))
+    for target, text, _ in students:
+        files.write_text(target, text, overwrite=force)
+    return [(target, count) for target, _, count in students]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--source", default="notebooks", help="folder of instructor notebooks (default: notebooks)")
+    parser.add_argument("--notebooks", default="notebooks", help="folder of instructor notebooks (default: notebooks)")
     parser.add_argument("--out", default="student", help="folder for the student versions (default: student)")
     parser.add_argument("--force", action="store_true", help="replace notebooks already in --out")
 
 
 def main(args) -> int:
-    try:
-        written = write_student_versions(args.source, args.out, args.force)
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
-        raise SystemExit(str(error)) from None
+    written = write_student_versions(args.notebooks, args.out, args.force)
     for path, count in written:
         print(f"{path}  ({count} exercise{'s' if count != 1 else ''})")
     return 0

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from .. import checks
+from .. import checks, files
 from ..cli import command_line
 
 DEFAULT_OUT = Path("benchmarks/results")
@@ -59,16 +59,18 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def check_out(out_dir) -> Path:
-    """The output folder, created and checked writable *before* a long measurement."""
+def check_out(out_dir, name: str = "--out") -> Path:
+    """The output folder, created, checked writable and swept of stale temporary files
+    (``files.sweep``) *before* a long measurement; an ``OSError`` naming it (``name``: its flag)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        handle, probe = tempfile.mkstemp(dir=out, prefix=".write-test.", suffix=files.SUFFIX)  # a sweepable name
+        os.close(handle)
+        os.remove(probe)
     except OSError as error:
-        raise SystemExit(f"cannot write results to {out}: {error}") from None
+        raise OSError(error.errno, f"cannot write to {name} {out}: {error.strerror or error}") from None
+    files.sweep(out)
     return out
 
 
@@ -79,15 +81,10 @@ def write_results(name: str, records: list[dict], args, caption: str, ship: bool
     meta = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "caption": caption}
     table = markdown_table(records)
-    files = {f"{name}.json": json.dumps({**meta, "records": records}, indent=2) + "\n",
-             f"{name}.md": f"# {name}\n\n{caption}\n\n{table}\n\nWritten by `{command}` on {meta['date']} "
-                           f"({meta['machine']}).\n"}
-    for file, text in files.items():
-        partial = out / (file + ".partial")
-        partial.write_text(text)
-        os.replace(partial, out / file)
+    files.write_text(out / f"{name}.json", json.dumps({**meta, "records": records}, indent=2) + "\n")
+    files.write_text(out / f"{name}.md", f"# {name}\n\n{caption}\n\n{table}\n\nWritten by `{command}` on "
+                                         f"{meta['date']} ({meta['machine']}).\n")
     if ship and out.resolve() == DEFAULT_OUT.resolve():
         SHIPPED.mkdir(exist_ok=True)
-        shutil.copyfile(out / f"{name}.json", SHIPPED / f"{name}.json.partial")
-        os.replace(SHIPPED / f"{name}.json.partial", SHIPPED / f"{name}.json")
+        files.copy(out / f"{name}.json", SHIPPED / f"{name}.json")
     print(table)

@@ -5,6 +5,7 @@ resumable: ``--resume`` continues the run of ``--log-dir`` where it stopped."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import torch
@@ -52,10 +53,10 @@ def main(args) -> int:
         width=args.width, sigma_min=args.sigma_min, sigma_max=args.sigma_max, patch_size=args.patch_size,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, warmup=args.warmup,
         validate_every=args.validate_every, seed=args.seed))
-    out = Path(args.out)
-    if out.exists() and not args.force:  # before hours of training, not after
-        raise SystemExit(f"{out} exists; pass --force to replace it")
-    check_out(out.parent)  # a folder the weights can be written to, also before the training
+    out = checkpoints.weights_path(args.out, "--out")  # everything checked before hours of training
+    if out.exists() and not args.force:
+        raise FileExistsError(errno.EEXIST, f"--out {out} exists; pass --force to replace it")
+    check_out(out.parent)  # a folder the weights can be written to, swept of stale temporaries
     log_dir = Path(args.log_dir) if args.log_dir else out.with_suffix(".run")
     as_device(args.device, "--device")
     if args.threads is not None:

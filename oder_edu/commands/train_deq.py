@@ -7,16 +7,15 @@ data-parallel. The shipped checkpoints' exact commands are in oder_edu/weights/M
 
 from __future__ import annotations
 
-import argparse
+import errno
 import json
 import os
-import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
-from .. import checkpoints, checks
+from .. import checkpoints, checks, files
 from ..cli import command_line
 from ..device import as_device
 from ..deq import ModelConfig, save
@@ -40,7 +39,6 @@ def add_arguments(parser) -> None:
                  "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter"):
         default = getattr(model, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
-    add("--tau-init", dest="tau_over_L", type=float, help=argparse.SUPPRESS)  # its name until 2026-12 (MANIFEST)
     add("--no-pretrained", dest="pretrained", action="store_const", const=None, help="start from a fresh prior")
     for name in ("steps", "batch_size", "lr", "lr_tau", "warmup", "contraction", "contraction_weight", "seed", "val_images",
                  "memory_every", "checkpoint_every"):
@@ -75,11 +73,11 @@ def main(args) -> int:
 
     model_config, train_config = configs(args)
     log_dir = Path(args.log_dir or f"runs/deq_{args.app}_{args.method}")
-    out = Path(args.out) if args.out else log_dir / "model.pt"
+    out = checkpoints.weights_path(args.out, "--out") if args.out else log_dir / "model.pt"
     if out.exists() and not args.force:  # before the training, not after
-        raise SystemExit(f"{out} exists; pass --force to replace it")
+        raise FileExistsError(errno.EEXIST, f"--out {out} exists; pass --force to replace it")
     if os.environ.get("RANK", "0") == "0":  # folders for the log and the weights, also before the training
-        check_out(log_dir), check_out(out.parent)
+        check_out(log_dir, "--log-dir"), check_out(out.parent)
     as_device(args.device, "--device")
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
@@ -93,17 +91,13 @@ def main(args) -> int:
         metrics, extra = summary(model_config, train_config, result, args.device)
         save(out, result["model"], model_config, metrics, force=args.force)
         log = out.with_suffix(".log.csv")  # the training curve ships beside the weights
-        partial = log.with_suffix(".partial")
-        shutil.copyfile(log_dir / "log.csv", partial)
-        os.replace(partial, log)
+        files.copy(log_dir / "log.csv", log)
         checkpoints.record(args.name or out.stem, out, command, args.seed, metrics, {**extra, "log": log.name},
                            seconds=result["seconds"], force=args.force)
         summary_ = {"command": command, "model": asdict(model_config), "training": asdict(train_config),
                     "metrics": metrics, "seconds": result["seconds"], "replicas": result["replicas"],
                     "rows": result["rows"]}
-        partial = log_dir / "log.json.partial"
-        partial.write_text(json.dumps(summary_, indent=1) + "\n")
-        os.replace(partial, log_dir / "log.json")
+        files.write_text(log_dir / "log.json", json.dumps(summary_, indent=1) + "\n")
         print(f"saved {out}: held-out PSNR {metrics['val_psnr']:.2f} dB (x0 {metrics['x0_psnr']:.2f} dB), "
               f"||dT/dx|| at the fixed points {metrics['test_contraction']:.3f}, "
               f"plain iteration converged: {metrics['plain_converged']}; {result['seconds']:.0f} s of training")

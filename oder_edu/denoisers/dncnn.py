@@ -14,6 +14,8 @@ zero padding, so the network works for any H, W.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 
 import torch
 from torch import nn
@@ -42,7 +44,8 @@ class DnCNN(nn.Module):
     """Noise-level-conditional DnCNN ``D(x, sigma)``, ``[N, C, H, W] -> [N, C, H, W]``: ``depth`` 3x3
     convolutions of ``width`` channels with ReLUs in between, on ``channels + 1`` input channels
     (the image and the constant map σ). ``sigma`` is a float or an ``[N]`` tensor, >= 0; the
-    shipped weights were trained for σ in ``sigma_range``."""
+    shipped weights were trained for σ in ``sigma_range``, and a σ far outside it (``far_outside``)
+    gets a ``UserWarning`` once per network: the output is then an extrapolation."""
 
     def __init__(self, channels: int = 1, depth: int = 7, width: int = 32,
                  sigma_range: tuple[float, float] = (0.0, 0.2)):
@@ -59,6 +62,7 @@ class DnCNN(nn.Module):
             raise ValueError(f"sigma_range must be a pair (low, high) with 0 <= low <= high, got {self.sigma_range}")
         checks.memory(f"DnCNN(channels={c}, depth={self.depth}, width={w})",  # 3x3 float32 weights
                       4.0 * 10 * ((c + 1) * w + (self.depth - 2) * w * w + w * c))
+        self._warned_sigma = False
         sizes = [c + 1] + [w] * (self.depth - 1) + [c]
         layers = []
         for c_in, c_out in zip(sizes[:-1], sizes[1:]):  # 3x3: operator_norm_bound relies on it
@@ -79,8 +83,33 @@ class DnCNN(nn.Module):
         if x.device != weight.device or x.dtype != weight.dtype:
             raise ValueError(f"DnCNN weights are {weight.dtype} on {weight.device} but the image is {x.dtype} on "
                              f"{x.device}; move one of them (e.g. D.to(x.device, x.dtype))")
-        sigma = as_strength(x, sigma)[:, None, None, None].expand(-1, 1, *x.shape[2:])
+        strength = as_strength(x, sigma)
+        if not self._warned_sigma:
+            self._warn_far_outside(sigma)
+        sigma = strength[:, None, None, None].expand(-1, 1, *x.shape[2:])
         return self.body(torch.cat([x, sigma], dim=1))
+
+    def far_outside(self, sigma: float) -> bool:
+        """True when σ lies far outside the trained ``sigma_range`` (low, high): above 2·high or
+        below low/2, where the network was never asked to denoise."""
+        low, high = self.sigma_range
+        return sigma > 2 * high or sigma < low / 2
+
+    def _warn_far_outside(self, sigma) -> None:
+        """The warning of ``far_outside``, once per network. Cheap: a number is compared as it is and
+        a CPU tensor read; a tensor on another device is skipped (reading it would wait for it)."""
+        if isinstance(sigma, numbers.Real):
+            values = [float(sigma)]
+        elif torch.is_tensor(sigma) and sigma.device.type == "cpu":
+            values = [float(v) for v in sigma.detach().reshape(-1).tolist()]
+        else:
+            return
+        far = [v for v in values if self.far_outside(v)]
+        if far:
+            self._warned_sigma = True
+            warnings.warn(f"DnCNN was trained for sigma in [{self.sigma_range[0]:g}, {self.sigma_range[1]:g}] "
+                          f"(sigma_range) but is called with sigma = {far[0]:g}, far outside it: its output is an "
+                          f"extrapolation (warned once per network)", UserWarning, stacklevel=3)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """The denoised image D(x, σ) = x − R(x, σ): ``[N, C, H, W] -> [N, C, H, W]``."""

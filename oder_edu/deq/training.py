@@ -29,17 +29,22 @@ from .red_deq import REDDEQ
 from .solvers import forward_iteration
 
 
-def held_out(app: str, n: int, image_size: int) -> torch.Tensor:
-    """``n`` validation images of ``app`` ``[n, 1, H, W]`` drawn with ``VALIDATION_SEED`` (never
-    used for training): cell fields for IDT; otherwise half ``validation_phantoms`` and half
-    patches of the held-out photographs (``images.NATURAL_HELD_OUT``)."""
+SELECTION_SEED = VALIDATION_SEED + 100  # phantoms of the selection split: used nowhere else
+
+
+def held_out(app: str, n: int, image_size: int, split: str = "test") -> torch.Tensor:
+    """``n`` images of ``app`` ``[n, 1, H, W]`` that nothing trains on: cell fields for IDT; otherwise half
+    phantoms and half crops of natural pictures. ``split="test"``: the figures the course reports
+    (``VALIDATION_SEED``, the test pictures ``images.NATURAL_TEST``); ``"validation"``: what training selects
+    its best checkpoint on (``SELECTION_SEED``, the validation picture), so no test image is ever chosen on."""
     checks.choice("app", app, APPS)
+    seed = {"test": VALIDATION_SEED, "validation": SELECTION_SEED}[checks.choice("split", split, ("test", "validation"))]
     if app == "idt":
-        return validation_phantoms(n, image_size, cells=True)
+        return validation_phantoms(n, image_size, seed=seed, cells=True)
     k = n // 2
-    parts = [validation_phantoms(n - k, image_size)]
+    parts = [validation_phantoms(n - k, image_size, seed=seed)]
     if k:
-        parts.append(natural_crops(k, image_size, torch.Generator().manual_seed(VALIDATION_SEED), held_out=True))
+        parts.append(natural_crops(k, image_size, torch.Generator().manual_seed(seed), split=split))
     return torch.cat(parts)
 
 

@@ -221,8 +221,11 @@ def check(config: DenoiserConfig) -> DenoiserConfig:
     # float32 activations of a training step (two per layer), before a batch is drawn
     checks.memory(f"a training step at --batch-size {config.batch_size}, --patch-size {config.patch_size}",
                   4.0 * config.batch_size * config.patch_size**2 * (2 * widest * layers + 8))
-    if not 0 <= config.sigma_min < config.sigma_max:
-        raise ValueError(f"need 0 <= sigma-min < sigma-max, got {config.sigma_min}, {config.sigma_max}")
+    for name in ("sigma_min", "sigma_max"):
+        checks.number(f"--{name.replace('_', '-')}", getattr(config, name), minimum=0)
+    if not config.sigma_min < config.sigma_max:
+        raise ValueError(f"--sigma-min must be below --sigma-max (the range σ is drawn from), got --sigma-min "
+                         f"{config.sigma_min:g} and --sigma-max {config.sigma_max:g}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {config.lr}")
     return config

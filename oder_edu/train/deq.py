@@ -21,14 +21,13 @@ and resumed with ``resume``).
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from .. import checks, images
+from .. import checks, files, images
 from ..checkpoints import CheckpointError
 from ..deq import ContractionPenalty, ModelConfig, NonContractiveError, build, evaluate, held_out, train_step
 from ..phantoms import VALIDATION_SEED
@@ -164,11 +163,9 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=N
         if train.checkpoint_every and (step + 1) % train.checkpoint_every == 0:
             generators = ddp.gather(generator.get_state())
             if rank == 0:
-                partial = log_dir / "checkpoint.pt.partial"
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                            "rows": rows, "generators": generators,
-                            "penalty_v": None if penalty is None else penalty.v}, partial)
-                os.replace(partial, log_dir / "checkpoint.pt")
+                files.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
+                                  "rows": rows, "generators": generators,
+                                  "penalty_v": None if penalty is None else penalty.v}, log_dir / "checkpoint.pt")
     seconds = time.perf_counter() - start
     # Every replica's parameter digest and losses: identical digests after different data per
     # process show that the gradient averaging kept the replicas in step.

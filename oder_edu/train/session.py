@@ -12,27 +12,17 @@ steps it took and its seconds; a run's training time is the sum over its segment
 from __future__ import annotations
 
 import csv
-import os
+import io
 import time
 from pathlib import Path
 
 import torch
 
+from .. import files
 from ..checkpoints import CheckpointError
 
 STATE = "state.pt"
 LOG = "log.csv"
-
-
-def save_atomic(value, path: Path) -> None:
-    """``torch.save(value, path)`` through a temporary file beside it and a rename: never half a file."""
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        torch.save(value, temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 class Session:
@@ -60,6 +50,7 @@ class Session:
                                       f"--resume, or choose another --log-dir")
             self.state = None
         self.dir.mkdir(parents=True, exist_ok=True)
+        files.sweep(self.dir)  # what a process killed mid-save left behind
         self.step = 0 if self.state is None else int(self.state["step"])
         self.segments = [] if self.state is None else list(self.state["segments"])
         self.segments.append({"command": command, "first_step": self.step + 1, "last_step": self.step, "seconds": 0.0})
@@ -76,12 +67,11 @@ class Session:
             return
         with open(path, newline="") as f:
             rows = [row for row in csv.DictReader(f) if int(row["step"]) <= self.step]
-        temporary = path.with_name(f".{path.name}.partial")
-        with open(temporary, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, path)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        files.write_text(path, text.getvalue())
 
     @property
     def seconds(self) -> float:
@@ -102,8 +92,8 @@ class Session:
         if not force and time.perf_counter() - self._saved < self.save_every:
             return False
         seconds = self.seconds
-        save_atomic({**make_state(), "step": self.step, "segments": self.segments, "seconds": seconds},
-                    self.dir / STATE)
+        files.save_torch({**make_state(), "step": self.step, "segments": self.segments, "seconds": seconds},
+                         self.dir / STATE)
         self._saved = time.perf_counter()
         return True
 

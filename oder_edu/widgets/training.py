@@ -16,12 +16,14 @@ from matplotlib.figure import Figure
 
 from .. import checks
 from .. import results as shipped
+from ..problems import SETTINGS
 from .render import Panel, png_bytes
 
 SHIPPED = "shipped"
 METRICS = (("train_peak_mib", "training-step peak memory", "MiB"), ("train_step_ms", "training-step time", "ms"),
            ("test_psnr", "test PSNR", "dB"))
 LIVE_RATIOS = (0.125, 0.25, 0.5)
+LIVE_APPS = tuple(app for app, s in SETTINGS.items() if s.num_blocks > 1)  # apps with blocks to sample: ct, mri, idt
 
 
 def read_results(source) -> tuple[list[dict], str]:
@@ -73,12 +75,15 @@ def _fraction(ratio: float) -> str:
 class TrainingExplorer(Panel):
     """ODER's training-step peak memory (MiB), step time (ms) and test PSNR (dB) at b/B beside full DEQ's (b = B),
     from ``results`` of ``oder-edu bench oder`` ("shipped", a path, a list or None; records without a method or a
-    ratio in (0, 1] left out) or from live runs for ``apps``: ``measure(app, 'full' at 1 or 'oder', ratio) -> dict``
+    ratio in (0, 1] left out) or from live runs for ``apps`` (of ``LIVE_APPS``): ``measure(app, 'full' at 1 or 'oder', ratio) -> dict``
     with ``train_step_ms``, ``train_peak_mib`` and ``test_psnr``."""
 
     def __init__(self, results=SHIPPED, *, measure=None, apps=("ct", "idt"), ratios=LIVE_RATIOS):
         if measure is not None:
             checks.function("measure", measure, "(app, method, ratio) -> dict")
+        if isinstance(apps, (str, bytes)) or not hasattr(apps, "__iter__"):
+            raise TypeError(f"apps must be a tuple of app names such as ('ct', 'idt'), got {apps!r}")
+        apps = tuple(checks.choice("apps", app, LIVE_APPS) for app in apps)
         self.live_ratios = tuple(checks.ratio("ratios", r) for r in ratios)
         self.measure, self.history, self.source = measure, [], "no benchmark file"
         if isinstance(results, (str, Path)):
