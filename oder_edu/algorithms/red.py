@@ -20,7 +20,7 @@ import torch
 from .. import checks
 from ..physics import LeastSquares, online_sampler
 from .iterate import apply, fixed_point_updates, iterate
-from .step import batch_size_of, block_draws, setup, step_size
+from .step import VarianceReduced, batch_size_of, block_draws, setup, step_size
 
 
 def denoise(D, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -71,12 +71,17 @@ class REDMap:
 
     def __call__(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
         """T_S(x), ``[N, C, H, W]``."""
-        return red_update(x, self.g.grad(x, blocks), self.R(x), self.gamma, self.tau)
+        return self.step(x, self.g.grad(x, blocks))
 
-    def linear(self, v: torch.Tensor, JR_v: torch.Tensor, blocks=None) -> torch.Tensor:
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The map with any estimate ``grad`` of ∇g(x) (e.g. ``step.VarianceReduced``)."""
+        return red_update(x, grad, self.R(x), self.gamma, self.tau)
+
+    def linear(self, v: torch.Tensor, JR_v: torch.Tensor, blocks=None, Hv: torch.Tensor | None = None) -> torch.Tensor:
         """J_S v = v − γ((B/b) A_SᵀA_S v + τ J_R v) given ``JR_v`` = J_R v at the point of
-        linearization; given J_Rᵀu instead, it is J_Sᵀu (the data part is symmetric)."""
-        return red_update(v, self.g.normal(v, blocks), JR_v, self.gamma, self.tau)
+        linearization (or ``Hv``, another estimate of AᵀA v, in place of the minibatch one); given J_Rᵀu
+        instead, it is J_Sᵀu (the data part is symmetric)."""
+        return red_update(v, self.g.normal(v, blocks) if Hv is None else Hv, JR_v, self.gamma, self.tau)
 
     def detached(self) -> "REDMap":
         """The same map with γ and τ as constants (no gradient flows to a learned τ)."""
@@ -94,8 +99,9 @@ def advice(safe: float, gamma: float, what: str) -> str:
 
 
 def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None = None, batch_ratio: float = 1.0,
-        sampler="uniform", accelerate: bool = False, lipschitz_R: float = 1.0, x0: torch.Tensor | None = None,
-        max_iter: int = 100, tol: float = 0.0, generator: torch.Generator | None = None):
+        sampler="uniform", snapshot_every: int | None = None, accelerate: bool = False, lipschitz_R: float = 1.0,
+        x0: torch.Tensor | None = None, max_iter: int = 100, tol: float = 0.0,
+        generator: torch.Generator | None = None):
     """Stream the RED iterates x_{k+1} = T(s_k) for ``y = A x + e``: one ``State`` per iteration
     (``state.blocks`` = the blocks S of that iteration when online).
 
@@ -106,6 +112,9 @@ def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None 
     - ``batch_ratio`` b/B in (0, 1]: 1 uses the full gradient; below 1, online RED with blocks
       drawn each iteration by ``sampler`` ('uniform', 'stratified', 'cyclic' or a callable)
       from ``generator``, and the B/b-scaled gradient of ``LeastSquares.grad``.
+    - ``snapshot_every`` m (online only): the variance-reduced gradient instead (``step.VarianceReduced``:
+      a full gradient every m iterations, minibatch corrections in between), whose iterates converge to
+      the full-batch fixed point; ``state.blocks`` is then None on the snapshot iterations.
     - ``accelerate``: Nesterov/FISTA momentum with adaptive restart (the test-time solver of the
       ODER reference code uses Nesterov); otherwise s_k = x_k.
     - ``x0``: start image, default zeros. Stops at ``max_iter`` or when the residual < ``tol``.
@@ -119,8 +128,13 @@ def red(A, y: torch.Tensor, D, *, sigma: float, tau: float, gamma: float | None 
     safe = step_size(A, tau, lipschitz_R, batch_size_of(sampler, A)).value
     gamma = safe if gamma is None else checks.number("gamma", gamma, positive=True)
     T, draw = REDMap(g, lambda x: denoiser_residual(D, x, sigma), gamma, tau), block_draws(sampler, generator)
+    snapshot_every = None if snapshot_every is None or sampler is None else checks.integer(
+        "snapshot_every", snapshot_every, 1)
+    reduced = snapshot_every and VarianceReduced(g.grad, g, draw, snapshot_every, sampler.batch_size)
 
     def step(s):
+        if reduced:
+            return T.step(s, reduced(s)), {"blocks": reduced.blocks}
         blocks = draw()
         return T(s, blocks), {"blocks": blocks}
 

@@ -86,6 +86,36 @@ def setup(A, y: torch.Tensor, x0: torch.Tensor | None):
     return g, checks.finite("x0", x0).detach()
 
 
+class VarianceReduced:
+    """The SVRG estimate of an affine map of x whose linear part is the data term's Hessian H = AᵀA (Johnson &
+    Zhang, NeurIPS 2013; for PnP, Monardo, Iyer, Donegan, Lin, ICIP 2021): ``full`` (``g.grad`` or
+    ``g.normal``) at a snapshot x̃ taken at every ``every``-th call, in between
+
+        full(x̃) + (B/b) A_SᵀA_S (x − x̃),        S = ``draw()``,
+
+    one minibatch normal-operator pass. It is unbiased like the plain minibatch estimate, but its variance
+    vanishes as x approaches x̃, and x̃ follows the iterates: an iteration using it converges to the exact
+    full-batch fixed point, where the plain online iteration stays in a noise ball. Per call it costs
+    b + B/``every`` blocks on average; the snapshot is summed ``chunk`` blocks at a time, so it holds no more
+    than a minibatch's memory. ``calls`` counts the calls, ``snapshots`` the full passes."""
+
+    def __init__(self, full, g: LeastSquares, draw, every: int, chunk: int | None = None):
+        self.full, self.g, self.draw, self.chunk = full, g, draw, chunk
+        self.every = checks.integer("snapshot_every", every, 1)
+        self.calls = self.snapshots = 0
+        self.anchor = self.at_anchor = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The estimate at ``x``; ``self.blocks`` is then the S it used (None for a snapshot: all blocks)."""
+        self.calls += 1
+        if (self.calls - 1) % self.every == 0:
+            self.anchor, self.at_anchor, self.blocks = x, self.full(x, chunk=self.chunk), None
+            self.snapshots += 1
+            return self.at_anchor
+        self.blocks = self.draw()
+        return self.at_anchor + self.g.normal(x - self.anchor, self.blocks)
+
+
 def block_draws(sampler, generator: torch.Generator | None):
     """``() -> S``: the blocks of the next iteration, drawn by ``sampler`` from ``generator``, or None
     (all blocks, the full gradient) when ``sampler`` is None. Online PnP (Sun, Wohlberg, Kamilov, IEEE TCI

@@ -1,7 +1,8 @@
 """``oder-edu train deq``: train a RED-DEQ (``--method full``), ODER (``--method oder --ratio
-0.25``) or the unrolled baseline, save it (never over an existing file unless --force) and
-record it -- command, seed, time, data recipe, held-out metrics, measured contraction -- in
-the manifest beside it. ``torchrun --nproc_per_node=K -m oder_edu.cli train deq ...`` trains
+0.25``; variance-reduced with ``--snapshot-every m``, the plain online iteration with 0) or the
+unrolled baseline, save it (never over an existing file unless --force) and record it -- every
+command that trained it, seed, seconds, data recipe, held-out metrics, measured contraction -- in
+the manifest beside it. ``--resume`` continues the run saved in ``--log-dir`` (every few minutes). ``torchrun --nproc_per_node=K -m oder_edu.cli train deq ...`` trains
 data-parallel. The shipped checkpoints' exact commands are in oder_edu/weights/MANIFEST.json.
 """
 
@@ -35,20 +36,20 @@ def add_arguments(parser) -> None:
     add("--image-size", type=int, default=None, help="default: the app's setting (problems.SETTINGS)")
     add("--num-blocks", type=int, default=None, help="B; default: the app's setting")
     add("--snr", type=float, default=None, help="input SNR in dB; default: the app's setting")
-    for name in ("resample", "sampler", "sigma", "tau_over_L", "pretrained", "depth", "width", "solver", "backward",
-                 "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter"):
+    for name in ("resample", "sampler", "snapshot_every", "sigma", "tau_over_L", "tau_spread", "pretrained", "depth",
+                 "width", "solver", "backward", "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter"):
         default = getattr(model, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
     add("--no-pretrained", dest="pretrained", action="store_const", const=None, help="start from a fresh prior")
     for name in ("steps", "batch_size", "lr", "lr_tau", "warmup", "contraction", "contraction_weight", "seed", "val_images",
-                 "memory_every", "checkpoint_every"):
+                 "validate_every", "memory_every", "save_every"):
         default = getattr(train, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
     add("--out", default=None, help="final weights (default LOG_DIR/model.pt)")
     add("--name", default=None, help="manifest key (default: the file name without .pt)")
     add("--force", action="store_true", help="replace an existing file and manifest entry")
     add("--log-dir", default=None, help="default runs/deq_APP_METHOD")
-    add("--resume", default=None, help="continue from a checkpoint.pt written by an earlier run")
+    add("--resume", action="store_true", help="continue the run saved in --log-dir")
     add("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     add("--threads", type=int, default=None, help="CPU threads for torch")
     add("--no-progress", action="store_true", help="hide the progress bar")
@@ -86,20 +87,17 @@ def main(args) -> int:
         command = command.replace("oder-edu", "torchrun ... -m oder_edu.cli", 1)
     progress = None if args.no_progress else (lambda steps: tqdm(steps, desc=f"train deq {args.app} {args.method}",
                                                                  mininterval=5))
-    result = run(model_config, train_config, log_dir, args.device, args.resume, progress)
+    result = run(model_config, train_config, log_dir, args.device, args.resume, progress, command)
     if result["rank"] == 0:
-        metrics, extra = summary(model_config, train_config, result, args.device)
+        metrics, extra, seconds = summary(model_config, train_config, result, args.device)
         save(out, result["model"], model_config, metrics, force=args.force)
         log = out.with_suffix(".log.csv")  # the training curve ships beside the weights
         files.copy(log_dir / "log.csv", log)
-        checkpoints.record(args.name or out.stem, out, command, args.seed, metrics, {**extra, "log": log.name},
-                           seconds=result["seconds"], force=args.force)
-        summary_ = {"command": command, "model": asdict(model_config), "training": asdict(train_config),
-                    "metrics": metrics, "seconds": result["seconds"], "replicas": result["replicas"],
-                    "rows": result["rows"]}
-        files.write_text(log_dir / "log.json", json.dumps(summary_, indent=1) + "\n")
-        print(f"saved {out}: held-out PSNR {metrics['val_psnr']:.2f} dB (x0 {metrics['x0_psnr']:.2f} dB), "
-              f"||dT/dx|| at the fixed points {metrics['test_contraction']:.3f}, "
-              f"plain iteration converged: {metrics['plain_converged']}; {result['seconds']:.0f} s of training")
+        entry = checkpoints.record(args.name or out.stem, out, extra["segments"][0]["command"], args.seed, metrics,
+                                   {**extra, "log": log.name}, seconds=seconds, force=args.force)
+        files.write_text(log_dir / "log.json", json.dumps(entry, indent=1) + "\n")
+        print(f"saved {out}: test PSNR {metrics['val_psnr']:.2f} dB (x0 {metrics['x0_psnr']:.2f} dB, before training "
+              f"{metrics['val_psnr_before_training']:.2f}), ||dT/dx|| of the iterated map {metrics['test_contraction']:.3f}, "
+              f"plain iteration converged: {metrics['plain_converged']}; {seconds:.0f} s of training")
     ddp.cleanup()
     return 0

@@ -79,12 +79,13 @@ def set_iterations(module, max_iter, tol, backward_max_iter=None, backward_tol=N
     module.forward_trace = module.backward_trace = None
 
 
-def equilibrium(module, f, z0: torch.Tensor, solver, attach, backward_solver=None, max_iter: int | None = None):
+def equilibrium(module, f, z0: torch.Tensor, solver, attach, backward_solver=None, max_iter: int | None = None,
+                tol: float | None = None):
     """The one forward/backward skeleton of every deep equilibrium model here: z* = f(z*) from ``z0``.
 
     ``module`` holds ``backward`` ("implicit", "jfb" or "unrolled") and the iteration counts of
     ``set_iterations``, and receives ``forward_trace`` / ``backward_trace``. Unrolled: K = ``unroll_iter``
-    steps on the tape. Otherwise ``solver`` finds z* without autograd (``max_iter`` overrides the
+    steps on the tape. Otherwise ``solver`` finds z* without autograd (``max_iter``, ``tol`` override the
     module's); evaluation stops there; JFB applies f once more with autograd; implicit calls
     ``attach(z*) -> (z, vjp)``, one application z of f at z* on the tape and the product
     u -> Jᵀu at z*, and puts the backward solve u = Jᵀu + v (``backward_solver``, default ``solver``) on z.
@@ -94,7 +95,8 @@ def equilibrium(module, f, z0: torch.Tensor, solver, attach, backward_solver=Non
         z, module.forward_trace = unrolled(f, z0, module.unroll_iter)
         return z
     with torch.no_grad():
-        z_star, module.forward_trace = solver(f, z0.detach(), max_iter=max_iter or module.max_iter, tol=module.tol)
+        z_star, module.forward_trace = solver(f, z0.detach(), max_iter=max_iter or module.max_iter,
+                                              tol=module.tol if tol is None else tol)
     if not torch.is_grad_enabled():
         return z_star
     if module.backward == "jfb":

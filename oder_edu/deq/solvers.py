@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from .. import checks
-from ..algorithms.iterate import NonContractiveError, SolverTrace, apply, fixed_point_updates, solve
+from ..algorithms.iterate import NonContractiveError, SolverTrace, apply, fixed_point_updates, solve, stream
 
-__all__ = ["forward_iteration", "anderson", "nesterov", "SOLVERS", "NonContractiveError", "SolverTrace"]
+__all__ = ["forward_iteration", "averaged_iteration", "anderson", "nesterov", "SOLVERS", "NonContractiveError", "SolverTrace"]
 
 
 def start(f, z0) -> torch.Tensor:
@@ -35,6 +35,26 @@ def forward_iteration(f, z0, max_iter: int = 50, tol: float = 1e-4):
     """Picard iteration z_{k+1} = f(z_k); converges linearly for a contraction (Banach)."""
     z0 = start(f, z0)
     return solve(fixed_point_updates(lambda z: (apply(f, z), {}), z0), z0, max_iter, tol)
+
+
+def averaged_iteration(f, z0, max_iter: int = 50, tol: float = 1e-4):
+    """Plain iteration z_{k+1} = f(z_k) that returns the average of the iterates of the second half of the
+    run (k > max_iter/2; tail averaging, after Polyak & Juditsky, SIAM J. Control Optim. 1992): the stopping
+    rule of a stochastic map such as online ODER's (a fresh minibatch at every application), whose last
+    iterate hovers in a noise ball around the fixed point while the average's noise shrinks with the budget.
+    Stops early only if a residual falls below ``tol``; the trace is that of the iterates."""
+    z0 = start(f, z0)
+    max_iter = checks.integer("max_iter", max_iter, 1)
+    trace, total, kept, state = SolverTrace(), None, 0, None
+    for state in stream(fixed_point_updates(lambda z: (apply(f, z), {}), z0), z0, max_iter, tol,
+                        lambda: "the map is not contractive: reduce the step size"):
+        if state.diverged:
+            raise NonContractiveError(state.message)
+        trace.residuals.append(state.residual)
+        if state.iteration > max_iter // 2:
+            total, kept = (state.x.clone() if total is None else total + state.x), kept + 1
+    trace.iterations, trace.converged = len(trace.residuals), state.residual < tol
+    return (state.x if total is None else total / kept), trace
 
 
 def nesterov(f, z0, max_iter: int = 50, tol: float = 1e-4):
@@ -89,4 +109,5 @@ def _anderson_updates(f, z0, m, lam, beta):
         z = (beta * (alpha @ F)[:, 0] + (1 - beta) * (alpha @ X)[:, 0]).reshape(shape)
 
 
-SOLVERS = {"forward_iteration": forward_iteration, "anderson": anderson, "nesterov": nesterov}
+SOLVERS = {"forward_iteration": forward_iteration, "averaged_iteration": averaged_iteration, "anderson": anderson,
+           "nesterov": nesterov}

@@ -26,7 +26,7 @@ from ..phantoms import VALIDATION_SEED, validation_phantoms
 from ..physics import LeastSquares
 from ..problems import APPS, initial_image, simulate
 from .red_deq import REDDEQ
-from .solvers import forward_iteration
+from .solvers import averaged_iteration, forward_iteration
 
 
 SELECTION_SEED = VALIDATION_SEED + 100  # phantoms of the selection split: used nowhere else
@@ -52,17 +52,21 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
                generator: torch.Generator, measure_memory: bool = True,
                penalty: ContractionPenalty | None = None) -> dict:
     """One Adam step on mean ||x* − x||² (plus the ``penalty`` at x*, if given); returns the log
-    row, with the penalty's estimate of ||∂T/∂x|| as ``contraction`` (the largest in the batch).
+    row: loss, batch PSNR, seconds, peak tensor memory (MiB), the blocks the step evaluated (forward,
+    backward and penalty; ``LeastSquares.evaluations``), the solves' iterations and last residuals, τ/L_g
+    and the penalty's estimate of ||∂T/∂x|| on the iterated map (``contraction``, the largest in the batch).
 
-    ``model`` is the ``REDDEQ`` or its ``DistributedDataParallel`` wrapper. With
-    ``measure_memory``, peak tensor memory is measured around the whole step (the penalty's
-    full-batch power iterations included, which for ODER can dominate); on the CPU that
-    counter intercepts every tensor operation and slows the step, so its time is then not
-    representative (``peak_mib`` is None without it).
+    ``model`` is the ``REDDEQ`` or its ``DistributedDataParallel`` wrapper. A step whose forward solve of
+    a settling map (full batch, one S, or variance-reduced) stops short of its tolerance raises
+    ``NonContractiveError``: the implicit gradient is the gradient at a fixed point. With
+    ``measure_memory``, peak tensor memory is measured around the whole step; on the CPU that counter
+    intercepts every tensor operation and slows the step, so its time is then not representative
+    (``peak_mib`` is None without it).
     """
     deq = getattr(model, "module", model)
     checks.finite("the training images x", x)  # NaN targets would turn every weight into NaN
     memory = PeakTensorMemory(x.device) if measure_memory else contextlib.nullcontext()
+    evaluations = g.evaluations
     start = time.perf_counter()
     with memory:
         x_hat = model(x0, g, generator=generator)
@@ -71,7 +75,7 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
             raise NonContractiveError(f"the forward solve did not reach tol in {deq.forward_trace.iterations} "
                                       f"iterations (residual {deq.forward_trace.residuals[-1]:.2e})")
         loss = (x_hat - x).square().mean()
-        contraction, norms = penalty(deq, x_hat, g) if penalty is not None else (0.0, None)
+        contraction, norms = penalty(deq, x_hat, g, generator) if penalty is not None else (0.0, None)
         optimizer.zero_grad(set_to_none=True)
         (loss + contraction).backward()
         optimizer.step()
@@ -81,11 +85,11 @@ def train_step(model, optimizer, x: torch.Tensor, x0: torch.Tensor, g: LeastSqua
     forward, backward = deq.forward_trace, deq.backward_trace
     return {
         "loss": loss.item(), "psnr": psnr(x_hat.detach().clamp(0, 1), x).mean().item(), "seconds": seconds,
-        "peak_mib": memory.peak_bytes / 2**20 if measure_memory else None,
+        "peak_mib": memory.peak_bytes / 2**20 if measure_memory else None, "blocks": g.evaluations - evaluations + (0 if penalty is None else penalty.evaluations),
         "forward_iters": forward.iterations, "forward_residual": forward.residuals[-1],
         "backward_iters": 0 if backward is None else backward.iterations,
         "backward_residual": None if backward is None else backward.residuals[-1],
-        "tau": deq.tau.item(), "contraction": None if norms is None else norms.max().item(),
+        "tau_over_L": deq.tau.item() / g.A.norm() ** 2, "contraction": None if norms is None else norms.max().item(),
     }
 
 
@@ -93,14 +97,23 @@ def _per_image(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *[1] * (t.ndim - 1))
 
 
-def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int):
-    """``num_iter`` power iterations on JᵀJ from ``v`` for the RED map ``T`` (an ``algorithms.REDMap``,
-    full batch) linearized at ``x``: J v and Jᵀu by ``T.linear`` with J_R v from ``torch.func.jvp`` and
-    J_Rᵀu from ``torch.func.vjp`` through the prior. Returns ``(v, J)``, the unit vector per image and J."""
+def iterated_map(model: REDDEQ, g: LeastSquares, generator: torch.Generator | None = None):
+    """``(T, S)``: the map a call of ``model`` iterates, with the step it iterates it with -- the full map
+    with γ_f, or for ODER a minibatch map T_S with γ_b and S drawn from ``generator`` -- and S (None: all
+    blocks). Its Jacobian I − γ((B/b)A_SᵀA_S + τJ_R) is also the variance-reduced map's."""
+    sampler = model.block_sampler(g)
+    blocks = None if sampler is None else sampler(generator)
+    return model.red_map(g, None if blocks is None else len(blocks)), blocks
+
+
+def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int, blocks=None):
+    """``num_iter`` power iterations on JᵀJ from ``v`` for the RED map ``T`` (an ``algorithms.REDMap``) over
+    ``blocks`` linearized at ``x``: J v and Jᵀu by ``T.linear`` with J_R v from ``torch.func.jvp`` and J_Rᵀu
+    from ``torch.func.vjp`` through the prior. Returns ``(v, J)``, the unit vector per image and J."""
     T, x = T.detached(), x.detach()
     _, pullback = torch.func.vjp(T.R, x)
-    J = lambda v: T.linear(v, torch.func.jvp(T.R, (x,), (v,))[1])  # noqa: E731
-    Jt = lambda u: T.linear(u, pullback(u)[0])  # noqa: E731
+    J = lambda v: T.linear(v, torch.func.jvp(T.R, (x,), (v,))[1], blocks)  # noqa: E731
+    Jt = lambda u: T.linear(u, pullback(u)[0], blocks)  # noqa: E731
     v = v / _per_image(v)
     for _ in range(num_iter):
         w = Jt(J(v))
@@ -108,56 +121,74 @@ def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int):
     return v.detach(), J
 
 
-def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int = 30) -> torch.Tensor:
-    """``[N]``: ||∂T/∂x||₂ at each image of ``x`` for the full-batch map T, by ``num_iter``
-    power iterations on JᵀJ from a seeded random start."""
+def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int = 30, draws: int = 4,
+                  seed: int = 0) -> torch.Tensor:
+    """``[N]``: ||∂T/∂x||₂ at each image of ``x`` for the map the model iterates (``iterated_map``), by
+    ``num_iter`` power iterations on JᵀJ from a seeded random start; for ODER the largest over ``draws``
+    block sets S drawn with ``seed``."""
     num_iter = checks.integer("num_iter", num_iter, 1)
-    v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).to(x.device)
-    v, J = _top_singular_vector(model.red_map(g), x, v, num_iter)
-    return J(v).flatten(1).norm(dim=1).detach()
+    generator = torch.Generator().manual_seed(checks.integer("seed", seed))
+    norms = []
+    for _ in range(1 if model.batch_ratio == 1 else checks.integer("draws", draws, 1)):
+        T, blocks = iterated_map(model, g, generator)
+        v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        v, J = _top_singular_vector(T, x, v, num_iter, blocks)
+        norms.append(J(v).flatten(1).norm(dim=1).detach())
+    return torch.stack(norms).amax(0)
 
 
 class ContractionPenalty:
-    """``weight · mean_n max(0, ||∂T/∂x (x*_n)||₂ − target)²``: a hinge on the contraction
-    constant of the full-batch map at the training fixed points, differentiable in the prior's
-    weights θ.
+    """``weight · max(0, ||∂T/∂x (x*_1)||₂ − target)²``: a hinge on the contraction constant of the
+    map the model iterates (``iterated_map``: the full map with γ_f, or ODER's minibatch map with γ_b and a
+    fresh S every step), at the training fixed points, differentiable in the prior's weights θ. For ODER
+    it touches b blocks only, like the rest of its step.
 
-    A Jacobian penalty in the spirit of Bai, Koltun & Kolter (ICML 2021), who penalize a
-    Hutchinson estimate of ||J||_F²; this one targets the quantity the course measures, the
-    spectral norm: ``num_iter`` power iterations on JᵀJ (warm-started from the last step's
-    vector ``v``, so a few suffice; a training checkpoint keeps it), then ||Jᵀu|| with
-    u = Jv/||Jv|| evaluated with the graph (double backward through the prior). τ and γ enter
-    as constants: raising τ shrinks γ = 1/(L + τ) and with it the data term's own contraction,
-    and with τ in the penalty Adam's steady steps drove τ up without end (measured on CT:
-    τ/L_g from 0.1 to 0.9 in 400 steps, held-out PSNR below the start image's).
+    It is measured at one image of the batch (the first; the images are drawn at random): the control is
+    then a small share of a step's time and memory -- at the whole batch its double backward set the
+    training peak of both methods alike.
+
+    A Jacobian penalty in the spirit of Bai, Koltun & Kolter (ICML 2021), who penalize a Hutchinson
+    estimate of ||J||_F²; this one targets the quantity the course measures, the spectral norm:
+    ``num_iter`` power iterations on JᵀJ (warm-started from the last step's vector ``v``, so a few
+    suffice; the training state keeps it), then ||Jᵀu|| with u = Jv/||Jv|| evaluated with the graph
+    (double backward through the prior). τ and γ enter as constants: with τ in it, Adam's steady steps
+    drove τ up without end (measured on CT before τ was bounded: τ/L_g from 0.1 to 0.9 in 400 steps).
     """
 
-    def __init__(self, target: float = 0.98, weight: float = 50.0, num_iter: int = 5):
+    def __init__(self, target: float = 0.95, weight: float = 50.0, num_iter: int = 3):
         self.target = checks.number("target", target, positive=True)
         self.weight = checks.number("weight", weight, minimum=0)
         self.num_iter = checks.integer("num_iter", num_iter, 1)
         self.v = None
 
-    def __call__(self, model: REDDEQ, x_star: torch.Tensor, g: LeastSquares) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(penalty, norms)``: the scalar to add to the loss and the ``[N]`` estimates."""
-        x = x_star.detach()
+    def __call__(self, model: REDDEQ, x_star: torch.Tensor, g: LeastSquares,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(penalty, norm)``: the scalar to add to the loss and the ``[1]`` estimate at the first image."""
+        x, g = x_star[:1].detach(), LeastSquares(g.A, g.y[:1])
+        self.evaluations = 0
         if self.v is None or self.v.shape != x.shape:
             self.v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).to(x.device)
-        T = model.red_map(g).detached()
-        self.v, J = _top_singular_vector(T, x, self.v, self.num_iter)
+        T, blocks = iterated_map(model, g, generator)
+        T = T.detached()
+        self.v, J = _top_singular_vector(T, x, self.v, self.num_iter, blocks)
         u = J(self.v).detach()
         u = u / _per_image(u)
         with torch.enable_grad():
             xr = x.requires_grad_()
             JRt_u = torch.autograd.grad(T.R(xr), xr, u, create_graph=True)[0]
-        norms = T.linear(u, JRt_u).flatten(1).norm(dim=1)
+        norms = T.linear(u, JRt_u, blocks).flatten(1).norm(dim=1)
+        self.evaluations = g.evaluations
         return self.weight * (norms - self.target).clamp(min=0).square().mean(), norms.detach()
 
 
 @torch.no_grad()
-def plain_solve(model: REDDEQ, x0: torch.Tensor, g: LeastSquares, max_iter: int = 300, tol: float = 1e-4):
-    """Plain iteration x_{k+1} = T(x_k) from ``x0`` with the model's own γ, full batch: ``(x, trace)``."""
-    return forward_iteration(model.red_map(g), x0, max_iter=max_iter, tol=tol)
+def plain_solve(model: REDDEQ, x0: torch.Tensor, g: LeastSquares, max_iter: int = 300, tol: float = 1e-4,
+                generator: torch.Generator | None = None):
+    """The model's own map iterated without Anderson's help (``forward_iteration``; the tail average for the
+    online map), from ``x0`` with the model's own step: ``(x, trace)``."""
+    solver = averaged_iteration if model.online() else forward_iteration
+    x = model(x0, g, generator=generator, max_iter=max_iter, tol=tol, solver=solver)
+    return x, model.forward_trace
 
 
 def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = VALIDATION_SEED + 1,
@@ -165,37 +196,40 @@ def evaluate(model: REDDEQ, A, images: torch.Tensor, snr_db: float, seed: int = 
     """Mean PSNR / SSIM of ``model`` on ``images`` ``[n, 1, H, W]`` (eval mode, no autograd).
 
     Noise and block draws come from a generator seeded with ``seed``; ``call`` (``batch_ratio``,
-    ``resample``, ``max_iter``) goes to the model. Also reports x0's PSNR and the mean forward
-    iterations; with ``properties``, the largest ||∂T/∂x||₂ at the fixed points
-    reached by plain iteration (``contraction``; at the model's output where plain iteration
-    diverges, as it may for an unrolled network) and whether plain iteration from x0 with the
-    model's own γ reaches a relative residual of 1e-4 within 300 iterations on every image
-    (``plain_converged``).
+    ``resample``, ``snapshot_every``, ``max_iter``) goes to the model. Also reports x0's PSNR, the mean
+    forward iterations, the block evaluations and the seconds per image. With ``properties``: the
+    largest ||∂T/∂x||₂ of the iterated map at the outputs (``contraction``; for ODER over draws of S), and
+    whether plain iteration of the model's own map (no Anderson) from x0 reaches a relative residual of
+    1e-4 within 300 iterations on every image (``plain_converged``; None for the online map, whose
+    stopping rule is its budget).
     """
     batch_size = checks.integer("batch_size", batch_size, 1)
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    scores = {"psnr": [], "ssim": [], "x0_psnr": [], "iters": []}
+    scores = {"psnr": [], "ssim": [], "x0_psnr": [], "iters": [], "blocks": [], "seconds": []}
     contraction, plain = [], []
     for batch in images.split(batch_size):
         y = simulate(A, batch, snr_db, generator)
         x0, g = initial_image(A, y), LeastSquares(A, y)
+        start = time.perf_counter()
         with torch.no_grad():
             x_hat = model(x0, g, generator=generator, **call)
+        scores["seconds"] += [(time.perf_counter() - start) / len(batch)] * len(batch)
+        scores["blocks"] += [g.evaluations / len(batch)] * len(batch)
         scores["iters"].append(model.forward_trace.iterations)
         scores["psnr"] += psnr(x_hat.clamp(0, 1), batch).tolist()
         scores["ssim"] += ssim(x_hat.clamp(0, 1), batch).tolist()
         scores["x0_psnr"] += psnr(x0.clamp(0, 1), batch).tolist()
         if properties:
-            try:
-                x_hat, trace = plain_solve(model, x0, g)
-                plain.append(trace.converged)
-            except NonContractiveError:  # measured at the model's output instead
-                plain.append(False)
             contraction.append(jacobian_norm(model, x_hat, g).max().item())
+            if not model.online():
+                try:
+                    plain.append(plain_solve(model, x0, g, generator=generator)[1].converged)
+                except NonContractiveError:
+                    plain.append(False)
     model.train(was_training)
     result = {key: sum(v) / len(v) for key, v in scores.items()}
     if properties:
-        result.update(contraction=max(contraction), plain_converged=all(plain))
+        result.update(contraction=max(contraction), plain_converged=all(plain) if plain else None)
     return result

@@ -200,13 +200,20 @@ class LeastSquares:
     """The data term g(x) = 1/2 sum_i ||A_i x - y_i||^2. ``grad(x, blocks)`` over S, |S| = b, is the unbiased
     minibatch gradient (B / b) * sum_{i in S} A_i^T (A_i x - y_i) of online RED (Wu, Sun, Liu, Kamilov,
     ICCV Workshops 2019; Sun, Wohlberg, Kamilov, IEEE TCI 2019) and ODER (Liu et al., NeurIPS 2022), when
-    each block is drawn with probability b/B; the authors' CT code gets B/b from π/(2·len θ_S)."""
+    each block is drawn with probability b/B; the authors' CT code gets B/b from π/(2·len θ_S).
+
+    ``evaluations`` counts the block evaluations that ``grad`` and ``normal`` have made: A_i and A_iᵀ applied
+    once each to one image counts one (a call on N images over b blocks adds N·b). It is the cost of a method
+    in the unit ODER saves, independent of the machine. ``chunk`` (full
+    calls only) sums over groups of that many blocks, so at most ``chunk`` blocks' worth of measurements
+    is held at once -- what a variance-reduced method's snapshot needs to stay within a minibatch's memory."""
 
     def __init__(self, A: BlockOperator, y: torch.Tensor):
         if not isinstance(A, BlockOperator):
             raise TypeError(f"A must be a BlockOperator, got {type(A).__name__}")
         A.check_measurement(y, A.num_blocks)
         self.A, self.y = A, checks.finite("measurements y", y)
+        self.evaluations = 0
 
     def check(self, x: torch.Tensor) -> None:
         self.A.check_image(x)
@@ -233,19 +240,26 @@ class LeastSquares:
     def _scale(self, blocks: torch.Tensor | None) -> float:  # B/b: makes a minibatch estimate unbiased
         return self.A.num_blocks / count(blocks, self.A.num_blocks)
 
-    def grad(self, x: torch.Tensor, blocks=None) -> torch.Tensor:
-        """Full gradient ``[N, C, H, W]``, or the unbiased (B/b) estimate over ``blocks``."""
-        blocks = self._blocks(x, blocks)
-        g = self.A._adjoint(self._residual(x, blocks), blocks)
-        return g if blocks is None else g * self._scale(blocks)
+    def grad(self, x: torch.Tensor, blocks=None, chunk: int | None = None) -> torch.Tensor:
+        """Full gradient ``[N, C, H, W]`` (in groups of ``chunk`` blocks, if given), or the unbiased (B/b)
+        estimate over ``blocks``."""
+        return self._apply(lambda S: self.A._adjoint(self._residual(x, S), S), x, blocks, chunk)
 
-    def normal(self, v: torch.Tensor, blocks=None) -> torch.Tensor:
+    def normal(self, v: torch.Tensor, blocks=None, chunk: int | None = None) -> torch.Tensor:
         """The Hessian of g applied to ``v`` ``[N, C, H, W]``: AᵀA v, or its unbiased estimate
         (B/b) A_SᵀA_S v over ``blocks`` -- the data part of every linearization of a gradient step
         (the Jacobian of ∇_S g; g is quadratic, so it does not depend on the point)."""
-        blocks = self._blocks(v, blocks)
-        h = self.A._normal(v, blocks)
-        return h if blocks is None else h * self._scale(blocks)
+        return self._apply(lambda S: self.A._normal(v, S), v, blocks, chunk)
+
+    def _apply(self, over, x: torch.Tensor, blocks, chunk: int | None) -> torch.Tensor:
+        """``over(S)`` = Σ_{i∈S} (…)_i for all blocks (S None, or summed chunk by chunk) or B/b times it for S."""
+        blocks = self._blocks(x, blocks)
+        self.evaluations += count(blocks, self.A.num_blocks) * x.shape[0]
+        if blocks is not None:
+            return over(blocks) * self._scale(blocks)
+        if chunk is None or checks.integer("chunk", chunk, 1) >= self.A.num_blocks:
+            return over(None)
+        return sum(over(S) for S in torch.arange(self.A.num_blocks).split(chunk))
 
     def prox(self, v: torch.Tensor, gamma: float, x_init: torch.Tensor | None = None,
              cg_iter: int = 20) -> torch.Tensor:

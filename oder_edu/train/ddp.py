@@ -59,6 +59,15 @@ def gather(obj) -> list:
     return objects
 
 
+def broadcast(obj):
+    """Rank 0's ``obj`` on every rank (``obj`` itself in one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    objects = [obj]
+    dist.broadcast_object_list(objects, src=0)
+    return objects[0]
+
+
 def parameter_digest(model: torch.nn.Module) -> str:
     """sha256 of the bytes of every parameter and buffer, in ``state_dict`` order."""
     digest = hashlib.sha256()

@@ -22,7 +22,7 @@ from .. import checks, images
 from ..denoisers import DnCNN, UNet, tv_denoise
 from ..metrics import psnr
 from ..phantoms import VALIDATION_SEED, validation_phantoms
-from .session import Session
+from .session import Session, schedule
 
 VALIDATION_SIGMAS = (0.025, 0.05, 0.1, 0.15, 0.2)
 SELECTION_SIGMAS = (0.05, 0.1)
@@ -57,12 +57,6 @@ class DenoiserConfig:
             return UNet(1, tuple(self.widths), self.blocks, sigma_range)
         return DnCNN(1, self.depth, self.width, sigma_range)
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of step ``step`` (0-based): linear warm-up, then cosine decay to 1 %."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / (self.warmup + 1)
-        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
-        return self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def check_resumable(config, saved: dict) -> None:
@@ -124,7 +118,7 @@ def train(config: DenoiserConfig, log_dir, command: str, device=None, resume: bo
     try:
         for step in steps if progress is None else progress(steps):
             for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(step)
+                group["lr"] = lr = schedule(step, config.lr, config.warmup, config.steps)
             x = images.training_images(config.batch_size, config.patch_size, generator, config.mix)
             u = torch.rand(config.batch_size, generator=generator)
             sigma = config.sigma_min + (config.sigma_max - config.sigma_min) * u.square()
@@ -134,7 +128,7 @@ def train(config: DenoiserConfig, log_dir, command: str, device=None, resume: bo
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            row = {"step": step + 1, "loss": loss.item(), "lr": config.lr_at(step), "seconds": session.seconds}
+            row = {"step": step + 1, "loss": loss.item(), "lr": lr, "seconds": session.seconds}
             if (step + 1) % config.validate_every == 0 or step + 1 == config.steps:
                 row["selection_psnr"] = score = selection_score(model, clean)
                 if best is None or score > best["score"]:

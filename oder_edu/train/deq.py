@@ -1,49 +1,53 @@
-"""Training a RED-DEQ, ODER or unrolled RED model end to end (the loop behind
-``oder-edu train deq``, without the command line).
+"""Training a RED-DEQ, ODER or unrolled RED model end to end (the loop behind ``oder-edu train deq``,
+without the command line).
 
-Each Adam step draws fresh images (``images.training_images`` with the app's mix), simulates
-y = A x + e at the problem's SNR, starts from x0 (``problems.initial_image``), and takes
-``deq.train_step``: solve the fixed point, backpropagate (implicitly), update θ and τ. Full
-and ODER models also pay a ``deq.ContractionPenalty`` when their measured contraction constant
-at the training fixed points exceeds ``TrainConfig.contraction`` (the course teaches these maps
-as contractions; the penalty pushes toward one at training points, and ``summary`` measures what
-it achieved on held-out images). A batch whose forward solve diverges, or (full batch) stops
-short of its tolerance, is skipped and counted (``skipped_steps``); after ``MAX_SKIPPED`` in a
-row, or at once under DDP, the training stops with advice.
-Under ``torchrun`` every process trains a replica on its own images and
-``DistributedDataParallel`` averages the gradients (``train.ddp``).
+The recipe (recorded in the manifest beside every shipped model):
 
-Logs in ``log_dir``: ``log.csv`` (one row per step, as it happens) and ``checkpoint.pt``
-(model, optimizer, step, data generators; written every ``checkpoint_every`` steps, atomically,
-and resumed with ``resume``).
+- **data**: each Adam step draws ``batch_size`` fresh images (``images.training_images`` with the app's
+  mix: the corpus the denoisers train on), simulates y = A x + e at the problem's SNR and starts from x0
+  (``problems.initial_image``);
+- **step**: ``deq.train_step`` -- solve the fixed point, backpropagate (implicitly), update θ and τ -- with
+  a ``deq.ContractionPenalty`` on the map the model iterates (full models: the full map with γ_f; ODER:
+  its minibatch map with γ_b, b blocks only). A batch whose forward solve diverges, or (a settling map)
+  stops short of its tolerance, is skipped and counted; after ``MAX_SKIPPED`` in a row, or at once under
+  DDP, the training stops with advice;
+- **schedule**: linear warm-up over ``warmup`` steps, then cosine decay to 1 % (``session.schedule``);
+- **selection**: every ``validate_every`` steps the model is scored on the *validation* split
+  (``deq.held_out(..., split="validation")``) and the best weights are kept; the saved model is the best
+  one, and the figures it reports are on the *test* split, which training never sees or selects on;
+- **resumable** (``train.session``): model, optimizer, data generator, penalty vector, step and best
+  weights are saved every ``save_every`` seconds; ``resume`` continues the run where it stopped.
+
+``log.csv`` has one row per step: its loss, batch PSNR, seconds (the step alone, what the time-to-accuracy
+curves add up), cumulative seconds and blocks, the step's blocks and peak tensor memory (every
+``memory_every`` steps: the counter slows a CPU step), the solves, τ/L_g, the penalty's estimate of the
+contraction constant, and the validation PSNR where it was measured. Under ``torchrun`` every process
+trains a replica on its own images and ``DistributedDataParallel`` averages the gradients (``train.ddp``).
 """
 
 from __future__ import annotations
 
-import csv
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
-from .. import checks, files, images
-from ..checkpoints import CheckpointError
+from .. import checks, images
 from ..deq import ContractionPenalty, ModelConfig, NonContractiveError, build, evaluate, held_out, train_step
 from ..phantoms import VALIDATION_SEED
 from ..physics import LeastSquares
 from ..problems import initial_image, make_operator, simulate
 from . import ddp
+from .session import Session, schedule
 
-LOG_COLUMNS = ("step", "loss", "psnr", "seconds", "peak_mib", "forward_iters", "forward_residual",
-               "backward_iters", "backward_residual", "tau", "contraction")
+LOG_COLUMNS = ("step", "loss", "psnr", "seconds", "train_seconds", "blocks", "train_blocks", "peak_mib",
+               "forward_iters", "forward_residual", "backward_iters", "backward_residual", "tau_over_L",
+               "contraction", "val_psnr")
 MAX_SKIPPED = 5
 
 
 def training_mix(app: str) -> dict:
     """What ``app`` trains on: cell fields for IDT (a thin sample on an empty background -- its
-    phase-only measurement cannot see an image's mean), the default mix of phantoms and natural
-    patches otherwise (``images.MIX``)."""
+    phase-only measurement cannot see an image's mean), the shared corpus otherwise (``images.MIX``)."""
     return {"random_cells": 1.0} if app == "idt" else dict(images.MIX)
 
 
@@ -51,152 +55,166 @@ def training_mix(app: str) -> dict:
 class TrainConfig:
     """How a model is trained (recorded in the manifest beside its ``ModelConfig``)."""
 
-    steps: int = 600
-    batch_size: int = 2
-    lr: float = 1e-3
+    steps: int = 400
+    batch_size: int = 4
+    lr: float = 3e-4
     lr_tau: float = 1e-2
-    warmup: int = 50
-    contraction: float = 0.98
+    warmup: int = 20
+    contraction: float = 0.95
     contraction_weight: float = 50.0
     seed: int = 0
     val_images: int = 8
+    validate_every: int = 25
     memory_every: int = 10
-    checkpoint_every: int = 100
+    save_every: float = 300.0
     mix: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "val_images"):
+        for name in ("steps", "batch_size", "val_images", "validate_every"):
             checks.integer(name, getattr(self, name), 1)
-        for name in ("memory_every", "checkpoint_every", "seed", "warmup"):
+        for name in ("memory_every", "seed", "warmup"):
             checks.integer(name, getattr(self, name), 0)
-        for name in ("lr", "lr_tau", "contraction"):
+        for name in ("lr", "lr_tau", "contraction", "save_every"):
             checks.number(name, getattr(self, name), positive=True)
         checks.number("contraction_weight", self.contraction_weight, minimum=0)
 
 
-def validate(model, config: ModelConfig, n: int, device, properties: bool = True) -> dict:
-    """``deq.evaluate`` on ``n`` held-out images of the model's problem (with its measured
-    properties unless ``properties`` is False)."""
+def validate(model, config: ModelConfig, n: int, device, properties: bool = True, split: str = "test") -> dict:
+    """``deq.evaluate`` on ``n`` images of ``split`` of the model's problem (with its measured properties
+    unless ``properties`` is False)."""
     A = make_operator(config.app, config.image_size, config.num_blocks)
-    images_ = held_out(config.app, n, config.image_size).to(device)
+    images_ = held_out(config.app, n, config.image_size, split).to(device)
     return evaluate(model, A, images_, config.snr_db, properties=properties)
 
 
-def resume_state(path) -> dict:
-    """The training checkpoint at ``path`` (the ``checkpoint.pt`` of an earlier run's log folder),
-    or a ``CheckpointError`` saying what the file is instead."""
-    path = Path(path)
-    hint = "pass the checkpoint.pt that `oder-edu train deq` writes in its log folder (--checkpoint-every)"
-    if not path.is_file():
-        raise CheckpointError(f"--resume {path}: no such file; {hint}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # not a torch file, truncated, or holding code
-        raise CheckpointError(f"--resume {path}: cannot load it as a training checkpoint "
-                              f"({type(error).__name__}); {hint}") from None
-    if not isinstance(state, dict) or not {"model", "optimizer", "step", "rows", "generators"} <= set(state):
-        what = f"a {state['kind']!r} weight file" if isinstance(state, dict) and "kind" in state else "something else"
-        raise CheckpointError(f"--resume {path} is not a training checkpoint (it is {what}); {hint}")
-    return state
-
-
-def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume=None, progress=None) -> dict:
-    """Train a model; returns ``{"model", "rows", "seconds", "before", "replicas", "skipped"}``
-    (``before``: held-out metrics of the untrained model, rank 0 of a fresh run only;
-    ``skipped``: batches whose forward solve diverged or stopped short of tol)."""
+def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume: bool = False, progress=None,
+        command: str = "") -> dict:
+    """Train a model in ``log_dir`` (continuing its saved run with ``resume``); returns ``{"model" (the best
+    by validation PSNR), "session" (rank 0; else None), "before", "replicas", "rank", "mix", "skipped"}``
+    (``before``: the untrained model's test metrics, from the run's first segment; ``skipped``: batches
+    whose forward solve diverged or stopped short of tol)."""
     device = ddp.device_for(str(device))
     rank, _ = ddp.setup(str(device))
-    log_dir = Path(log_dir)
     mix = train.mix or training_mix(config.app)
     A = make_operator(config.app, config.image_size, config.num_blocks)
     torch.manual_seed(train.seed)  # the prior starts the same on every rank
     model = build(config, A).to(device)
     optimizer = torch.optim.Adam([{"params": model.denoiser.parameters(), "lr": train.lr},
-                                  {"params": [model.log_tau], "lr": train.lr_tau}])
+                                  {"params": [model.tau_theta], "lr": train.lr_tau}])
     # Each rank draws different images, noise and blocks; seed + rank keeps runs reproducible.
     generator = torch.Generator().manual_seed(train.seed + 1000 * rank)
-    first, rows = 0, []
-    if resume:
-        state = resume_state(resume)
+    penalty = (ContractionPenalty(train.contraction, train.contraction_weight)
+               if config.method != "unrolled" and train.contraction_weight > 0 else None)
+    session = Session(log_dir, LOG_COLUMNS, command, resume, train.save_every) if rank == 0 else None
+    state = ddp.broadcast(None if session is None else session.state)
+    if state is not None:
+        _check_resumable(config, train, state)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generators"][rank])
-        first, rows = state["step"], state["rows"]
-        penalty_v = state.get("penalty_v")
-    before = validate(model, config, train.val_images, device, properties=False) if rank == 0 and not resume else None
+        if penalty is not None and state["penalty_v"] is not None:
+            penalty.v = state["penalty_v"].to(device)
+    first = 0 if state is None else int(state["step"])
+    best = None if state is None else state["best"]
+    before = state["before"] if state is not None else (
+        validate(model, config, train.val_images, device, properties=False) if rank == 0 else None)
+    skipped = 0 if state is None else int(state["skipped"])
+    totals = [0.0, 0] if state is None else list(state["totals"])  # training seconds, blocks
+
+    def make_state():
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generators": generators,
+                "penalty_v": None if penalty is None else penalty.v, "best": best, "before": before,
+                "skipped": skipped, "totals": totals, "model_config": asdict(config), "training": asdict(train)}
+
     net = ddp.wrap(model, device)
-    if rank == 0:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_dir / "log.csv", "a" if resume else "w", newline="")
-        writer = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS)
-        if not resume:
-            writer.writeheader()
-    penalty = (ContractionPenalty(train.contraction, train.contraction_weight)
-               if config.method != "unrolled" and train.contraction_weight > 0 else None)
-    if penalty is not None and resume:
-        penalty.v = None if penalty_v is None else penalty_v.to(device)
     steps = range(first, train.steps)
-    start, skipped, in_a_row = time.perf_counter(), 0, 0
+    in_a_row, generators, losses = 0, None, []
     model.train()
-    for step in (steps if progress is None or rank != 0 else progress(steps)):
-        x = images.training_images(train.batch_size, config.image_size, generator, mix).to(device)
-        y = simulate(A, x, config.snr_db, generator)
-        measure = train.memory_every > 0 and step % train.memory_every == 0
-        for group, lr in zip(optimizer.param_groups, (train.lr, train.lr_tau)):  # Adam's first steps, damped
-            group["lr"] = lr * min(1.0, (step + 1) / (train.warmup + 1))
-        try:
-            row = {"step": step + 1, **train_step(net, optimizer, x, initial_image(A, y), LeastSquares(A, y),
-                                                   generator, measure, penalty)}
-        except NonContractiveError as error:
-            if ddp.world_size() > 1:  # the replicas must take the same steps
-                raise
-            skipped, in_a_row = skipped + 1, in_a_row + 1
-            if in_a_row >= MAX_SKIPPED:
-                raise NonContractiveError(f"{MAX_SKIPPED} training batches in a row diverged ({error}); start "
-                                          f"from a smaller --tau-init or a lower --lr") from None
-            continue
-        in_a_row = 0
-        rows.append(row)
-        if rank == 0:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-            log_file.flush()
-        if train.checkpoint_every and (step + 1) % train.checkpoint_every == 0:
+    try:
+        for step in (steps if progress is None or rank != 0 else progress(steps)):
+            x = images.training_images(train.batch_size, config.image_size, generator, mix).to(device)
+            y = simulate(A, x, config.snr_db, generator)
+            measure = train.memory_every > 0 and step % train.memory_every == 0
+            for group, lr in zip(optimizer.param_groups, (train.lr, train.lr_tau)):
+                group["lr"] = schedule(step, lr, train.warmup, train.steps)
+            try:
+                row = {"step": step + 1, **train_step(net, optimizer, x, initial_image(A, y), LeastSquares(A, y),
+                                                       generator, measure, penalty)}
+            except NonContractiveError as error:
+                if ddp.world_size() > 1:  # the replicas must take the same steps
+                    raise
+                skipped, in_a_row = skipped + 1, in_a_row + 1
+                if in_a_row >= MAX_SKIPPED:
+                    raise NonContractiveError(f"{MAX_SKIPPED} training batches in a row diverged ({error}); start "
+                                              f"from a smaller --tau-over-L or a lower --lr") from None
+                continue
+            in_a_row = 0
+            losses.append(row["loss"])
+            totals = [totals[0] + row["seconds"], totals[1] + row["blocks"]]
+            row.update(train_seconds=totals[0], train_blocks=totals[1])
+            if (step + 1) % train.validate_every == 0 or step + 1 == train.steps:
+                if rank == 0:
+                    row["val_psnr"] = validate(model, config, train.val_images, device, False, "validation")["psnr"]
+                    if best is None or row["val_psnr"] > best["val_psnr"]:
+                        best = {"val_psnr": row["val_psnr"], "step": step + 1,
+                                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                model.train()
             generators = ddp.gather(generator.get_state())
-            if rank == 0:
-                files.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
-                                  "rows": rows, "generators": generators,
-                                  "penalty_v": None if penalty is None else penalty.v}, log_dir / "checkpoint.pt")
-    seconds = time.perf_counter() - start
-    # Every replica's parameter digest and losses: identical digests after different data per
+            if session is not None:
+                session.log(row)
+                session.checkpoint(make_state)
+        generators = ddp.gather(generator.get_state())
+        if session is not None:
+            session.checkpoint(make_state, force=True)
+    finally:
+        if session is not None:
+            session.close()
+    # Every replica's parameter digest after the last step: identical digests after different data per
     # process show that the gradient averaging kept the replicas in step.
-    replicas = ddp.gather({"digest": ddp.parameter_digest(model), "losses": [r["loss"] for r in rows]})
-    if rank == 0:
-        log_file.close()
-    return {"model": model, "rows": rows, "seconds": seconds, "before": before, "replicas": replicas,
-            "rank": rank, "mix": mix, "skipped": skipped}
+    replicas = ddp.gather({"digest": ddp.parameter_digest(model), "mean_loss": sum(losses) / max(len(losses), 1)})
+    if best is not None:  # rank 0 keeps the best validated weights
+        model.load_state_dict(best["state_dict"])
+    return {"model": model, "session": session, "before": before, "replicas": replicas, "rank": rank, "mix": mix,
+            "skipped": skipped, "best_step": None if best is None else best["step"]}
 
 
-def summary(config: ModelConfig, train: TrainConfig, result: dict, device) -> tuple[dict, dict]:
-    """``(metrics, extra)`` of the manifest entry: held-out quality and the measured properties
-    (contraction constant at the test fixed points, plain-iteration convergence), the training
-    figures, the configs and the data recipe."""
-    model, rows = result["model"], result["rows"]
+def _check_resumable(config: ModelConfig, train: TrainConfig, state: dict) -> None:
+    """ValueError unless the command continues the saved run (the same model and recipe; ``steps`` may
+    grow, which stretches the rest of the learning-rate schedule, and how often the state is saved or the
+    memory measured may change)."""
+    saved = {**state["model_config"], **{f"train.{k}": v for k, v in state["training"].items()}}
+    given = {**asdict(config), **{f"train.{k}": v for k, v in asdict(train).items()}}
+    free = {"train.steps", "train.save_every", "train.memory_every"}  # how long, and what is saved or measured
+    changed = sorted(k for k in given if k not in free and k in saved and given[k] != saved[k])
+    if changed:
+        raise ValueError(f"--resume continues a run with another {', '.join(changed)} "
+                         f"(saved: {', '.join(f'{k}={saved[k]!r}' for k in changed)}); give the same options")
+
+
+def summary(config: ModelConfig, train: TrainConfig, result: dict, device) -> tuple[dict, dict, float]:
+    """``(metrics, extra, seconds)`` of the manifest entry: test-split quality and the measured properties
+    (contraction constant of the iterated map at the test outputs, plain-iteration convergence), the
+    training figures (median step time and peak memory after the first step, blocks per step), the
+    configs, the segments and the data recipe; ``seconds`` sums every segment's."""
+    model, session = result["model"], result["session"]
+    rows = session.rows()
     scores, before = validate(model, config, train.val_images, device), result["before"]
-    tail = rows[-min(len(rows), 20):]
-    peaks = [r["peak_mib"] for r in rows if r["peak_mib"] is not None]
+    column = lambda key: [float(r[key]) for r in rows[1:] if r.get(key) not in (None, "")]  # noqa: E731
+    median = lambda values: round(sorted(values)[len(values) // 2], 3) if values else None  # noqa: E731
+    tail = [float(r["loss"]) for r in rows[-20:]]
     metrics = {
-        "validation": f"{train.val_images} held_out images of {config.app} at {config.image_size}^2 "
-                      f"(seed {VALIDATION_SEED}), noise and blocks seed {VALIDATION_SEED + 1}",
+        "test": f"{train.val_images} held-out test images of {config.app} at {config.image_size}^2 "
+                f"(seed {VALIDATION_SEED}), noise and blocks seed {VALIDATION_SEED + 1}",
         "val_psnr": round(scores["psnr"], 2), "val_ssim": round(scores["ssim"], 4),
-        "val_psnr_before_training": None if before is None else round(before["psnr"], 2),
-        "x0_psnr": round(scores["x0_psnr"], 2), "val_forward_iters": round(scores["iters"], 1),
-        "test_contraction": round(scores["contraction"], 4), "plain_converged": scores["plain_converged"],
-        "final_train_loss": sum(r["loss"] for r in tail) / len(tail),
-        "train_step_seconds": round(result["seconds"] / max(len(rows), 1), 3),
-        "train_peak_mib": round(max(peaks), 2) if peaks else None, "tau": model.tau.item(),
-        "skipped_steps": result["skipped"],
+        "val_psnr_before_training": round(before["psnr"], 2), "x0_psnr": round(scores["x0_psnr"], 2),
+        "val_forward_iters": round(scores["iters"], 1), "test_contraction": round(scores["contraction"], 4),
+        "plain_converged": scores["plain_converged"], "final_train_loss": sum(tail) / max(len(tail), 1),
+        "train_step_seconds": median(column("seconds")), "train_peak_mib": median(column("peak_mib")),
+        "train_step_blocks": median(column("blocks")), "tau_over_L": round(float(rows[-1]["tau_over_L"]), 5),
+        "skipped_steps": result["skipped"], "best_step": result["best_step"],
+        "selection": "the step of best PSNR on the validation split (deq.held_out(split='validation'))",
     }
-    extra = {"model": asdict(config), "training": asdict(train), "processes": len(result["replicas"]),
+    extra = {"model": asdict(config), "training": asdict(train), "replicas": result["replicas"],
              "data": images.recipe(result["mix"], config.image_size), "device": str(device),
-             "torch_threads": torch.get_num_threads()}
-    return metrics, extra
+             "torch_threads": torch.get_num_threads(), "steps": session.step, "segments": session.segments}
+    return metrics, extra, sum(segment["seconds"] for segment in session.segments)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from pathlib import Path
 
@@ -23,6 +24,15 @@ from ..checkpoints import CheckpointError
 
 STATE = "state.pt"
 LOG = "log.csv"
+
+
+def schedule(step: int, lr: float, warmup: int, steps: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``steps``: linear warm-up over ``warmup`` steps, then
+    a cosine decay to 1 % of ``lr`` (a function of the step alone, so a resumed run continues it)."""
+    if step < warmup:
+        return lr * (step + 1) / (warmup + 1)
+    progress = min((step - warmup) / max(1, steps - warmup), 1.0)
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class Session:
