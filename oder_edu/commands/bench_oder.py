@@ -91,6 +91,11 @@ def _problem(app: str, model, batch: int, generator, device):
     return A, LeastSquares(A, y), x, initial_image(A, y)
 
 
+def _setting(model) -> dict:
+    """The setting a record was measured at (the training explorer matches records on it)."""
+    return {"image_size": model.config.image_size, "num_blocks": model.config.num_blocks}
+
+
 def _median(values):
     return statistics.median(values) if values else None
 
@@ -129,7 +134,7 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
         memory = [r for kind, r in timed if kind == "memory"][0]
         steps = [r for kind, r in timed if kind == "time"]
         B = model.config.num_blocks
-        rows.append({"part": "step", "app": app, "method": variant.split("-")[0], "variant": variant,
+        rows.append({"part": "step", "app": app, **_setting(model), "variant": variant, "method": variant,
                      "ratio": ratio, "b": B if ratio == 1 else make_sampler(model.sampler, B, ratio).batch_size,
                      "snapshot_every": model.snapshot_every if ratio < 1 else None, "batch": size,
                      "train_step_ms": round(_median([r["seconds"] for r in steps]) * 1e3, 1),
@@ -140,7 +145,7 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
                      "skipped": sum(r["skipped"] for r in steps)})
     full = next((r for r in rows if r["variant"] == "full"), None)
     for r in rows:
-        if full is not None and r["method"] != "unrolled":
+        if full is not None and r["variant"] != "unrolled":
             r["time_vs_full"] = round(r["train_step_ms"] / full["train_step_ms"], 3)
             r["memory_vs_full"] = round(r["train_peak_mib"] / full["train_peak_mib"], 3)
     return rows
@@ -261,7 +266,9 @@ def accuracy_rows(app: str, n_images: int, device) -> list[dict]:
         images = held_out(app, n_images, c.image_size).to(device)
         score = lambda **call: evaluate(model, A, images, c.snr_db, **call)  # noqa: E731
         tested = score(properties=variant != "unrolled")
-        row = {"part": "accuracy", "app": app, "variant": variant, "checkpoint": CHECKPOINTS[variant].format(app),
+        row = {"part": "accuracy", "app": app, **_setting(model), "variant": variant, "method": variant,
+               "ratio": model.batch_ratio if variant.startswith("oder") else 1.0,
+               "checkpoint": CHECKPOINTS[variant].format(app),
                "test_psnr": round(tested["psnr"], 2), "test_ssim": round(tested["ssim"], 4),
                "x0_psnr": round(tested["x0_psnr"], 2), "iterations": round(tested["iters"], 1),
                "blocks_per_image": round(tested["blocks"]), "seconds_per_image": round(tested["seconds"], 3)}
