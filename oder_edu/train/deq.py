@@ -183,11 +183,12 @@ def run(config: ModelConfig, train: TrainConfig, log_dir, device="cpu", resume: 
 
 def _check_resumable(config: ModelConfig, train: TrainConfig, state: dict) -> None:
     """ValueError unless the command continues the saved run (the same model and recipe; ``steps`` may
-    grow, which stretches the rest of the learning-rate schedule, and how often the state is saved or the
-    memory measured may change)."""
+    grow, which stretches the rest of the learning-rate schedule, the solvers' iteration budgets may change
+    (the segments in the manifest record each), and how often the state is saved or the memory measured
+    may change)."""
     saved = {**state["model_config"], **{f"train.{k}": v for k, v in state["training"].items()}}
     given = {**asdict(config), **{f"train.{k}": v for k, v in asdict(train).items()}}
-    free = {"train.steps", "train.save_every", "train.memory_every"}  # how long, and what is saved or measured
+    free = {"train.steps", "train.save_every", "train.memory_every", "max_iter", "backward_max_iter"}
     changed = sorted(k for k in given if k not in free and k in saved and given[k] != saved[k])
     if changed:
         raise ValueError(f"--resume continues a run with another {', '.join(changed)} "
