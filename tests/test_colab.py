@@ -148,6 +148,12 @@ def test_the_set_up_cell_installs_only_the_package(colab):
     removed = {name for name in colab.before if name not in colab.after}
     assert added == {"oder-edu": "0.1.0"} and not removed, (added, removed)
     assert "device: cpu" in _text(colab.setup.cells[0])
+    # ... and what Colab has satisfies every requirement of the package (pyproject accepts Colab as it is).
+    code = ("from importlib.metadata import requires, version; from packaging.requirements import Requirement\n"
+            "reqs = [Requirement(r) for r in requires('oder-edu') if 'extra' not in r]\n"
+            "print([str(r) for r in reqs if not r.specifier.contains(version(r.name), prereleases=True)])")
+    done = subprocess.run([str(colab.python), "-c", code], env=colab.env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", f"Colab's versions do not satisfy {done.stdout.strip()}"
 
 
 @pytest.mark.slow
