@@ -82,8 +82,7 @@ def widget_html(model_id: str, state: dict, depth: int = 0) -> str:
         return f"<div class='book-widget' style='display:flex;flex-direction:{direction};gap:6px;" \
                f"flex-wrap:wrap'>{children}</div>"
     if name == "ImageModel":
-        data = _buffers(model).get("value") or (s["value"].encode("latin-1") if isinstance(s.get("value"), str)
-                                                else b"")
+        data = _buffers(model).get("value")  # bytes travel as buffers (ipywidgets 7 and 8)
         if not data:
             return ""
         return f"<img class='book-widget-image' alt='{description or 'widget image'}' " \
