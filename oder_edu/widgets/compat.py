@@ -32,7 +32,7 @@ def mimebundle(widget, **kwargs) -> dict:
     bundle = {"text/plain": plaintext if len(plaintext) <= 110 else plaintext[:110] + "…"}
     if widget._view_name is not None:
         bundle[VIEW] = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
-        widget._handle_displayed(**kwargs)
+        widget._handle_displayed()  # on_displayed callbacks take no arguments (IPython passes include/exclude)
     return bundle
 
 

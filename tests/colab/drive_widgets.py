@@ -17,7 +17,9 @@ report = {"ipywidgets": ipywidgets.__version__, "supported": supported()}
 # The reconstruction explorer on a tiny MRI problem: σ and b/B set, four iterations run.
 explorer = ReconstructionExplorer("mri", image_size=32, denoiser="gaussian", num_blocks={"mri": 4, "idt": 8},
                                   iterations=6, device="cpu")
-display(explorer)
+explorer  # shown as the notebooks show it: the cell's value, through IPython's display hook
+
+# %%
 explorer.sigma.value = 0.04
 explorer.batch_ratio.value = 0.5
 history = explorer.run_sync(4)
