@@ -119,3 +119,30 @@ def test_links_to_notebooks_point_at_their_pages():
         "[x](02_pnp_and_red.html) and [y](03_deep_equilibrium.html#Anderson)"
     assert book.link_pages("[paper](https://example.org/a.ipynb)") == "[paper](https://example.org/a.ipynb)"
     assert book.link_pages('<a href="04_oder.ipynb">04</a>') == '<a href="04_oder.html">04</a>'
+
+
+def test_mathjax_is_copied_into_the_book_when_its_package_is_there(tmp_path, monkeypatch):
+    """With jupyter-server-mathjax (the [book] extra) the pages load MathJax from the book itself, STIX-Web fonts
+    configured; the check then requires the file. Without it, they load it from its CDN."""
+    import sys
+    import types
+
+    static = tmp_path / "pkg" / "static"
+    (static / "config").mkdir(parents=True)
+    (static / "MathJax.js").write_text("// MathJax")
+    fake = types.ModuleType("jupyter_server_mathjax")
+    fake.__file__ = str(static.parent / "__init__.py")
+    monkeypatch.setitem(sys.modules, "jupyter_server_mathjax", fake)
+    notebooks, executed = _course(tmp_path)
+    out = tmp_path / "book"
+    book.build(notebooks, executed, out)
+    page = (out / "00_first.html").read_text()
+    assert '<script src="mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"' in page
+    assert 'webFont: "STIX-Web"' in page and (out / "mathjax" / "MathJax.js").is_file()
+    assert book.check(notebooks, executed, out) == []
+    (out / "mathjax" / "MathJax.js").unlink()
+    assert book.check(notebooks, executed, out) == [
+        f"{name}: script 'mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe' is not in the book"
+        for name in ("00_first.html", "01_second.html")]
+    monkeypatch.setitem(sys.modules, "jupyter_server_mathjax", None)  # not installed: import fails
+    assert book.mathjax(tmp_path / "other") == book.CDN_MATHJAX

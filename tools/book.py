@@ -12,7 +12,8 @@ test first when a copy is missing or stale; ``make test`` builds the book after 
 
 The check: every notebook has its page, every page has as many pictures as its notebook has figures and
 widget images, and no relative link or ``#anchor`` between the pages is broken. Conversion is nbconvert's
-(offline); equations are typeset by MathJax, which the pages load from its CDN when online.
+(offline); equations are typeset by MathJax, copied into the book from jupyter-server-mathjax (the [book]
+extra) so that the pages need no network, or loaded from its CDN where that package is missing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import copy
 import hashlib
 import html
 import re
+import shutil
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,6 +38,9 @@ EXECUTED = ROOT / "build" / "executed"
 OUT = ROOT / "build" / "book"
 VIEW = "application/vnd.jupyter.widget-view+json"
 STATE = "application/vnd.jupyter.widget-state+json"
+CDN_MATHJAX = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+LOCAL_MATHJAX_FONTS = ('<script>window.MathJax = {"HTML-CSS": {availableFonts: [], preferredFont: null, '
+                       'webFont: "STIX-Web", imageFont: null}};</script>\n')
 NOTEBOOK_LINK = re.compile(r"(\]\(|href=\")(?!https?:|/)([\w.\-/]*?)([\w\-]+)\.ipynb(#[^)\"\s]*)?(?=[)\"])")
 
 
@@ -80,7 +85,7 @@ def widget_html(model_id: str, state: dict, depth: int = 0) -> str:
         direction = "row" if name == "HBoxModel" else "column"
         children = "".join(widget_html(ref.removeprefix("IPY_MODEL_"), state, depth + 1) for ref in s["children"])
         return f"<div class='book-widget' style='display:flex;flex-direction:{direction};gap:6px;" \
-               f"flex-wrap:wrap'>{children}</div>"
+               f"flex-wrap:wrap;align-items:flex-start'>{children}</div>"
     if name == "ImageModel":
         data = _buffers(model).get("value")  # bytes travel as buffers (ipywidgets 7 and 8)
         if not data:
@@ -146,7 +151,19 @@ def _nav(pages: list[tuple[str, str]], index: int) -> str:
             + " · ".join(parts) + "</nav>")
 
 
-def page(nb, pages: list[tuple[str, str]], index: int) -> str:
+def mathjax(out: Path) -> str:
+    """The address of MathJax for the pages: a copy in ``out``/mathjax from jupyter-server-mathjax (the [book]
+    extra), so that the pages typeset their equations offline; without that package, MathJax's CDN."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return CDN_MATHJAX
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    shutil.copytree(static, out / "mathjax", dirs_exist_ok=True)
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+def page(nb, pages: list[tuple[str, str]], index: int, mathjax_url: str = "") -> str:
     from nbconvert import HTMLExporter
 
     nb = copy.deepcopy(nb)
@@ -154,8 +171,11 @@ def page(nb, pages: list[tuple[str, str]], index: int) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = link_pages(cell.source)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exporter = HTMLExporter(template_name="lab", **({"mathjax_url": mathjax_url} if mathjax_url else {}))
+    body, _ = exporter.from_notebook_node(nb)
     body = re.sub(r"<script src=\"[^\"]*require[^\"]*\"></script>\n?", "", body)  # only widgets need require.js
+    if mathjax_url.startswith("mathjax/"):  # the copy has the STIX-Web fonts only (as Jupyter's own MathJax)
+        body = body.replace(f'<script src="{mathjax_url}"', LOCAL_MATHJAX_FONTS + f'<script src="{mathjax_url}"', 1)
     body = re.sub(r"<title>.*?</title>", f"<title>{html.escape(pages[index][1])} · oder-edu</title>", body, 1, re.S)
     nav = _nav(pages, index)
     body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, 1)
@@ -183,10 +203,11 @@ def build(notebooks: list[Path], executed: Path, out: Path) -> list[Path]:
     runs = [nbformat.read(executed / nb.name, as_version=4) for nb in notebooks]
     pages = [(f"{nb.stem}.html", title(run, nb.stem)) for nb, run in zip(notebooks, runs)]
     out.mkdir(parents=True, exist_ok=True)
+    mathjax_url = mathjax(out)
     written = []
     for index, run in enumerate(runs):
         path = out / pages[index][0]
-        path.write_text(page(run, pages, index), encoding="utf-8")
+        path.write_text(page(run, pages, index, mathjax_url), encoding="utf-8")
         written.append(path)
     notes = sorted({run.metadata.get("oder_edu", {}).get("executed_in", "") for run in runs} - {""})
     (out / "index.html").write_text(index_page(pages, [f"Executed in {n}." for n in notes]), encoding="utf-8")
@@ -197,7 +218,7 @@ def build(notebooks: list[Path], executed: Path, out: Path) -> list[Path]:
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.links, self.ids, self.images = [], set(), 0
+        self.links, self.scripts, self.ids, self.images = [], [], set(), 0
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -206,6 +227,8 @@ class _Links(HTMLParser):
                 self.ids.add(attrs[key])
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
+        if tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
         if tag == "img" and (attrs.get("src") or "").startswith("data:image/"):
             self.images += 1
 
@@ -257,6 +280,10 @@ def check(notebooks: list[Path], executed: Path, out: Path) -> list[str]:
     else:
         parsed["index.html"] = _parse(out / "index.html")
     for name, page_ in parsed.items():
+        for src in page_.scripts:  # a script the page loads from the book itself (MathJax) must be there
+            parts = urlsplit(src)
+            if not (parts.scheme or parts.netloc) and not (out / unquote(parts.path)).is_file():
+                problems.append(f"{name}: script {src!r} is not in the book")
         for href in page_.links:
             parts = urlsplit(href)
             if parts.scheme or parts.netloc or href.startswith("mailto:"):
