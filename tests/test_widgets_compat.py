@@ -35,3 +35,18 @@ def test_a_widget_without_any_tooltip_is_refused():
 
     with pytest.raises(TypeError, match="no tooltip"):
         compat.set_tooltip(Bare(), "x")
+
+
+def test_tooltips_are_set_through_compat():
+    """Under ipywidgets 7 only buttons have ``tooltip``; on a slider or a checkbox ``x.tooltip = ...`` is a plain
+    attribute that never reaches Colab's front end. Every tooltip set after construction goes through
+    ``compat.set_tooltip``."""
+    import re
+    from pathlib import Path
+
+    package = Path(compat.__file__).resolve().parent.parent
+    found = [f"{path.relative_to(package.parent)}:{number}" for path in sorted(package.rglob("*.py"))
+             if path.name != "compat.py"
+             for number, line in enumerate(path.read_text().splitlines(), start=1)
+             if re.search(r"\.(description_)?tooltip\s*=[^=]", line)]
+    assert not found, f"use compat.set_tooltip(widget, text) at {found}"
