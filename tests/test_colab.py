@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 import venvs
+from oder_edu import files
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -186,7 +187,7 @@ def test_notebook_runs_on_colab(colab, notebook):
         "executed_in": "the Colab-like environment of tests/colab/requirements.txt (ipywidgets 7.7.1)",
         "source_sha256": hashlib.sha256(notebook.read_bytes()).hexdigest()}
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    nbformat.write(executed, EXECUTED / notebook.name)
+    files.write_text(EXECUTED / notebook.name, nbformat.writes(executed))  # atomic: never half a notebook
 
 
 @pytest.mark.slow

@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from oder_edu import files
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "build" / "executed"
@@ -207,10 +209,10 @@ def build(notebooks: list[Path], executed: Path, out: Path) -> list[Path]:
     written = []
     for index, run in enumerate(runs):
         path = out / pages[index][0]
-        path.write_text(page(run, pages, index, mathjax_url), encoding="utf-8")
+        files.write_text(path, page(run, pages, index, mathjax_url))  # atomic: a reader sees the old page or the new
         written.append(path)
     notes = sorted({run.metadata.get("oder_edu", {}).get("executed_in", "") for run in runs} - {""})
-    (out / "index.html").write_text(index_page(pages, [f"Executed in {n}." for n in notes]), encoding="utf-8")
+    files.write_text(out / "index.html", index_page(pages, [f"Executed in {n}." for n in notes]))
     return written + [out / "index.html"]
 
 
