@@ -1,5 +1,7 @@
 # make lab   set up .venv and open the course in JupyterLab
-# make test  set up .venv and run every test (unit, notebooks, browser)
+# make test  set up .venv and run every test (unit; notebooks in this environment and in a Colab-like one;
+#            the nbgrader round trip; real browser), then build and check the static course
+# make book  the static course: build/book/index.html and a page per executed notebook
 # make demo  set up .venv and run the headless CT demo
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,15 +11,16 @@ BIN := $(VENV)/bin
 # JupyterLab refuses to run as root unless told (containers, Binder-like boxes).
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+# The Colab-like and nbgrader tests build their own virtual environments under .cache/ (tests/venvs.py).
 
-.PHONY: setup chromium lab test demo bench clean
+.PHONY: setup chromium lab test book demo bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,lab,book]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -34,8 +37,15 @@ chromium:
 	    else echo "no /usr/bin/chromium and no apt-get: the browser tests will say what to install"; fi; \
 	fi
 
+# The book converts the executions the notebook tests keep (tests/test_colab.py): after the suite,
+# they are fresh; `make book` alone runs that test first when one is missing or stale.
 test: setup chromium
 	$(BIN)/python -m pytest
+	$(BIN)/python tools/book.py
+
+book: setup
+	$(BIN)/python tools/book.py --stale >/dev/null || $(BIN)/python -m pytest -q tests/test_colab.py -k notebook_runs_on_colab
+	$(BIN)/python tools/book.py
 
 demo: setup
 	$(BIN)/oder-edu demo
@@ -50,4 +60,4 @@ bench: setup
 	$(BIN)/oder-edu bench notebooks
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info .cache

@@ -3,8 +3,6 @@ with pyproject.toml; the repository address is written in one place."""
 
 import json
 import re
-import subprocess
-import sys
 import tomllib
 import zipfile
 from pathlib import Path
@@ -24,12 +22,7 @@ def _requirement(spec: str) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_wheel_contains_package_data(tmp_path):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True,
-    )
-    (wheel,) = tmp_path.glob("oder_edu-*.whl")
+def test_wheel_contains_package_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "oder_edu/weights/MANIFEST.json" in names
     manifest = json.loads((ROOT / "oder_edu/weights/MANIFEST.json").read_text())
@@ -55,10 +48,14 @@ def test_environment_yml_matches_pyproject():
     conda = dict(_requirement(d) for d in env["dependencies"] if isinstance(d, str))
     conda_to_pypi = {"pytorch-cpu": "torch", "python": "python"}
     conda = {conda_to_pypi.get(k, k): v for k, v in conda.items()}
-    for spec in PYPROJECT["project"]["dependencies"]:
-        name, bound = _requirement(spec)
+    # Binder opens the course in JupyterLab: the dependencies and the [lab] extra, nothing else.
+    wanted = dict(_requirement(spec) for spec in PYPROJECT["project"]["dependencies"]
+                  + PYPROJECT["project"]["optional-dependencies"]["lab"])
+    assert "jupyterlab" in wanted and "jupyterlab" not in dict(map(_requirement, PYPROJECT["project"]["dependencies"]))
+    for name, bound in wanted.items():
         assert name in conda, f"{name} is in pyproject.toml but not in environment.yml"
         assert conda[name] == bound, f"{name}: pyproject says {bound!r}, environment.yml {conda[name]!r}"
+    assert set(conda) - {"python", "pip"} == set(wanted), "environment.yml installs what pyproject does not name"
     assert conda["python"] == "=3.11"
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pip_section == ["."], "Binder must install the package itself with pip"
@@ -70,7 +67,7 @@ def test_constraints_pin_cpu_torch_and_cover_dependencies():
         if line.strip() and not line.startswith("#")
     )
     assert pins["torch"] == "==2.13.0"
-    extras = PYPROJECT["project"]["optional-dependencies"]["test"]
+    extras = [spec for group in PYPROJECT["project"]["optional-dependencies"].values() for spec in group]
     for spec in PYPROJECT["project"]["dependencies"] + extras:
         name, _ = _requirement(spec)
         assert name in pins, f"{name} is not pinned in constraints.txt"
@@ -85,3 +82,27 @@ def test_repository_address_written_once():
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         setup = "".join(json.loads(nb.read_text())["cells"][1]["source"])
         assert f'REPOSITORY = "{oder_edu.REPOSITORY}"' in setup, f"{nb.name}: set-up cell names another repository"
+
+
+def test_badges_open_files_that_exist():
+    """The Binder badge's labpath and every Colab badge's notebook are files of this repository, and
+    Binder finds its environment where repo2docker looks (environment.yml at the root)."""
+    readme = (ROOT / "README.md").read_text()
+    binder = re.findall(r"mybinder\.org/v2/gh/[\w.\-]+/[\w.\-]+/[\w.\-]+\?labpath=([\w./\-]+)", readme)
+    colab = re.findall(r"colab\.research\.google\.com/github/[\w.\-]+/[\w.\-]+/blob/main/([\w./\-]+)", readme)
+    assert binder and colab
+    for path in binder + colab:
+        assert (ROOT / path).is_file(), f"a README badge opens {path}, which is not in the repository"
+    assert sorted(colab) == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert (ROOT / "environment.yml").is_file() and not (ROOT / "binder").exists()
+
+
+def test_ipywidgets_range_is_the_one_the_widgets_support():
+    """pyproject, Binder and oder_edu.widgets.compat accept the same ipywidgets: 7.7+ (Colab) and 8."""
+    from oder_edu.widgets import compat
+
+    specs = dict(map(_requirement, PYPROJECT["project"]["dependencies"]))
+    (low, high) = compat.SUPPORTED
+    assert specs["ipywidgets"] == f">={low[0]}.{low[1]},<{high[0]}"
+    assert compat.supported((7, 7)) and compat.supported((8, 1)) and not compat.supported((7, 6))
+    assert not compat.supported((9, 0))

@@ -13,7 +13,7 @@ One module per notebook holds its checks, each beside its hints and a full answe
 ``pnp_red`` (02), ``deq`` (03), ``oder`` (04), ``applications`` (05); ``_grading`` is the machinery they share.
 """
 
-from ._grading import B, HINTS, INTEGER_DIVISION, RTOL, Hints, S, b, reset, solution
+from ._grading import B, HINTS, INTEGER_DIVISION, RTOL, Hints, S, b, reset, solution, withhold_solutions
 from .applications import check_add_noise_snr, check_window
 from .deq import check_anderson_weights, check_fixed_point_iteration, check_implicit_backward
 from .inverse_problems import check_landweber, check_power_iteration, check_psnr
@@ -21,7 +21,7 @@ from .oder import check_expected_minibatch_gradient, check_oder_map, check_subse
 from .pnp_red import check_lipschitz_estimate, check_minibatch_gradient, check_red_update
 
 __all__ = [
-    "Hints", "HINTS", "RTOL", "B", "S", "b", "INTEGER_DIVISION", "solution", "reset",
+    "Hints", "HINTS", "RTOL", "B", "S", "b", "INTEGER_DIVISION", "solution", "reset", "withhold_solutions",
     "check_power_iteration", "check_landweber", "check_psnr",
     "check_red_update", "check_minibatch_gradient", "check_lipschitz_estimate",
     "check_fixed_point_iteration", "check_implicit_backward", "check_anderson_weights",

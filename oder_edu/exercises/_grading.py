@@ -8,6 +8,7 @@ module of its notebook; ``HINTS`` collects them.
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ class Hints:
 
 HINTS: dict[str, Hints] = {}  # every exercise's tiers, registered by _hints beside its check
 _failures: dict[str, int] = {}  # wrong answers per exercise in this kernel (stubs not counted)
+_withheld: list[bool] = []  # non-empty once withhold_solutions() ran (a graded lab)
 
 
 def _hints(name: str, idea: str, steps: str, solution: str) -> None:
@@ -49,9 +51,24 @@ def _exercise(name, caller: str) -> str:
     return name
 
 
+def withhold_solutions() -> None:
+    """A graded lab (nbgrader): from now on, in this kernel, ``solution`` prints no answer and the hints stop
+    offering one. The environment variable ``ODER_EDU_WITHHOLD_SOLUTIONS=1`` does the same for every kernel."""
+    _withheld.append(True)
+
+
+def _solutions_withheld() -> bool:
+    return bool(_withheld) or os.environ.get("ODER_EDU_WITHHOLD_SOLUTIONS") == "1"
+
+
 def solution(name: str) -> None:
-    """Print a full answer to exercise ``name`` (``"power_iteration"``, ...; a ``check_`` prefix is ignored)."""
+    """Print a full answer to exercise ``name`` (``"power_iteration"``, ...; a ``check_`` prefix is ignored),
+    unless solutions are withheld (``withhold_solutions``)."""
     name = _exercise(name, "solution")
+    if _solutions_withheld():
+        print(f"This is a graded lab: its full answers are withheld. The hints of check_{name} still help; "
+              f"ask your instructor for more.")
+        return
     print(f"A full answer to {name} (one of several: yours may look different and still pass):\n")
     print(HINTS[name].solution.strip("\n"))
 
@@ -101,7 +118,9 @@ def _check(name: str, fn, attempt) -> bool:
     _failures[name] = _failures.get(name, 0) + 1
     print(f"✗ {name}: {problem}\n  Hint: {HINTS[name].idea}")
     if _failures[name] >= 2:
-        print(f'  Closer: {HINTS[name].steps}\n  Still stuck? solution("{name}") prints a full answer.')
+        print(f"  Closer: {HINTS[name].steps}")
+        if not _solutions_withheld():
+            print(f'  Still stuck? solution("{name}") prints a full answer.')
     return False
 
 

@@ -18,6 +18,7 @@ from ..device import as_device
 from ..memory import PeakTensorMemory
 from ..metrics import psnr
 from ..problems import make_problem
+from .compat import set_tooltip
 from .render import Panel, ReconstructionFigure, Throttle
 from .runner import ALGORITHMS, ReconstructionRun, Settings, safe_step
 
@@ -247,7 +248,7 @@ class ReconstructionExplorer(Panel):
         self.figure = ReconstructionFigure(p.x_true)
         self.batch_ratio.options = ratio_options(p.A.num_blocks)
         self.batch_ratio.value = 1.0
-        self.batch_ratio.tooltip = f"minibatch ratio: b of the B = {p.A.num_blocks} {p.block_name} per iteration"
+        set_tooltip(self.batch_ratio, f"minibatch ratio: b of the B = {p.A.num_blocks} {p.block_name} per iteration")
         self.sigma.value, self.tau.value = p.setting.red_sigma, p.setting.red_tau_over_L
         # γ from 2 decades below the default step to 1.5 above; widened first, not to clip the value.
         safe = self.safe_step

@@ -12,6 +12,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image  # Matplotlib's own PNG writer; a dependency of Matplotlib
 
+from .compat import mimebundle
+
 
 def png_bytes(canvas: FigureCanvasAgg) -> bytes:
     """PNG bytes of what Agg has rendered into ``canvas`` (RGB, fast zlib level: frames are short-lived)."""
@@ -25,7 +27,7 @@ class Panel:
     """An explorer shown as its ``widget``; ``close()`` closes every widget, which frees the explorer."""
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return mimebundle(self.widget, **kwargs)  # ipywidgets 7 (Colab) or 8
 
     def close(self) -> None:
         close_all(self.widget)
