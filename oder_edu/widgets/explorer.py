@@ -227,11 +227,10 @@ class ReconstructionExplorer(Panel):
         cost = lambda r: (r.settings.algorithm, r.settings.batch_ratio)  # noqa: E731
         recent = list(itertools.takewhile(lambda r: cost(r) == cost(last), reversed(run.history[-10:])))
         ref = [r.reference_seconds for r in recent if r.reference_seconds is not None]
-        full_blocks = B if last.reference_psnr is not None else None
         rows = (
             ("PSNR", "oder-psnr", last.psnr, last.reference_psnr, "{:.2f} dB"),
             ("SSIM", "oder-ssim", last.ssim, last.reference_ssim, "{:.3f}"),
-            ("block evaluations / iteration", "oder-blocks", last.batch_size, full_blocks, "{:d}"),
+            ("block evaluations / iteration", "oder-blocks", last.batch_size, B, "{:d}"),  # b of B: exact
             ("solver time / iteration", "oder-seconds", statistics.median(r.seconds for r in recent) * 1e3,
              statistics.median(ref) * 1e3 if ref else None, "{:.1f} ms"),
             (f"{PeakTensorMemory(self.device).kind} / iteration", "oder-memory", last.peak_bytes / 2**20,
