@@ -38,6 +38,8 @@ CONSTANTS = {
         "0.2": "the top of the noise levels σ the shipped DnCNN was trained for",
         "0.3": "the sweep's rule: final PSNR within 0.3 dB of the best iterate",
         "0.01": "the perturbation size of the nearby pairs, b = a + 0.01 n",
+        "0.05": "the step of the pairs along the witness, b = a + 0.05 v",
+        "0.02": "the asymmetry below which the verdict says symmetric (the course's threshold)",
     },
     "03_deep_equilibrium": {
         "0.95": "the tanh layer's ||W||₂, set by the demo",

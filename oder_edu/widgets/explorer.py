@@ -87,9 +87,9 @@ class ReconstructionExplorer(Panel):
         self.iterations = slider(w.IntSlider, "oder-iterations", value=iterations, min=1, max=1000,
                                  description="iterations")
         self.reference = w.Checkbox(value=reference, description="full-batch reference (from next Run)", indent=False)
-        self.gamma_auto = w.Checkbox(value=True, description="γ = default step", indent=False,
-                                     tooltip="γ follows the default step of the current b/B, τ and algorithm until "
-                                             "you move it").add_class("oder-gamma-auto")
+        self.gamma_auto = w.Checkbox(value=True, description="γ = default step", indent=False)
+        self.gamma_auto.add_class("oder-gamma-auto")
+        self.gamma_auto.tooltip = "γ follows the default step of the current b/B, τ and algorithm until you move it"
         self.band = w.Checkbox(value=self.band_size > 0, description=f"spread over {self.band_size} more seeds "
                                f"(from next Run)", indent=False, disabled=self.band_size == 0)
         self.run_button = w.Button(description="Run", button_style="success", icon="play").add_class("oder-run")
