@@ -145,10 +145,10 @@ _question(
     "minibatch_constant",
     rtol=0.25,
     explanation="L_b = min((B/b)·L_g, B·max_i ||A_i||²) bounds the steepness of (B/b)·A_SᵀA_S for every S. CT "
-                "angles all see the image's low frequencies, where AᵀA is largest: the top direction of AᵀA is "
-                "shared by every block, each holds about 1/B of L_g, so B·max_i ||A_i||² is close to L_g and so is "
-                "L_b. An MRI coil sees mostly the part of the image near it: one coil's ||A_i||² is a much larger "
-                "share of L_g, and a few coils can be (B/b) times steeper than all of them together.")
+                "angles all see the image's low frequencies, where AᵀA is largest: each angle holds a similar share "
+                "of L_g, so B·max_i ||A_i||² is only a modest factor above L_g, far below (B/b)·L_g — and L_b with "
+                "it. An MRI coil sees mostly the part of the image near it, where it alone can be as steep as all "
+                "coils together: B·max_i ||A_i||² is then far above L_g and L_b is the worst case (B/b)·L_g.")
 
 _question(
     "time_per_iteration",
