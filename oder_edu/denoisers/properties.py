@@ -54,8 +54,8 @@ def local_lipschitz(f, x: torch.Tensor, num_iter: int = 20, seed: int = 0) -> fl
 
 def jacobian_asymmetry(f, x: torch.Tensor, probes: int = 16, seed: int = 0) -> float:
     """||J − Jᵀ||_F / ||J||_F at ``x``, estimated from ``probes`` standard normal vectors v:
-    Σ||J v − Jᵀv||² / Σ||J v||². 0 for a symmetric Jacobian (a gradient field), √2 for an antisymmetric
-    one (a rotation); the estimate's relative spread is about √(2/probes) per norm."""
+    Σ||J v − Jᵀv||² / Σ||J v||². 0 for a symmetric Jacobian (a gradient field), 2 — its largest value — for an
+    antisymmetric one (a rotation); the estimate's relative spread is about √(2/probes) per norm."""
     probes = checks.integer("probes", probes, 1)
     J, Jt = _linearized(f, x)
     generator = torch.Generator().manual_seed(checks.integer("seed", seed))
