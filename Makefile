@@ -40,10 +40,13 @@ test: setup chromium
 demo: setup
 	$(BIN)/oder-edu demo
 
+# BM3D (bench priors' classical anchor) is free for non-commercial use only: installed here, never by setup.
 bench: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bm3d]"
 	$(BIN)/oder-edu bench physics
-	$(BIN)/oder-edu bench widgets
+	$(BIN)/oder-edu bench widgets --sweep
 	$(BIN)/oder-edu bench oder
+	$(BIN)/oder-edu bench priors
 	$(BIN)/oder-edu bench notebooks
 
 clean:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from . import checks, phantoms
 
-REAL_IMAGES = ("ct", "mr", "cell")
+REAL_IMAGES = ("ct", "mr", "cell", "ct_tuning", "mr_tuning")
 # Natural pictures that install with the dependencies (no download), grayscale in [0, 1]. Licences: data/README.md.
 # Training reads the first group; checkpoint selection during training reads the validation picture (never
 # trained on); the reported test figures read the test pictures, which nothing trains or selects on.
@@ -38,6 +38,9 @@ def real_image(name: str, size: int | None = None) -> torch.Tensor:
     - ``"ct"``: pydicom's CT_small.dcm (128², Hounsfield units) as attenuation,
       (HU + 1000) / 2500 clipped to [0, 1]: air 0, water 0.4, dense bone 1;
     - ``"mr"``: pydicom's MR_small.dcm (64²) magnitude over its maximum;
+    - ``"ct_tuning"``, ``"mr_tuning"``: another CT slice (pydicom's J2K_pixelrep_mismatch.dcm, 128²) and MR
+      slice (examples_overlay.dcm, 64²), mapped the same ways: what methods' strengths are tuned on, so that
+      the figures on ``"ct"`` and ``"mr"`` are never tuned on the test image;
     - ``"cell"``: scikit-image's ``cell``, a quantitative phase image (512² crop), minus its
       background phase (the median of the border pixels), clipped at 0 and scaled to [0, 1]: IDT
       cannot see an image's mean, so a sample must sit on a zero background.
@@ -46,12 +49,13 @@ def real_image(name: str, size: int | None = None) -> torch.Tensor:
     if size is not None:
         size = checks.integer("size", size, 8)
         checks.memory(f"real_image({name!r}, size={size})", 12.0 * size * size)
-    stored = {"ct": "ct_small.npy", "mr": "mr_small.npy", "cell": "cell_phase.npy"}[name]
+    stored = {"ct": "ct_small.npy", "mr": "mr_small.npy", "cell": "cell_phase.npy", "ct_tuning": "ct_tuning.npy",
+              "mr_tuning": "mr_tuning.npy"}[name]
     with importlib.resources.as_file(importlib.resources.files("oder_edu.data") / stored) as path:
         array = np.load(path, allow_pickle=False).astype(np.float64)
-    if name == "ct":
+    if name.startswith("ct"):
         image = np.clip((array + 1000.0) / 2500.0, 0.0, 1.0)
-    elif name == "mr":
+    elif name.startswith("mr"):
         image = array / array.max()
     else:
         border = np.concatenate([array[:16].ravel(), array[-16:].ravel(), array[:, :16].ravel(), array[:, -16:].ravel()])

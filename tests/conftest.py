@@ -47,3 +47,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def interrupt_draw(monkeypatch):
+    """``interrupt_draw(n)``: the n-th batch that training draws (``images.training_images``) raises
+    KeyboardInterrupt, as Ctrl-C would; ``interrupt_draw(None)`` restores the real draw."""
+    import oder_edu.images
+
+    real = oder_edu.images.training_images
+
+    def arm(n):
+        if n is None:
+            monkeypatch.setattr(oder_edu.images, "training_images", real)
+            return
+        calls = []
+
+        def draw(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(oder_edu.images, "training_images", draw)
+
+    return arm

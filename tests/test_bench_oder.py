@@ -1,5 +1,5 @@
-"""``oder-edu bench oder``: ratios, the cost model F + P·b/B, and a small run end to end; the
-checkpoint columns (test_psnr, test_contraction, online ...) on the shipped models."""
+"""``oder-edu bench oder``: the ratio parser, the grid widening and cost fit helpers, the training curves and
+time-to-accuracy read from a log, and a small run of every part on the cheapest shipped app."""
 
 import json
 
@@ -9,9 +9,7 @@ from oder_edu import checkpoints
 from oder_edu.cli import main as cli
 from oder_edu.commands import bench_oder
 
-COST_KEYS = {"app", "image_size", "num_blocks", "method", "ratio", "b", "train_step_ms", "train_peak_mib"}
-MODEL_KEYS = {"time_vs_full", "time_fixed", "time_per_ratio", "time_floor", "time_predicted",
-              "memory_vs_full", "memory_fixed", "memory_per_ratio", "memory_floor", "memory_predicted"}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_parse_ratios():
@@ -21,39 +19,50 @@ def test_parse_ratios():
             bench_oder.parse_ratios(bad)
 
 
-def test_the_cost_model_recovers_a_fixed_and_a_per_block_part():
-    rows = [{"app": "ct", "method": m, "ratio": r, "train_peak_mib": 40 + 80 * r, "train_step_ms": 100 + 300 * r}
-            for m, r in (("unrolled", 1.0), ("full", 1.0), ("oder", 0.5), ("oder", 0.25))]
-    rows[0]["train_peak_mib"] = 999.0  # the unrolled row is not part of the fit
-    assert bench_oder.split_cost(rows, "train_peak_mib") == pytest.approx((40, 80))
-    assert bench_oder.split_cost(rows[:2], "train_peak_mib") is None
-    bench_oder.add_cost_model(rows)
-    quarter = rows[3]
-    assert quarter["memory_floor"] == pytest.approx(40 / 120, abs=1e-3)
-    assert quarter["time_predicted"] == pytest.approx(175 / 400, abs=1e-3) == pytest.approx(quarter["time_vs_full"], abs=1e-3)
-
-
-def test_a_small_run_writes_every_record(tmp_path, one_thread):
-    assert cli(["bench", "oder", "--apps", "idt", "--image-size", "16", "--num-blocks", "16", "--ratios", "1/4,1/2",
-                "--iterations", "2", "--repeat", "1", "--device", "cpu", "--out", str(tmp_path)]) == 0
-    written = json.loads((tmp_path / "oder.json").read_text())
-    rows = {(r["method"], r["ratio"]): r for r in written["records"]}
-    assert set(rows) == {("unrolled", 1.0), ("full", 1.0), ("oder", 0.25), ("oder", 0.5)}
-    for (method, _), row in rows.items():
-        assert COST_KEYS <= set(row) and row["num_blocks"] == 16 and row["train_step_ms"] > 0
-        assert method == "unrolled" or MODEL_KEYS <= set(row)
-        assert "test_psnr" not in row  # a custom setting is not the checkpoints': no scores
-    assert rows[("oder", 0.25)]["b"] == 4 and "--image-size 16" in written["command"]
-    with pytest.raises(ValueError, match="--ratios"):
-        cli(["--debug", "bench", "oder", "--ratios", "2", "--out", str(tmp_path)])
+def test_time_to_accuracy_is_read_from_the_training_logs(tmp_path, monkeypatch):
+    """P = full DEQ's last validation PSNR − 0.3 dB; each method's first validation row at or above P gives its
+    seconds and blocks, and their ratios to full DEQ's."""
+    logs = {"deq_ct_full": [(10, 1.0, 100, 30.0), (20, 2.0, 200, 31.0), (30, 3.0, 300, 31.5)],
+            "oder_ct": [(10, 0.5, 40, 30.5), (20, 1.0, 80, 31.3), (30, 1.5, 120, 31.4)],
+            "unrolled_ct": [(10, 0.2, 50, 29.0), (20, 0.4, 100, 29.5)]}
+    manifest = {}
+    for name, rows in logs.items():
+        lines = ["step,train_seconds,train_blocks,val_psnr"] + [",".join(map(str, r)) for r in rows]
+        (tmp_path / f"{name}.log.csv").write_text("\n".join(lines) + "\n")
+        manifest[name] = {"log": f"{name}.log.csv", "model": {"snapshot_every": 4}}
+    monkeypatch.setattr(checkpoints, "weights_dir", lambda: tmp_path)
+    monkeypatch.setattr(checkpoints, "read_manifest", lambda directory=None: manifest)
+    rows = bench_oder.training_rows("ct")
+    reach = {r["variant"]: r for r in rows if r["part"] == "time_to_P"}
+    assert reach["full"]["P"] == pytest.approx(31.2)
+    assert (reach["full"]["seconds_to_P"], reach["full"]["blocks_to_P"]) == (3.0, 300)
+    assert (reach["oder"]["seconds_to_P"], reach["oder"]["seconds_vs_full"]) == (1.0, pytest.approx(1 / 3, abs=1e-3))
+    assert reach["unrolled"]["seconds_to_P"] is None and reach["unrolled"]["final_val_psnr"] == 29.5
+    assert len([r for r in rows if r["part"] == "training"]) == 8
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("oder_mri" not in checkpoints.read_manifest(), reason="no shipped MRI checkpoints")
-def test_shipped_checkpoints_are_scored_with_their_measured_properties(tmp_path, one_thread):
-    """Every column the course reads, on the cheapest app: online, all blocks, one S, contraction."""
-    for method in ("full", "oder"):
-        record = bench_oder.accuracy("mri", method, 0.25 if method == "oder" else 1.0, 1, 20, "cpu")
-        assert record["test_checkpoint"] and record["test_psnr"] > 20 and 0 < record["test_contraction"]
-        assert isinstance(record["test_plain_converged"], bool)
-    assert {"test_psnr_all_blocks", "test_psnr_online", "test_psnr_one_S"} <= set(record)
+@pytest.mark.skipif("oder_idt" not in checkpoints.read_manifest(), reason="no shipped IDT checkpoints")
+def test_a_small_run_writes_every_part(tmp_path):
+    """Every part on IDT (the cheapest shipped setting): the step of every method as trained, the map costs and
+    their fit, the test curves and default calls, the training curves, the accuracy with its properties."""
+    assert cli(["bench", "oder", "--apps", "idt", "--ratios", "1/4", "--repeat", "1", "--test-images", "1",
+                "--device", "cpu", "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "oder.json").read_text())
+    parts = {}
+    for r in written["records"]:
+        parts.setdefault(r["part"], []).append(r)
+    steps = {r["variant"]: r for r in parts["step"]}
+    assert {"full", "oder", "oder-online", "unrolled"} <= set(steps)
+    assert all(r["train_step_ms"] > 0 and r["train_peak_mib"] > 0 and r["train_step_blocks"] > 0 for r in steps.values())
+    assert steps["oder"]["b"] == 64 and steps["oder"]["train_step_blocks"] < steps["full"]["train_step_blocks"]
+    assert steps["oder"]["memory_vs_full"] == pytest.approx(steps["oder"]["train_peak_mib"] / steps["full"]["train_peak_mib"], abs=1e-3)
+    assert {r["ratio"] for r in parts["map"]} == {1.0, 0.25} and all(0 < r["floor"] < 1 for r in parts["map"])
+    defaults = {r["variant"]: r for r in parts["test"] if r["budget"] == "default"}
+    assert set(defaults) == {"full", "oder", "oder-online"} and all(r["psnr"] > 20 for r in defaults.values())
+    assert {r["variant"] for r in parts["training"]} >= {"full", "oder"} and parts["time_to_P"]
+    accuracy = {r["variant"]: r for r in parts["accuracy"]}
+    assert 0 < accuracy["full"]["test_contraction"] and "psnr_4x_budget_tol0" in accuracy["full"]
+    assert "psnr_move_1x_4x" in accuracy["oder"] and "test_psnr_one_S" in accuracy["oder"]
+    with pytest.raises(ValueError, match="--ratios"):
+        cli(["--debug", "bench", "oder", "--ratios", "2", "--out", str(tmp_path)])

@@ -99,12 +99,10 @@ def test_weights_round_trip_and_are_never_overwritten_unasked(tmp_path):
     assert torch.equal(expected, got)
 
 
-def test_command_logs_records_and_resumes(tmp_path, monkeypatch):
+def test_command_logs_records_and_resumes(tmp_path, interrupt_draw):
     """The log has a row per step with every column; the manifest entry records the command, the test
     metrics, the recipe and the segments; a run interrupted (Ctrl-C while drawing step 3's batch) and
     resumed ends with the same weights as a run that never stopped, each step logged once."""
-    import oder_edu.images
-
     straight, first = tmp_path / "straight", tmp_path / "first"
     args = [*TINY, "--method", "oder", "--steps", "4", "--validate-every", "2"]
     assert cli.main(["train", "deq", *args, "--log-dir", str(straight)]) == 0
@@ -121,20 +119,12 @@ def test_command_logs_records_and_resumes(tmp_path, monkeypatch):
     assert 0 < entry["metrics"]["test_contraction"] and isinstance(entry["metrics"]["plain_converged"], bool)
     assert entry["data"]["mix"] and entry["model"]["method"] == "oder" and entry["steps"] == 4
 
-    draw, calls = oder_edu.images.training_images, []
-
-    def interrupted(*a, **k):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return draw(*a, **k)
-
-    monkeypatch.setattr(oder_edu.images, "training_images", interrupted)
+    interrupt_draw(3)
     try:
         cli.main(["train", "deq", *args, "--save-every", "1e-9", "--log-dir", str(first)])
     except KeyboardInterrupt:
         pass
-    monkeypatch.setattr(oder_edu.images, "training_images", draw)
+    interrupt_draw(None)
     assert not (first / "model.pt").exists()
     assert cli.main(["train", "deq", *args, "--log-dir", str(first), "--resume"]) == 0
     resumed = json.loads((first / "log.json").read_text())

@@ -27,26 +27,16 @@ def log(path):
         return list(csv.DictReader(f))
 
 
-def test_a_resumed_run_equals_a_run_that_never_stopped(tmp_path, monkeypatch):
+def test_a_resumed_run_equals_a_run_that_never_stopped(tmp_path, interrupt_draw):
     """The same 5-step run, once straight and once interrupted (Ctrl-C while drawing step 4's batch) and
     resumed: identical weights, the same loss at every step, each step logged once, two segments."""
-    import oder_edu.images
-
     assert train(tmp_path, "straight", 5) == 0
-    draw, calls = oder_edu.images.training_images, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return draw(*args, **kwargs)
-
-    monkeypatch.setattr(oder_edu.images, "training_images", interrupted)
+    interrupt_draw(4)
     try:
         assert train(tmp_path, "resumed", 5, "--save-every", 1e-9) == 130  # the command's Ctrl-C status
     except KeyboardInterrupt:
         pass
-    monkeypatch.setattr(oder_edu.images, "training_images", draw)
+    interrupt_draw(None)
     assert not (tmp_path / "resumed.pt").exists()
     assert train(tmp_path, "resumed", 5, "--resume") == 0
     straight = torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"]

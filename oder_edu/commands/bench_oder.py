@@ -1,9 +1,26 @@
-"""``oder-edu bench oder``: ODER vs full RED-DEQ vs unrolled RED per app: training-step cost, the
-cost model F + P·b/B and the shipped checkpoints' held-out scores (see benchmarks/README.md)."""
+"""``oder-edu bench oder``: ODER against full RED-DEQ and unrolled RED, measured the way users run them.
+
+Every record has a ``part`` (``--parts``, default all) and an ``app``:
+
+- ``step``: the training step exactly as ``oder-edu train deq`` runs it -- each shipped checkpoint's
+  solver, tolerances, stopping rule, batch size and contraction penalty (``deq.train_step``), the same
+  batches for every method, step 1's one-time set-up excluded: median seconds, peak tensor memory, block
+  evaluations and iterations; ODER (variance-reduced) at each of ``--ratios`` and ODER online at 1/4.
+- ``map``: a labelled per-iteration cost -- one application of the full map and of a minibatch map at
+  each ratio -- from which the cost model F + P·b/B and its floor 1/(1 + P/F) are fitted.
+- ``test``: one reconstruction of a held-out test image: PSNR against seconds and block evaluations at
+  budgets 1, 2, 4, ... maps (each a complete timed call, tol 0), and the default call (``model(x0, g)``).
+- ``training``: the shipped training logs: validation PSNR against the sum of step seconds and against
+  block evaluations, and for each method the seconds and blocks it took to reach P = full DEQ's final
+  validation PSNR − 0.3 dB (``time_to_P``; the runs being compared trained side by side on one thread each).
+- ``accuracy``: the shipped checkpoints on the test split: PSNR, SSIM, the contraction constant of the
+  map each iterates, plain convergence, and equilibria -- full DEQ at 4x its budget with tol 0 against its
+  default solve, ODER over 3 seeds of S at 1x and 4x its budget.
+"""
 
 from __future__ import annotations
 
-import functools
+import csv
 import statistics
 import time
 from fractions import Fraction
@@ -11,25 +28,29 @@ from fractions import Fraction
 import torch
 
 from .. import checkpoints, checks
-from ..deq import ModelConfig, build, evaluate, held_out, load_model, train_step
+from ..deq import ContractionPenalty, evaluate, held_out, load_model, train_step
 from ..device import as_device
 from ..images import training_images
-from ..physics import LeastSquares
+from ..metrics import psnr
+from ..physics import LeastSquares, make_sampler
 from ..problems import initial_image, make_operator, simulate
+from ..train.deq import TrainConfig, training_mix
 from .results import add_bench_arguments, check_out, write_results
+
+PARTS = ("step", "map", "test", "training", "accuracy")
+CHECKPOINTS = {"full": "deq_{}_full", "oder": "oder_{}", "oder-online": "oder_{}", "unrolled": "unrolled_{}"}
+TRAINED = {"full": "deq_{}_full", "oder": "oder_{}", "oder-online": "oder_online_{}", "unrolled": "unrolled_{}"}
+P_MARGIN = 0.3  # dB below full DEQ's final validation PSNR: the accuracy the time-to-accuracy race is to
 
 
 def add_arguments(parser) -> None:
     add_bench_arguments(parser, device=True)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--apps", default="ct,mri,idt", help="comma-separated apps (default: %(default)s)")
-    parser.add_argument("--iterations", type=int, default=10, help="forward and backward iterations of a timed step")
-    parser.add_argument("--repeat", type=int, default=5, help="timed steps per case (median)")
-    parser.add_argument("--test-images", type=int, default=8, help="held-out images per checkpoint")
-    parser.add_argument("--online-iterations", type=int, default=200, help="plain online iterations at test time")
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts (default: %(default)s)")
     parser.add_argument("--ratios", default="1/2,1/4,1/8", help="ODER ratios b/B (default: %(default)s)")
-    parser.add_argument("--image-size", type=int, default=None, help="override every app's image size (cost only)")
-    parser.add_argument("--num-blocks", type=int, default=None, help="override every app's B (cost only)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed steps or maps per case (median)")
+    parser.add_argument("--test-images", type=int, default=8, help="held-out test images per checkpoint")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -46,111 +67,242 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     return tuple(ratios)
 
 
-def step_cost_rows(app: str, size, blocks, iters: int, repeat: int, device, ratios) -> list[dict]:
-    """One row per (method, ratio) with ``train_step_ms`` and ``train_peak_mib`` on one image of ``app``:
-    a warm-up step, one step for the memory, then the timed steps round-robin."""
-    A = make_operator(app, size, blocks)
-    pretrained = "dncnn_small" if "dncnn_small" in checkpoints.read_manifest() else None
-    generator = torch.Generator().manual_seed(0)
-    x = training_images(1, A.image_shape[-1], generator, {"random_cells": 1.0} if app == "idt" else None).to(device)
-    y = simulate(A, x, 40.0, generator)
-    x0, g = initial_image(A, y), LeastSquares(A, y)
-    runs = {}
-    for method, ratio in [("unrolled", 1.0), ("full", 1.0)] + [("oder", r) for r in ratios]:
-        config = ModelConfig(app=app, image_size=A.image_shape[-1], num_blocks=A.num_blocks, method=method,
-                             batch_ratio=ratio, pretrained=pretrained, max_iter=iters, tol=0.0, backward_max_iter=iters,
-                             backward_tol=0.0, unroll_iter=iters)
-        torch.manual_seed(0)
-        model = build(config, A).to(device).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)  # tiny: the weights barely move
-        step = functools.partial(train_step, model, optimizer, x, x0, g, generator)
-        step(measure_memory=False)
-        runs[(method, ratio)] = (step, step(measure_memory=True)["peak_mib"], [])
-    for _ in range(repeat):
-        for step, _, timed_steps in runs.values():
-            timed_steps.append(step(measure_memory=False))
-    return [{"app": app, "image_size": A.image_shape[-1], "num_blocks": A.num_blocks, "method": method,
-             "ratio": ratio, "b": round(ratio * A.num_blocks),
-             "train_step_ms": round(statistics.median(r["seconds"] for r in timed_steps) * 1e3, 1),
-             "train_peak_mib": round(peak, 2)} for (method, ratio), (_, peak, timed_steps) in runs.items()]
-
-
-def split_cost(rows: list[dict], key: str) -> tuple[float, float] | None:
-    """Least-squares fit ``cost(r) = F + P·r`` over the full and ODER rows: ``(F, P)``, or None
-    with fewer than two ratios."""
-    points = [(r["ratio"], r[key]) for r in rows if r["method"] in ("full", "oder")]
-    if len({ratio for ratio, _ in points}) < 2:
-        return None
-    P, F = statistics.linear_regression(*zip(*points))
-    return F, P
-
-
-def add_cost_model(rows: list[dict]) -> None:
-    """Add to each full/ODER row the measured ratios to full DEQ, the fitted F and P of time and
-    memory, the floor 1/(1 + P/F) and the ratio the fit predicts at the row's b/B."""
-    full = next(r for r in rows if r["method"] == "full")
-    for key, short in (("train_step_ms", "time"), ("train_peak_mib", "memory")):
-        fit = split_cost(rows, key)
-        for r in rows:
-            if r["method"] == "unrolled":
-                continue
-            r[f"{short}_vs_full"] = round(r[key] / full[key], 3)
-            if fit:
-                F, P = fit
-                r[f"{short}_fixed"], r[f"{short}_per_ratio"] = round(F, 2), round(P, 2)
-                r[f"{short}_floor"] = round(F / (F + P), 3) if F + P > 0 else None
-                r[f"{short}_predicted"] = round((F + P * r["ratio"]) / (F + P), 3) if F + P > 0 else None
-
-
-def accuracy(app: str, method: str, ratio: float, n_images: int, online_iters: int, device) -> dict:
-    """Held-out scores of the shipped checkpoint for (app, method); empty without one."""
-    name = {"full": f"deq_{app}_full", "oder": f"oder_{app}", "unrolled": f"unrolled_{app}"}[method]
+def shipped(variant: str, app: str, device, ratio: float | None = None):
+    """The shipped checkpoint a variant runs (None if absent), set up as the variant runs it: ``"oder"`` at
+    ``ratio`` (default its own), ``"oder-online"`` the same weights without snapshots (the paper's online
+    iteration)."""
+    name = CHECKPOINTS[variant].format(app)
     if name not in checkpoints.read_manifest():
-        return {}
+        return None
     model = load_model(name, device)
+    if variant.startswith("oder") and ratio is not None:
+        model.batch_ratio = ratio
+    if variant == "oder-online":
+        model.snapshot_every = None
+    return model
+
+
+def _problem(app: str, model, batch: int, generator, device):
+    """``(A, g, x, x0)`` of ``batch`` training images of ``app`` at the model's setting."""
     c = model.config
-    if method == "oder" and ratio != c.batch_ratio:
-        return {}
-    A = make_operator(c.app, c.image_size, c.num_blocks)
-    images = held_out(app, n_images, c.image_size).to(device)
-    score = functools.partial(evaluate, model, A, images, c.snr_db)
-    tested = score(properties=method != "unrolled")
-    record = {"test_checkpoint": name, "test_psnr": round(tested["psnr"], 2), "test_ssim": round(tested["ssim"], 4),
-              "test_forward_iters": round(tested["iters"], 1)}
-    if method != "unrolled":
-        record.update(test_contraction=round(tested["contraction"], 4), test_plain_converged=tested["plain_converged"])
-    if method == "oder":
-        record.update(test_psnr_all_blocks=round(score(batch_ratio=1.0)["psnr"], 2),
-                      test_psnr_online=round(score(resample="iteration", max_iter=online_iters)["psnr"], 2),
-                      test_psnr_one_S=round(score(resample="call")["psnr"], 2))
-    return record
+    A = make_operator(app, c.image_size, c.num_blocks)
+    x = training_images(batch, c.image_size, generator, training_mix(app)).to(device)
+    y = simulate(A, x, c.snr_db, generator)
+    return A, LeastSquares(A, y), x, initial_image(A, y)
+
+
+def _median(values):
+    return statistics.median(values) if values else None
+
+
+def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
+    """Part ``step`` (module docstring). Steps of all variants alternate batch by batch, so that a drift in
+    the machine's load touches them alike; a step whose solve stops short of its tolerance (training skips
+    its batch) still counts its seconds."""
+    variants = [("unrolled", 1.0), ("full", 1.0), *[("oder", r) for r in ratios], ("oder-online", 0.25)]
+    cases = []
+    for variant, ratio in variants:
+        model = shipped(variant, app, device, None if variant in ("full", "unrolled") else ratio)
+        if model is None:
+            continue
+        train = TrainConfig(**checkpoints.read_manifest()[CHECKPOINTS[variant].format(app)]["training"])
+        penalty = None if variant == "unrolled" else ContractionPenalty(train.contraction, train.contraction_weight)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.0)  # the step as trained, the weights unchanged
+        cases.append((variant, ratio, model.train(), optimizer, penalty, train.batch_size, []))
+    if not cases:
+        return []
+    generator = torch.Generator().manual_seed(0)
+    batch = max(case[5] for case in cases)
+    problems = [_problem(app, cases[0][2], batch, generator, device) for _ in range(repeat + 1)]
+    rows = []
+    for k, (A, g, x, x0) in enumerate(problems):
+        for variant, ratio, model, optimizer, penalty, size, timed in cases:
+            data = LeastSquares(A, g.y[:size])
+            step = lambda measure: train_step(model, optimizer, x[:size], x0[:size], data,  # noqa: E731
+                                              torch.Generator().manual_seed(k), measure, penalty)
+            if k == 0:  # the one-time set-up (step sizes' block norms, caches), then the memory
+                _attempt(step, False)
+                timed.append(("memory", _attempt(step, True)))
+            else:
+                timed.append(("time", _attempt(step, False)))
+    for variant, ratio, model, _, _, size, timed in cases:
+        memory = [r for kind, r in timed if kind == "memory"][0]
+        steps = [r for kind, r in timed if kind == "time"]
+        B = model.config.num_blocks
+        rows.append({"part": "step", "app": app, "method": variant.split("-")[0], "variant": variant,
+                     "ratio": ratio, "b": B if ratio == 1 else make_sampler(model.sampler, B, ratio).batch_size,
+                     "snapshot_every": model.snapshot_every if ratio < 1 else None, "batch": size,
+                     "train_step_ms": round(_median([r["seconds"] for r in steps]) * 1e3, 1),
+                     "train_peak_mib": round(memory["peak_mib"], 2),
+                     "train_step_blocks": _median([r["blocks"] for r in steps]),
+                     "forward_iters": _median([r["forward_iters"] for r in steps]),
+                     "backward_iters": _median([r["backward_iters"] for r in steps]),
+                     "skipped": sum(r["skipped"] for r in steps)})
+    full = next((r for r in rows if r["variant"] == "full"), None)
+    for r in rows:
+        if full is not None and r["method"] != "unrolled":
+            r["time_vs_full"] = round(r["train_step_ms"] / full["train_step_ms"], 3)
+            r["memory_vs_full"] = round(r["train_peak_mib"] / full["train_peak_mib"], 3)
+    return rows
+
+
+def _attempt(step, measure: bool) -> dict:
+    """``step(measure)``'s row, or for a step that raised NonContractiveError (skipped by training) its
+    seconds up to the raise, its blocks unknown, and ``skipped`` = 1."""
+    from ..deq import NonContractiveError
+
+    start = time.perf_counter()
+    try:
+        return {**step(measure), "skipped": 0}
+    except NonContractiveError:
+        return {"seconds": time.perf_counter() - start, "peak_mib": float("nan"), "blocks": None,
+                "forward_iters": None, "backward_iters": 0, "skipped": 1}
+
+
+def map_rows(app: str, ratios, repeat: int, device) -> list[dict]:
+    """Part ``map``: the seconds of one application of the full map and of a minibatch map at each ratio
+    (the shipped full model, one image, no autograd), and the least-squares fit time(r) = F + P·r."""
+    model = shipped("full", app, device)
+    if model is None:
+        return []
+    A, g, x, x0 = _problem(app, model, 1, torch.Generator().manual_seed(0), device)
+    generator, rows = torch.Generator().manual_seed(1), []
+    for ratio in (1.0, *ratios):
+        sampler = model.block_sampler(g, ratio)
+        T = model.red_map(g, None if sampler is None else sampler.batch_size)
+        seconds = []
+        with torch.no_grad():
+            for k in range(repeat + 1):
+                blocks = None if sampler is None else sampler(generator)
+                start = time.perf_counter()
+                T(x0, blocks)
+                if k:
+                    seconds.append(time.perf_counter() - start)
+        rows.append({"part": "map", "app": app, "ratio": ratio, "map_ms": round(_median(seconds) * 1e3, 2)})
+    slope, intercept = statistics.linear_regression([r["ratio"] for r in rows], [r["map_ms"] for r in rows])
+    for r in rows:
+        r.update(fixed_ms=round(intercept, 2), per_ratio_ms=round(slope, 2),
+                 floor=round(intercept / (intercept + slope), 3) if intercept + slope > 0 else None,
+                 predicted_vs_full=round((intercept + slope * r["ratio"]) / (intercept + slope), 3),
+                 vs_full=round(r["map_ms"] / rows[0]["map_ms"], 3))
+    return rows
+
+
+def test_rows(app: str, device) -> list[dict]:
+    """Part ``test``: one held-out test image reconstructed by each variant at budgets 1, 2, 4, ... maps up to
+    4x its default (tol 0), and by its default call; PSNR, seconds and block evaluations of each call."""
+    rows = []
+    for variant in ("full", "oder", "oder-online"):
+        model = shipped(variant, app, device)
+        if model is None:
+            continue
+        c = model.config
+        A = make_operator(app, c.image_size, c.num_blocks)
+        truth = held_out(app, 1, c.image_size).to(device)
+        y = simulate(A, truth, c.snr_db, torch.Generator().manual_seed(1))
+        x0 = initial_image(A, y)
+
+        def call(**options):
+            g = LeastSquares(A, y)
+            start = time.perf_counter()
+            with torch.no_grad():
+                x = model(x0, g, generator=torch.Generator().manual_seed(2), **options)
+            return {"seconds": round(time.perf_counter() - start, 4), "blocks": g.evaluations,
+                    "iterations": model.forward_trace.iterations, "psnr": round(psnr(x.clamp(0, 1), truth).item(), 3)}
+
+        call()  # the one-time set-up (step sizes' block norms) is not part of a reconstruction
+        default = call()
+        budget = 1
+        while budget <= 4 * max(default["iterations"], 1):
+            rows.append({"part": "test", "app": app, "variant": variant, "budget": budget,
+                         **call(max_iter=budget, tol=0.0)})
+            budget *= 2
+        rows.append({"part": "test", "app": app, "variant": variant, "budget": "default", **default})
+    return rows
+
+
+def training_rows(app: str) -> list[dict]:
+    """Part ``training``: the validation rows of every shipped training log of ``app`` (step, summed step
+    seconds, blocks, validation PSNR), then one ``time_to_P`` row per method."""
+    manifest, rows = checkpoints.read_manifest(), []
+    curves = {}
+    for variant, pattern in TRAINED.items():
+        entry = manifest.get(pattern.format(app))
+        if entry is None or "log" not in entry or (variant == "oder-online") != (entry["model"]["snapshot_every"] == 0):
+            continue
+        with open(checkpoints.weights_dir() / entry["log"], newline="") as f:
+            points = [(int(r["step"]), float(r["train_seconds"]), int(float(r["train_blocks"])), float(r["val_psnr"]))
+                      for r in csv.DictReader(f) if r.get("val_psnr")]
+        curves[variant] = points
+        rows += [{"part": "training", "app": app, "variant": variant, "step": s, "train_seconds": round(t, 1),
+                  "train_blocks": b, "val_psnr": round(v, 3)} for s, t, b, v in points]
+    if "full" in curves and curves["full"]:
+        target = curves["full"][-1][3] - P_MARGIN
+        reach = {v: next(((t, b) for _, t, b, p in points if p >= target), (None, None)) for v, points in curves.items()}
+        full_time, full_blocks = reach["full"]
+        for variant, (t, b) in reach.items():
+            rows.append({"part": "time_to_P", "app": app, "variant": variant, "P": round(target, 3),
+                         "seconds_to_P": None if t is None else round(t, 1), "blocks_to_P": b,
+                         "seconds_vs_full": None if t is None or not full_time else round(t / full_time, 3),
+                         "blocks_vs_full": None if b is None or not full_blocks else round(b / full_blocks, 3),
+                         "final_val_psnr": round(curves[variant][-1][3], 3)})
+    return rows
+
+
+def accuracy_rows(app: str, n_images: int, device) -> list[dict]:
+    """Part ``accuracy`` (module docstring) for every shipped variant of ``app``."""
+    rows = []
+    for variant in ("full", "oder", "oder-online", "unrolled"):
+        model = shipped(variant, app, device)
+        if model is None:
+            continue
+        c = model.config
+        A = make_operator(app, c.image_size, c.num_blocks)
+        images = held_out(app, n_images, c.image_size).to(device)
+        score = lambda **call: evaluate(model, A, images, c.snr_db, **call)  # noqa: E731
+        tested = score(properties=variant != "unrolled")
+        row = {"part": "accuracy", "app": app, "variant": variant, "checkpoint": CHECKPOINTS[variant].format(app),
+               "test_psnr": round(tested["psnr"], 2), "test_ssim": round(tested["ssim"], 4),
+               "x0_psnr": round(tested["x0_psnr"], 2), "iterations": round(tested["iters"], 1),
+               "blocks_per_image": round(tested["blocks"]), "seconds_per_image": round(tested["seconds"], 3)}
+        if variant != "unrolled":
+            budget = max(int(round(tested["iters"])), 1)
+            row.update(test_contraction=round(tested["contraction"], 4), plain_converged=tested["plain_converged"])
+            if variant == "full":
+                row["psnr_4x_budget_tol0"] = round(score(max_iter=4 * model.max_iter, tol=0.0)["psnr"], 2)
+            else:
+                moves = [abs(score(seed=s, max_iter=4 * budget, tol=0.0)["psnr"] - score(seed=s)["psnr"])
+                         for s in (1, 2, 3)]
+                row.update(psnr_move_1x_4x=round(sum(moves) / len(moves), 3),
+                           test_psnr_all_blocks=round(score(batch_ratio=1.0)["psnr"], 2),
+                           test_psnr_one_S=round(score(resample="call", snapshot_every=None)["psnr"], 2))
+        rows.append(row)
+    return rows
 
 
 def main(args) -> int:
     check_out(args.out)
     if args.threads is not None:
         torch.set_num_threads(checks.integer("--threads", args.threads, 1))
-    device = as_device(args.device, "--device")
+    device = as_device(args.device)
     apps = [checks.choice("--apps", a.strip(), ("ct", "mri", "idt")) for a in args.apps.split(",") if a.strip()]
-    for name in ("iterations", "repeat", "test_images", "online_iterations"):
-        checks.integer(f"--{name.replace('_', '-')}", getattr(args, name), 1)
+    parts = [checks.choice("--parts", p.strip(), PARTS) for p in args.parts.split(",") if p.strip()]
+    repeat = checks.integer("--repeat", args.repeat, 1)
+    n_images = checks.integer("--test-images", args.test_images, 1)
     ratios = parse_ratios(args.ratios)
-    custom = args.image_size is not None or args.num_blocks is not None
+    measure = {"step": lambda app: step_rows(app, ratios, repeat, device),
+               "map": lambda app: map_rows(app, ratios, repeat, device), "test": lambda app: test_rows(app, device),
+               "training": training_rows, "accuracy": lambda app: accuracy_rows(app, n_images, device)}
     records, start = [], time.perf_counter()
     for app in apps:
-        rows = step_cost_rows(app, args.image_size, args.num_blocks, args.iterations, args.repeat, device, ratios)
-        add_cost_model(rows)
-        for row in rows:
-            if not custom:  # checkpoints are scored at their own setting only
-                row.update(accuracy(app, row["method"], row["ratio"], args.test_images, args.online_iterations,
-                                    device))
-            print(f"{app} {row['method']} {Fraction(row['ratio']).limit_denominator(512)}: "
-                  f"{row['train_step_ms']:.0f} ms, {row['train_peak_mib']:.1f} MiB, PSNR {row.get('test_psnr')}", flush=True)
-        records += rows
-    caption = (f"One training step on one image with {args.iterations} forward and backward iterations for every "
-               f"method (unrolled: K = {args.iterations}), on {device}; median of {args.repeat} steps; peak tensor "
-               f"memory of one more step. Checkpoint scores on {args.test_images} held-out images; test_psnr_online: "
-               f"{args.online_iterations} iterations; the cost model: benchmarks/README.md. Whole run "
-               f"{time.perf_counter() - start:.0f} s.")
-    write_results("oder", records, args, caption, ship=not custom)
+        for part in parts:
+            rows = measure[part](app)
+            print(f"{app} {part}: {len(rows)} records ({time.perf_counter() - start:.0f} s)", flush=True)
+            records += rows
+    caption = (f"ODER against full RED-DEQ and unrolled RED on {device} with {torch.get_num_threads()} torch "
+               f"thread(s): parts {', '.join(parts)} (benchmarks/README.md); training steps with the shipped "
+               f"checkpoints' settings, median of {repeat}; test scores on {n_images} held-out images. "
+               f"Whole run {time.perf_counter() - start:.0f} s.")
+    sections = [(part, [r for r in records if r["part"] == part]) for part in (*parts, "time_to_P")]
+    write_results("oder", records, args, caption, ship=True, sections=[s for s in sections if s[1]])
     return 0

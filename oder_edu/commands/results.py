@@ -74,13 +74,16 @@ def check_out(out_dir, name: str = "--out") -> Path:
     return out
 
 
-def write_results(name: str, records: list[dict], args, caption: str, ship: bool = False) -> None:
+def write_results(name: str, records: list[dict], args, caption: str, ship: bool = False,
+                  sections: list[tuple[str, list[dict]]] | None = None) -> None:
     """Write ``args.out/name.json`` and ``.md`` (atomically) with the command of ``args``, print the
-    table, and with ``ship`` (the default folder only) copy the JSON into the package's ``results/``."""
+    table(s), and with ``ship`` (the default folder only) copy the JSON into the package's ``results/``.
+    ``sections``: ``(title, records)`` pairs, one Markdown table each (default: one table of all)."""
     out, command = check_out(args.out), command_line(args)
     meta = {"command": command, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "caption": caption}
-    table = markdown_table(records)
+    table = markdown_table(records) if sections is None else "\n\n".join(
+        f"## {title}\n\n{markdown_table(rows)}" for title, rows in sections)
     files.write_text(out / f"{name}.json", json.dumps({**meta, "records": records}, indent=2) + "\n")
     files.write_text(out / f"{name}.md", f"# {name}\n\n{caption}\n\n{table}\n\nWritten by `{command}` on "
                                          f"{meta['date']} ({meta['machine']}).\n")

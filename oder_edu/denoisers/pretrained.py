@@ -1,6 +1,8 @@
 """Ready-to-use denoisers ``D(x, sigma) -> [N, C, H, W]``: ``load_denoiser("unet")`` and ``"dncnn"``, the
 shipped networks with their sha256 checked; ``"tv"``, the prox of lam TV with lam = TV_LAM_PER_SIGMA * sigma;
-``"gaussian"``, Gaussian smoothing with std = 2.5 sqrt(sigma) pixels."""
+``"gaussian"``, Gaussian smoothing with std = 2.5 sqrt(sigma) pixels; ``"bm3d"``, BM3D (Dabov, Foi, Katkovnik,
+Egiazarian, IEEE TIP 2007) through the optional ``bm3d`` package (``pip install oder-edu[bm3d]``; free for
+non-commercial use only, so never a dependency of the course)."""
 
 from __future__ import annotations
 
@@ -27,21 +29,37 @@ def from_config(config: dict) -> torch.nn.Module:
 TV_LAM_PER_SIGMA = 1.0
 
 
+CLASSICAL = ("tv", "gaussian", "bm3d")
+
+
 class ClassicalDenoiser(torch.nn.Module):
     """A training-free denoiser behind the DnCNN interface ``D(x, sigma)`` and ``D.residual``:
-    ``kind="tv"``, ``tv_denoise(x, TV_LAM_PER_SIGMA * sigma)``; ``"gaussian"``, ``gaussian_denoise(x, sigma)``."""
+    ``kind="tv"``, ``tv_denoise(x, TV_LAM_PER_SIGMA * sigma)``; ``"gaussian"``, ``gaussian_denoise(x, sigma)``;
+    ``"bm3d"``, the ``bm3d`` package's BM3D at noise level σ, image by image on the CPU (float64)."""
 
     def __init__(self, kind: str, num_iter: int = 100):
         super().__init__()
-        if kind not in ("tv", "gaussian"):
-            raise ValueError(f"kind must be 'tv' or 'gaussian', got {kind!r}")
+        checks.choice("kind", kind, CLASSICAL)
+        if kind == "bm3d":
+            try:
+                import bm3d  # noqa: F401
+            except ImportError:
+                raise ImportError("the BM3D denoiser needs the optional package bm3d (free for non-commercial use "
+                                  "only): pip install 'oder-edu[bm3d]'") from None
         self.kind, self.num_iter = kind, checks.integer("num_iter", num_iter, 0)
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         if self.kind == "gaussian":
             return gaussian_denoise(x, sigma)
-        check_image(x, "TV denoiser")
-        return tv_denoise(x, TV_LAM_PER_SIGMA * as_strength(x, sigma), self.num_iter)
+        check_image(x, f"{self.kind.upper()} denoiser")
+        sigma = as_strength(x, sigma)
+        if self.kind == "tv":
+            return tv_denoise(x, TV_LAM_PER_SIGMA * sigma, self.num_iter)
+        import bm3d
+
+        out = [torch.from_numpy(bm3d.bm3d(channel.double().cpu().numpy(), float(s))) if s > 0 else channel.double().cpu()
+               for image, s in zip(x, sigma.tolist()) for channel in image]
+        return torch.stack(out).reshape(x.shape).to(x)
 
     def residual(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """R(x, sigma) = x - D(x, sigma)."""
@@ -52,12 +70,12 @@ class ClassicalDenoiser(torch.nn.Module):
 
 
 def load_denoiser(name: str = "dncnn", device=None) -> torch.nn.Module:
-    """A denoiser ``D(x, sigma)`` in eval mode on ``device`` (default ``default_device()``): ``"tv"``
-    or ``"gaussian"`` (a ``ClassicalDenoiser``), or weights loaded by ``checkpoints.load_state``
-    (which checks the sha256): a name in ``oder_edu/weights/MANIFEST.json`` (``"dncnn"``,
+    """A denoiser ``D(x, sigma)`` in eval mode on ``device`` (default ``default_device()``): ``"tv"``,
+    ``"gaussian"`` or ``"bm3d"`` (a ``ClassicalDenoiser``), or weights loaded by ``checkpoints.load_state``
+    (which checks the sha256): a name in ``oder_edu/weights/MANIFEST.json`` (``"unet"``, ``"dncnn"``,
     ``"dncnn_small"``) or a path to a ``.pt`` file."""
     device = as_device(device)
-    if name in ("tv", "gaussian"):
+    if name in CLASSICAL:
         return ClassicalDenoiser(name).to(device).eval()
     state = checkpoints.load_state(name, kind="denoiser")
     model = from_config(state["config"])

@@ -155,7 +155,7 @@ class ContractionPenalty:
     drove τ up without end (measured on CT before τ was bounded: τ/L_g from 0.1 to 0.9 in 400 steps).
     """
 
-    def __init__(self, target: float = 0.95, weight: float = 50.0, num_iter: int = 3):
+    def __init__(self, target: float = 0.985, weight: float = 1.0, num_iter: int = 3):
         self.target = checks.number("target", target, positive=True)
         self.weight = checks.number("weight", weight, minimum=0)
         self.num_iter = checks.integer("num_iter", num_iter, 1)
