@@ -114,6 +114,26 @@ def test_gamma_follows_the_default_step_when_b_over_B_changes(ex):
     assert math.isclose(ex.gamma.value, ex.safe_step)
 
 
+def test_a_browser_rounding_gamma_to_its_slider_grid_does_not_stop_it_following(ex):
+    """A browser's slider rounds a value between its grid points and sends the rounded one back (seen in Chromium:
+    γ then stayed put when b/B changed). The panel puts the default step on the slider's grid, and a change of less
+    than half a step from the value it set is taken for that rounding, not for the student's move."""
+    def steps_above_min():
+        return (math.log10(ex.gamma.value) - ex.gamma.min) / ex.gamma.step
+
+    for ratio in (0.25, 0.5, 1.0):
+        ex.batch_ratio.value = ratio
+        assert math.isclose(ex.gamma.value, ex.safe_step) and abs(steps_above_min() - round(steps_above_min())) < 1e-6
+    ex.batch_ratio.value = 0.25
+    online = ex.gamma.value
+    ex.gamma.value = online * 10 ** (0.4 * ex.gamma.step)  # what the browser sends back after rounding
+    assert ex.gamma_auto.value
+    ex.batch_ratio.value = 1.0
+    assert math.isclose(ex.gamma.value, ex.safe_step) and ex.gamma.value > online
+    ex.gamma.value = ex.safe_step * 10 ** (-ex.gamma.step)  # one step down: the student's
+    assert not ex.gamma_auto.value
+
+
 def test_the_explorer_opens_online_and_reset_restores_its_defaults():
     """It opens at b/B = 1/4 (the nearest option when B has no quarter), and ``reset`` brings σ, τ, b/B and the
     default γ back after a notebook's checks moved them."""

@@ -64,6 +64,7 @@ class ReconstructionExplorer(Panel):
         self.seed, self.device = checks.integer("seed", seed), as_device(device)
         self.initial_ratio, self.band_size = checks.ratio("batch_ratio", batch_ratio), checks.integer("band", band, 0)
         self._setting_gamma = False  # True while the panel itself moves γ (not the student)
+        self._panel_gamma = None  # the last γ the panel set
         if isinstance(denoiser, str):
             self.denoiser_name, self.D = denoiser, load_denoiser(denoiser, device=self.device)
         else:
@@ -272,20 +273,28 @@ class ReconstructionExplorer(Panel):
 
     def _set_gamma(self, value: float, low: float | None = None, high: float | None = None) -> None:
         """Move the γ slider to ``value`` as the panel (not the student), its range widened to hold it (or set to
-        [low, high] in log10, widened as needed)."""
-        exponent = math.log10(value)
-        with self._as_panel():
-            self.gamma.min = min(self.gamma.min, exponent - 0.5) if low is None else min(self.gamma.min, low)
-            self.gamma.max = max(self.gamma.max, exponent + 0.5) if high is None else max(self.gamma.max, high)
+        [low, high] in log10, widened as needed).
+
+        The range starts on the grid through ``value`` (whole slider steps in log10): a browser's slider rounds a
+        value that lies between two grid points and sends the rounded one back, which would read as the student's
+        move and stop γ following the default step."""
+        exponent, step = math.log10(value), self.gamma.step
+        low = min(self.gamma.min if low is None else low, exponent - 0.5)
+        high = max(self.gamma.max if high is None else high, exponent + 0.5)
+        low = exponent - step * math.ceil((exponent - low) / step - 1e-9)  # value is a whole number of steps above
+        with self._as_panel(), self.gamma.hold_sync():  # one message to the browser: range and value together
+            self.gamma.min, self.gamma.max = min(self.gamma.min, low), max(self.gamma.max, high)
             self.gamma.value = value
-            if low is not None:
-                self.gamma.min = min(low, exponent - 0.5)
-            if high is not None:
-                self.gamma.max = max(high, exponent + 0.5)
+            self.gamma.min, self.gamma.max = low, high
+        self._panel_gamma = value
 
     def _gamma_moved(self) -> None:
-        """The student moved γ: it stops following the default step."""
-        if not self._setting_gamma:
+        """The student moved γ: it stops following the default step. A change of less than half a slider step from
+        the value the panel set is the browser rounding it to the slider's grid, not the student's move (a slider
+        moves by whole steps)."""
+        rounded = (self._panel_gamma is not None
+                   and abs(math.log10(self.gamma.value / self._panel_gamma)) < self.gamma.step / 2)
+        if not self._setting_gamma and not rounded:
             self.gamma_auto.value = False
         self._show_bound()
 
