@@ -54,7 +54,8 @@ CONSTANTS = {
         "0.125": "a ratio in an example command line",
     },
 }
-DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+# A decimal, not part of a version or a dotted number (1.2.3), and found at the end of a sentence too ("… 0.98.").
+DECIMAL = re.compile(r"(?<!\w)(?<!\d\.)\d+\.\d+(?!\w)(?!\.\d)")
 LINK = re.compile(r"\]\([^)]*\)|https?://\S+|doi:\S+|arXiv:\S+", re.IGNORECASE)
 CITED = re.compile(r"\b(?:thm|prop|def|lemma|cor|eq|ch|sec|fig)\.?\s*\d+(?:\.\d+)*", re.IGNORECASE)  # "prop. 4.39"
 
@@ -94,12 +95,13 @@ def test_no_measured_decimal_is_typed_into_markdown(path):
 def test_the_scan_finds_a_typed_measurement_and_spares_constants_and_references(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("FISTA ends 1.3 dB above ISTA at γ = 1.9/L_g."),
+        nbformat.v4.new_markdown_cell("The constant at the test points was 0.98. Version 2.13.0 is not a number."),
         nbformat.v4.new_markdown_cell("See [arXiv:2205.13051](https://arxiv.org/abs/2205.13051).\n\n"
                                       "## References\n- Vol. 13, 600–612, 2004, version 2.0."),
     ])
     path = tmp_path / "01_inverse_problems.ipynb"
     nbformat.write(nb, path)
-    assert [f.split(":")[0] + ":" + f.split(":")[1].split(" in ")[0] for f in measured_decimals(path)] == ["cell 0: 1.3"]
+    assert [f.split(":")[0] + ":" + f.split(":")[1].split(" in ")[0] for f in measured_decimals(path)] == ["cell 0: 1.3", "cell 1: 0.98"]
 
 
 TIMING = re.compile(r"(seconds|_ms$|^ms$|millisecond|time|elapsed|perf_counter|wall|clock|duration)", re.IGNORECASE)
