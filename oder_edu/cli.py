@@ -42,7 +42,6 @@ ALIASES = {
     "--num-angles": "--num-blocks",
     "--cost-blocks": "--num-blocks",
     "--iters": "--iterations",
-    "--online-iters": "--online-iterations",
     "--source": "--notebooks",
     "--tau-init": "--tau-over-L",  # train deq's ModelConfig.tau_init until 2026-12 (it always meant τ/L_g)
 }

@@ -100,7 +100,7 @@ def test_no_two_flags_across_commands_spell_one_concept(shown_flags):
     everywhere = set().union(*shown_flags.values())
     assert set(ALIASES.values()) <= everywhere
     synonyms = [{"--size", "--image-size"}, {"--angles", "--num-angles", "--num-blocks"},
-                {"--iters", "--iterations"}, {"--online-iters", "--online-iterations"}, {"--source", "--notebooks"}]
+                {"--iters", "--iterations"}, {"--source", "--notebooks"}]
     for family in synonyms:
         assert len(family & everywhere) == 1, family & everywhere
 
@@ -120,9 +120,8 @@ def test_every_recorded_command_still_parses():
 @pytest.mark.parametrize("old, new", [
     (["demo", "--size", "32", "--angles", "8"], ["demo", "--image-size", "32", "--num-blocks", "8"]),
     (["bench", "widgets", "--num-angles", "16"], ["bench", "widgets", "--num-blocks", "16"]),
-    (["bench", "oder", "--iters", "2", "--online-iters", "5", "--cost-size", "64", "--cost-blocks", "9"],
-     ["bench", "oder", "--iterations", "2", "--online-iterations", "5", "--image-size", "64", "--num-blocks", "9"]),
-    (["bench", "priors", "--online-iters", "5"], ["bench", "priors", "--online-iterations", "5"]),
+    (["bench", "oder", "--cost-size", "64", "--cost-blocks", "9"], ["bench", "oder", "--image-size", "64", "--num-blocks", "9"]),
+    (["bench", "priors", "--iters", "5"], ["bench", "priors", "--iterations", "5"]),
     (["labs", "--source", "nb"], ["labs", "--notebooks", "nb"]),
     (["bench", "notebooks", "--source", "nb"], ["bench", "notebooks", "--notebooks", "nb"]),
 ])

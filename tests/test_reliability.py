@@ -157,6 +157,15 @@ def tiny_config(**options):
                           "max_iter": 5, "backward_max_iter": 5, **options})
 
 
+def log_dir_holding(name: str, state) -> Path:
+    """A fresh log folder ``name`` whose state.pt is a copy of the file ``state`` (none if None)."""
+    folder = tmp() / name
+    folder.mkdir()
+    if state is not None:
+        shutil.copy(state, folder / "state.pt")
+    return folder
+
+
 @functools.cache
 def files() -> dict:
     """Weight files made here (not the shipped ones): a denoiser, a model, a truncated copy,
@@ -656,7 +665,7 @@ CASES = [
       r"kernel radius \d+ px needs images larger than 16x16"),
     C("denoisers", "gaussian integer image", lambda: gaussian_denoise(torch.ones(1, 1, 16, 16, dtype=torch.long), 0.05), T,
       r"gaussian_denoise expects a real floating-point image"),
-    C("denoisers", "classical kind", lambda: ClassicalDenoiser("bm3d"), V, r"kind must be 'tv' or 'gaussian'"),
+    C("denoisers", "classical kind", lambda: ClassicalDenoiser("nlm"), V, r"kind must be one of 'tv', 'gaussian', 'bm3d'"),
     C("denoisers", "classical num_iter 0.5", lambda: ClassicalDenoiser("tv", 0.5), T, r"num_iter must be an integer, got 0.5"),
     C("denoisers", "load_denoiser device 'gpu'", lambda: load_denoiser("tv", device="gpu"), V, r"device='gpu' is not a device name"),
     C("denoisers", "load_denoiser device 5", lambda: load_denoiser("tv", device=5), T, r"device must be a device name"),
@@ -872,15 +881,15 @@ CASES = [
     C("cli", "train denoiser --out unwritable",
       lambda: run_cli(["train", "denoiser", "--out", blocked() / "d.pt", *TINY_DENOISER], [TRAIN]), OSError,
       r"cannot write .*a-file/sub"),
-    C("cli", "train deq --resume a text file",
-      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r1", "--resume", files()["text"]]),
-      CheckpointError, r"--resume .*notes.txt.*training checkpoint"),
-    C("cli", "train deq --resume a weight file",
-      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r2", "--resume", files()["denoiser"]]),
-      CheckpointError, r"--resume .*den.pt is not a training checkpoint"),
-    C("cli", "train deq --resume a missing file",
-      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r3", "--resume", tmp() / "none.pt"]),
-      CheckpointError, r"--resume .*none.pt"),
+    C("cli", "train deq --resume, state.pt a text file",
+      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", log_dir_holding("r1", files()["text"]), "--resume"]),
+      CheckpointError, r"--resume: cannot load .*state.pt"),
+    C("cli", "train deq --resume, state.pt a weight file",
+      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", log_dir_holding("r2", files()["denoiser"]), "--resume"]),
+      CheckpointError, r"--resume: .*state.pt is not a training state"),
+    C("cli", "train deq --resume, no state.pt",
+      lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", log_dir_holding("r3", None), "--resume"]),
+      CheckpointError, r"--resume: no state.pt in .*r3"),
     C("cli", "train deq --device gpu",
       lambda: run_cli(["train", "deq", *TINY_DEQ, "--log-dir", tmp() / "r4", "--device", "gpu"], [RUN_DEQ]), V,
       r"--device='gpu' is not a device name"),
@@ -949,7 +958,7 @@ CASES = [
 
 # --- the command line without --debug: one line on stderr, exit status 2 (usage) or 1 (runtime) --------
 DEMO_RUNS = "oder_edu.commands.demo:run_demo"
-BENCHES = {"physics": "oder_edu.commands.bench_physics:measure", "oder": "oder_edu.commands.bench_oder:step_cost_rows",
+BENCHES = {"physics": "oder_edu.commands.bench_physics:measure", "oder": "oder_edu.commands.bench_oder:step_rows",
            "widgets": "oder_edu.commands.bench_widgets:ReconstructionExplorer",
            "priors": "oder_edu.commands.bench_priors:load_denoiser"}
 
@@ -1004,8 +1013,7 @@ CLI_ERRORS = [
     Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q1", "--out", "DENOISER"], 2, r"den\.pt exists; pass --force",
         (RUN_DEQ,)),
     Row(["train", "deq", *TINY_DEQ, "--log-dir", "UNWRITABLE"], 1, r"cannot write to --log-dir .*a-file/sub", (RUN_DEQ,)),
-    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q2", "--resume", "TEXT"], 1,
-        r"--resume .*notes\.txt: cannot load it as a training checkpoint"),
+    Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q2", "--resume"], 1, r"--resume: no state.pt in .*q2"),
     Row(["train", "deq", *TINY_DEQ, "--log-dir", "TMP/q3", "--pretrained", "nope"], 1, r"no weights named 'nope' in .*"
         r"MANIFEST\.json \(recorded: .*\); train them"),
     # benches, labs, clean-partials
@@ -1015,16 +1023,15 @@ CLI_ERRORS = [
         (BENCHES["physics"],)),
     Row(["bench", "physics", "--quick", "--out", "UNWRITABLE"], 1, r"cannot write to --out", (BENCHES["physics"],)),
     Row(["bench", "oder", "--out", "TMP", "--ratios", "2"], 2, r"--ratios must lie in \(0, 1\)", (BENCHES["oder"],)),
-    Row(["bench", "oder", "--out", "TMP", "--iterations", 0], 2, r"--iterations must be an integer >= 1",
-        (BENCHES["oder"],)),
+    Row(["bench", "oder", "--out", "TMP", "--repeat", 0], 2, r"--repeat must be an integer >= 1", (BENCHES["oder"],)),
+    Row(["bench", "oder", "--out", "TMP", "--image-size", 64], 2, r"--image-size and --num-blocks set another setting "
+        r"for part map only", (BENCHES["oder"],)),
     Row(["bench", "oder", "--out", "TMP", "--apps", "pet"], 2, r"--apps must be one of 'ct', 'mri', 'idt'",
         (BENCHES["oder"],)),
     Row(["bench", "widgets", "--out", "TMP", "--ratio", 0], 2, r"--ratio must lie in \(0, 1\]", (BENCHES["widgets"],)),
     Row(["bench", "widgets", "--out", "TMP", "--image-size", 8], 2, r"--image-size must be an integer >= 16",
         (BENCHES["widgets"],)),
     Row(["bench", "priors", "--out", "TMP", "--iterations", 1], 2, r"--iterations must be an integer >= 2",
-        (BENCHES["priors"],)),
-    Row(["bench", "priors", "--out", "TMP", "--online-iterations", 0], 2, r"--online-iterations must be an integer >= 1",
         (BENCHES["priors"],)),
     Row(["labs", "--notebooks", "TMP/none", "--out", "TMP/s"], 1, r"no notebooks \(\*\.ipynb\) in .*none"),
     Row(["labs", "--out", "TEXT"], 2, r"--out .*notes\.txt is a file, not a folder"),

@@ -51,6 +51,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ratios", default="1/2,1/4,1/8", help="ODER ratios b/B (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="timed steps or maps per case (median)")
     parser.add_argument("--test-images", type=int, default=8, help="held-out test images per checkpoint")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="part map only: image size of another setting (default: each checkpoint's own)")
+    parser.add_argument("--num-blocks", type=int, default=None,
+                        help="part map only: blocks B of another setting (default: each checkpoint's own)")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -82,13 +86,19 @@ def shipped(variant: str, app: str, device, ratio: float | None = None):
     return model
 
 
-def _problem(app: str, model, batch: int, generator, device):
-    """``(A, g, x, x0)`` of ``batch`` training images of ``app`` at the model's setting."""
+def _problem(app: str, model, batch: int, generator, device, image_size=None, num_blocks=None):
+    """``(A, g, x, x0)`` of ``batch`` training images of ``app`` at the model's setting (or at ``image_size``,
+    ``num_blocks`` where given)."""
     c = model.config
-    A = make_operator(app, c.image_size, c.num_blocks)
-    x = training_images(batch, c.image_size, generator, training_mix(app)).to(device)
+    A = make_operator(app, image_size or c.image_size, num_blocks or c.num_blocks)
+    x = training_images(batch, A.image_shape[-1], generator, training_mix(app)).to(device)
     y = simulate(A, x, c.snr_db, generator)
     return A, LeastSquares(A, y), x, initial_image(A, y)
+
+
+def _setting(model) -> dict:
+    """The setting a record was measured at (the training explorer matches records on it)."""
+    return {"image_size": model.config.image_size, "num_blocks": model.config.num_blocks}
 
 
 def _median(values):
@@ -129,7 +139,7 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
         memory = [r for kind, r in timed if kind == "memory"][0]
         steps = [r for kind, r in timed if kind == "time"]
         B = model.config.num_blocks
-        rows.append({"part": "step", "app": app, "method": variant.split("-")[0], "variant": variant,
+        rows.append({"part": "step", "app": app, **_setting(model), "variant": variant, "method": variant,
                      "ratio": ratio, "b": B if ratio == 1 else make_sampler(model.sampler, B, ratio).batch_size,
                      "snapshot_every": model.snapshot_every if ratio < 1 else None, "batch": size,
                      "train_step_ms": round(_median([r["seconds"] for r in steps]) * 1e3, 1),
@@ -140,7 +150,7 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
                      "skipped": sum(r["skipped"] for r in steps)})
     full = next((r for r in rows if r["variant"] == "full"), None)
     for r in rows:
-        if full is not None and r["method"] != "unrolled":
+        if full is not None and r["variant"] != "unrolled":
             r["time_vs_full"] = round(r["train_step_ms"] / full["train_step_ms"], 3)
             r["memory_vs_full"] = round(r["train_peak_mib"] / full["train_peak_mib"], 3)
     return rows
@@ -159,13 +169,14 @@ def _attempt(step, measure: bool) -> dict:
                 "forward_iters": None, "backward_iters": 0, "skipped": 1}
 
 
-def map_rows(app: str, ratios, repeat: int, device) -> list[dict]:
+def map_rows(app: str, ratios, repeat: int, device, image_size=None, num_blocks=None) -> list[dict]:
     """Part ``map``: the seconds of one application of the full map and of a minibatch map at each ratio
-    (the shipped full model, one image, no autograd), and the least-squares fit time(r) = F + P·r."""
+    (the shipped full model, one image, no autograd), and the least-squares fit time(r) = F + P·r; at the
+    model's setting or at ``image_size`` and ``num_blocks`` (its convolutional prior runs at any size)."""
     model = shipped("full", app, device)
     if model is None:
         return []
-    A, g, x, x0 = _problem(app, model, 1, torch.Generator().manual_seed(0), device)
+    A, g, x, x0 = _problem(app, model, 1, torch.Generator().manual_seed(0), device, image_size, num_blocks)
     generator, rows = torch.Generator().manual_seed(1), []
     for ratio in (1.0, *ratios):
         sampler = model.block_sampler(g, ratio)
@@ -178,7 +189,8 @@ def map_rows(app: str, ratios, repeat: int, device) -> list[dict]:
                 T(x0, blocks)
                 if k:
                     seconds.append(time.perf_counter() - start)
-        rows.append({"part": "map", "app": app, "ratio": ratio, "map_ms": round(_median(seconds) * 1e3, 2)})
+        rows.append({"part": "map", "app": app, "image_size": A.image_shape[-1], "num_blocks": A.num_blocks,
+                     "ratio": ratio, "map_ms": round(_median(seconds) * 1e3, 2)})
     slope, intercept = statistics.linear_regression([r["ratio"] for r in rows], [r["map_ms"] for r in rows])
     for r in rows:
         r.update(fixed_ms=round(intercept, 2), per_ratio_ms=round(slope, 2),
@@ -261,7 +273,9 @@ def accuracy_rows(app: str, n_images: int, device) -> list[dict]:
         images = held_out(app, n_images, c.image_size).to(device)
         score = lambda **call: evaluate(model, A, images, c.snr_db, **call)  # noqa: E731
         tested = score(properties=variant != "unrolled")
-        row = {"part": "accuracy", "app": app, "variant": variant, "checkpoint": CHECKPOINTS[variant].format(app),
+        row = {"part": "accuracy", "app": app, **_setting(model), "variant": variant, "method": variant,
+               "ratio": model.batch_ratio if variant.startswith("oder") else 1.0,
+               "checkpoint": CHECKPOINTS[variant].format(app),
                "test_psnr": round(tested["psnr"], 2), "test_ssim": round(tested["ssim"], 4),
                "x0_psnr": round(tested["x0_psnr"], 2), "iterations": round(tested["iters"], 1),
                "blocks_per_image": round(tested["blocks"]), "seconds_per_image": round(tested["seconds"], 3)}
@@ -290,8 +304,13 @@ def main(args) -> int:
     repeat = checks.integer("--repeat", args.repeat, 1)
     n_images = checks.integer("--test-images", args.test_images, 1)
     ratios = parse_ratios(args.ratios)
+    setting = {key: None if getattr(args, key) is None else checks.integer(f"--{key.replace('_', '-')}", getattr(args, key), 1)
+               for key in ("image_size", "num_blocks")}
+    if any(setting.values()) and parts != ["map"]:
+        raise ValueError("--image-size and --num-blocks set another setting for part map only (the other parts run "
+                         "the shipped checkpoints at their own): add --parts map")
     measure = {"step": lambda app: step_rows(app, ratios, repeat, device),
-               "map": lambda app: map_rows(app, ratios, repeat, device), "test": lambda app: test_rows(app, device),
+               "map": lambda app: map_rows(app, ratios, repeat, device, **setting), "test": lambda app: test_rows(app, device),
                "training": training_rows, "accuracy": lambda app: accuracy_rows(app, n_images, device)}
     records, start = [], time.perf_counter()
     for app in apps:
