@@ -1,12 +1,13 @@
 """Real browser: JupyterLab + Chromium run a notebook holding the reconstruction explorer,
-press Run, move the step-size and minibatch-ratio sliders by keyboard while it runs: the PSNR
-readout changes, and moving b/B from 1 to 1/4 reaches the loop (its readout says b = 32/128) and
-lowers the displayed memory per iteration, with no browser console errors. The time per
+press Run, move the minibatch-ratio and step-size sliders by keyboard while it runs: the explorer
+opens online (b = 32/128), moving b/B to 1 reaches the loop (its readout says b = 128/128), raises
+the block evaluations and the memory per iteration, and moves γ to the full batch's larger default
+step; moving γ by hand then unticks "γ = default step". No browser console errors. The time per
 iteration is shown but not compared: wall-clock time belongs in ``oder-edu bench widgets``.
 
 The notebook is written by the test into its own temporary folder (the course notebooks are
 not involved); the problem is small and measurement-dominated (IDT 64², 128 LEDs, Gaussian
-denoiser), so a quarter of the LEDs costs clearly less per iteration.
+denoiser).
 """
 
 import nbformat
@@ -21,7 +22,7 @@ CELLS = [
     "explorer = ReconstructionExplorer('idt', image_size=64, denoiser='gaussian', num_blocks={'idt': 128},\n"
     "                                  iterations=1000, device='cpu', reference=False)\n"
     "explorer",
-    "assert explorer.history == [] and explorer.batch_ratio.value == 1.0",
+    "assert explorer.history == [] and explorer.batch_ratio.value == 0.25 and explorer.gamma_auto.value",
 ]
 
 
@@ -52,45 +53,51 @@ def test_explorer_sliders_reach_the_running_loop(chromium, tmp_path):
         assert "× 1/(L + τ·L_R)" in text(page, ".oder-bound") and "start image" in text(page, ".oder-psnr")
 
         page.locator(".oder-run button, button.oder-run").first.click()
-        # The loop is running: readouts in the table form, at full batch (b = 128/128); wait for the
-        # time readout to rest on ten iterations at this setting.
+        # The loop is running online (b = 32/128); wait for the time readout to rest on ten iterations.
         wait_text(page, ".oder-readout.oder-memory", "t.includes('MiB')")
         page.wait_for_function("() => [...document.querySelectorAll('th')].some(e => /iteration (1[2-9]|[2-9][0-9])/"
                                ".test(e.innerText))", timeout=60_000)
+        assert "32/128" in page.locator(".oder-readout").first.locator("xpath=ancestor::table").inner_text()
+        assert text(page, ".oder-readout.oder-blocks") == "32" and text(page, ".oder-readout.oder-blocks-full") == "128"
         psnr_before = text(page, ".oder-readout.oder-psnr")
         memory_before = text(page, ".oder-readout.oder-memory")
-        seconds_before = text(page, ".oder-readout.oder-seconds")
         bound_before = text(page, ".oder-bound")
-        assert "128/128" in page.locator(".oder-readout").first.locator("xpath=ancestor::table").inner_text()
-
-        gamma = page.locator(".oder-gamma .noUi-handle").first
-        gamma.scroll_into_view_if_needed()
-        gamma.focus()
-        for _ in range(3):
-            page.keyboard.press("ArrowLeft")  # three steps of 10^0.05 down: a smaller, safe γ
-        wait_text(page, ".oder-bound", f"t !== {bound_before!r}")
-        assert float(text(page, ".oder-bound").split("γ = ")[1].split(" ×")[0]) < 1.0
+        gamma_before = float(bound_before.split("γ = ")[1].split(" =")[0])
 
         ratio = page.locator(".oder-ratio .noUi-handle").first
+        ratio.scroll_into_view_if_needed()
         ratio.focus()
         for _ in range(2):
-            page.keyboard.press("ArrowLeft")  # b/B: 1 -> 1/2 -> 1/4
-        # The running loop read the new b/B at its next iteration: its readout says so, and the
-        # measured memory and time per iteration drop with the number of LEDs.
+            page.keyboard.press("ArrowRight")  # b/B: 1/4 -> 1/2 -> 1
+        # The running loop read the new b/B at its next iteration: its readout says so, the block evaluations
+        # and the measured memory per iteration rise with the number of LEDs, and γ followed the default step.
         page.wait_for_function(
-            "() => [...document.querySelectorAll('th')].some(e => e.innerText.includes('b = 32/128'))",
+            "() => [...document.querySelectorAll('th')].some(e => e.innerText.includes('b = 128/128'))",
             timeout=30_000,
         )
+        wait_text(page, ".oder-readout.oder-blocks", "t === '128'")
         wait_text(page, ".oder-readout.oder-memory", f"t.includes('MiB') && t !== {memory_before!r}")
         wait_text(page, ".oder-readout.oder-psnr", f"t !== {psnr_before!r}")
+        bound_full = text(page, ".oder-bound")
+        gamma_full = float(bound_full.split("γ = ")[1].split(" =")[0])
+        assert gamma_full > gamma_before and "1.00 ×" in bound_full and "L = L_g" in bound_full
+        assert page.locator(".oder-gamma-auto input").first.is_checked()
         changed_at = int(page.locator("th").first.inner_text().split()[1].split("/")[0])
         page.wait_for_function("(k) => { const e = document.querySelector('th'); "
                                "return e && parseInt(e.innerText.split(' ')[1]) >= k + 10; }", arg=changed_at,
                                timeout=60_000)
         memory_after = text(page, ".oder-readout.oder-memory")
         seconds_after = text(page, ".oder-readout.oder-seconds")
-        assert float(memory_after.split()[0]) < 0.6 * float(memory_before.split()[0])
-        assert float(seconds_before.split()[0]) > 0 and float(seconds_after.split()[0]) > 0  # shown, not compared
+        assert float(memory_before.split()[0]) < 0.6 * float(memory_after.split()[0])
+        assert float(seconds_after.split()[0]) > 0  # shown, not compared
+
+        gamma = page.locator(".oder-gamma .noUi-handle").first
+        gamma.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowLeft")  # three steps of 10^0.05 down: a smaller, safe γ, chosen by hand
+        wait_text(page, ".oder-bound", f"t !== {bound_full!r}")
+        assert float(text(page, ".oder-bound").split(" = ")[2].split(" ×")[0]) < 1.0
+        assert not page.locator(".oder-gamma-auto input").first.is_checked()
 
         page.locator(".oder-stop button, button.oder-stop").first.click()
         wait_text(page, ".oder-status", "t.includes('stopped')")

@@ -83,6 +83,30 @@ def _landweber(sign=-1.0, extra=0):
     return landweber
 
 
+def _power_by_the_package(A, num_iter):  # the package's answer, not a power iteration
+    return A.norm() ** 2
+
+
+def _minibatch_all_blocks(A, y, x, blocks):  # the right value, from all B blocks computed and sliced
+    residual = torch.zeros_like(y)
+    residual[:, blocks] = (A.forward(x) - y)[:, blocks]
+    return A.num_blocks / len(blocks) * A.adjoint(residual)
+
+
+def _oder_all_blocks(x, A, y, D, gamma, tau, sigma, blocks):
+    return x - gamma * (_minibatch_all_blocks(A, y, x, blocks) + tau * (x - D(x, sigma)))
+
+
+def _lipschitz_J_only(R, x, num_iter):  # power iteration on J alone: an eigenvalue's modulus, not ||J||
+    from torch.func import jvp
+
+    v = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    for _ in range(num_iter):
+        w = jvp(R, (x,), (v / v.norm(),))[1]
+        v = w
+    return jvp(R, (x,), (v / v.norm(),))[1].norm().item()
+
+
 def _minibatch_unscaled(A, y, x, blocks):
     return A.adjoint(A.forward(x, blocks) - y[:, blocks], blocks)
 
@@ -144,7 +168,7 @@ def _subset_solution(scaled=True, all_blocks=False, integer=False):
 
 
 WRONG = {
-    "power_iteration": [(_power_norm, "but L = ||A||²")],
+    "power_iteration": [(_power_norm, "but L = ||A||²"), (_power_by_the_package, "you called A.norm()")],
     "landweber": [(_landweber(+1.0), "uphill"), (_landweber(extra=1), "one step too few or too many")],
     "psnr": [
         (lambda x, ref: 20 * torch.log10(1 / (x - ref).square().mean(dim=(1, 2, 3))), "20 log10"),
@@ -156,8 +180,9 @@ WRONG = {
         (lambda x, g, D, gamma, tau, s: x - gamma * (g + (x - D(x, s))), "weight τ"),
     ],
     "minibatch_gradient": [(_minibatch_unscaled, "without the factor B/b"),
-                           (_minibatch_integer_division, "integer division")],
-    "lipschitz_estimate": [(_lipschitz_squared, "its root")],
+                           (_minibatch_integer_division, "integer division"),
+                           (_minibatch_all_blocks, "evaluated all B = 7 blocks")],
+    "lipschitz_estimate": [(_lipschitz_squared, "its root"), (_lipschitz_J_only, "iterate JᵀJ")],
     "fixed_point_iteration": [
         (lambda f, z0, max_iter, tol: (f(z0), [1.0]), "not the fixed point"),
         (_fixed_point_no_stop, "stop as soon as"),
@@ -173,7 +198,8 @@ WRONG = {
     "expected_minibatch_gradient": [(_expected_unscaled, "needs the factor B/b"),
                                     (_expected_integer_division, "integer division"),
                                     (lambda A, y, x, b: A.adjoint(A.forward(x) - y), "used 0 of the 35 block sets")],
-    "oder_map": [(_oder_unscaled, "lacks the factor B/b"), (_oder_integer_division, "integer division")],
+    "oder_map": [(_oder_unscaled, "lacks the factor B/b"), (_oder_integer_division, "integer division"),
+                 (_oder_all_blocks, "evaluated all B = 7 blocks")],
     "subset_fixed_point": [
         (_subset_solution(scaled=False), "without the factor B/b"),
         (_subset_solution(integer=True), "integer division"),
@@ -354,3 +380,96 @@ def test_reset_starts_the_tiers_again(capsys):
     exercises.reset("landweber")
     exercises.check_landweber(_landweber(+1.0))
     assert "Closer:" not in capsys.readouterr().out
+
+
+# --- the wrong answers the course's reviews named, each rejected ----------------------------------
+@pytest.mark.parametrize("name, wrong, phrase", [
+    ("expected_minibatch_gradient", lambda A, y, x, b: A.adjoint(A.forward(x) - y), "used 0 of the 35 block sets"),
+    ("minibatch_gradient", _minibatch_all_blocks, "touch only the b blocks in S"),
+    ("oder_map", _oder_all_blocks, "touch only the b blocks in S"),
+    ("power_iteration", _power_by_the_package, "A.norm()"),
+    ("lipschitz_estimate", _lipschitz_J_only, "largest eigenvalue in modulus"),
+])
+def test_the_named_wrong_answers_are_rejected(name, wrong, phrase, capsys):
+    """The plain full gradient for the expected minibatch gradient (issue 23), the right minibatch values computed
+    from all B blocks, the package's own A.norm() for the power iteration, and a power iteration on J alone."""
+    assert getattr(exercises, f"check_{name}")(wrong) is False
+    assert phrase in capsys.readouterr().out
+
+
+# --- every exercise feeds a later cell --------------------------------------------------------------
+# The lead's notebooks (being rewritten): a later non-exercise code cell must read the function's name, behind its
+# check's result with the package's function as fallback (`f = add_noise if add_noise_ok else add_noise_snr`);
+# remove an entry once its notebook does.
+NOT_YET_FED = {("04_oder", "expected_minibatch_gradient"), ("04_oder", "oder_map"), ("05_applications", "add_noise")}
+
+
+def _exercise_functions(source: str) -> set[str]:
+    return {n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+
+
+def _loads(source: str) -> set[str]:
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
+    return {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _feeding_cases():
+    cases = []
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        for index, cell in enumerate(cells):
+            if not has_solution(cell.source):
+                continue
+            for function in sorted(_exercise_functions(cell.source)):
+                later = [c.source for c in cells[index + 1:] if not has_solution(c.source)]
+                marks = [pytest.mark.xfail(reason="the lead's notebook: the cell edit is proposed, not made here",
+                                           strict=False)] if (path.stem, function) in NOT_YET_FED else []
+                cases.append(pytest.param(function, later, id=f"{path.stem}-{function}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("function, later", _feeding_cases())
+def test_every_exercise_solution_is_used_by_a_later_cell(function, later):
+    """00 promises that later cells use the student's function once it passes: some later (non-exercise) code
+    cell reads it (test_labs checks that it does so only behind its check's result, with a fallback)."""
+    assert any(function in _loads(source) for source in later), f"no later cell uses {function}"
+
+
+# --- predict-then-explain questions -----------------------------------------------------------------
+def test_questions_grade_numbers_and_choices_and_never_stop_on_an_open_one(capsys):
+    measured = {"ct": 1.1, "mri": 3.0}
+    assert exercises.grade_prediction("minibatch_constant", None, measured) is None
+    assert capsys.readouterr().out.startswith("? minibatch_constant: no prediction written")
+    assert exercises.grade_prediction("minibatch_constant", {"ct": 1.0, "mri": 3.2}, measured) is True
+    assert capsys.readouterr().out.startswith("✓ minibatch_constant")
+    assert exercises.grade_prediction("minibatch_constant", {"ct": 4.0, "mri": 3.2}, measured) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ minibatch_constant") and "off by more than 25%" in out and "Why:" in out
+    assert exercises.grade_choice("time_per_iteration", None) is None
+    assert exercises.grade_choice("time_per_iteration", "(b)") is True
+    assert exercises.grade_choice("time_per_iteration", "a") is False
+    out = capsys.readouterr().out
+    assert "✗ time_per_iteration: (a)" in out and "The answer is (b)" in out
+    with pytest.raises(ValueError, match="one of 'a', 'b', 'c'"):
+        exercises.grade_choice("time_per_iteration", "d")
+    with pytest.raises(ValueError, match="no question named"):
+        exercises.grade_prediction("minibatch_constnat", 1.0, 1.0)
+    with pytest.raises(TypeError, match="finite number"):
+        exercises.grade_prediction("unrolled_memory", "six", 6.0)
+
+
+def _question_cells():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code":
+                for name in re.findall(r"grade_(?:prediction|choice)\(\s*\"(\w+)\"", cell.source):
+                    yield path.stem, name
+
+
+def test_every_question_is_asked_and_notebooks_01_to_03_ask_at_least_one():
+    asked = list(_question_cells())
+    assert {name for _, name in asked} <= set(exercises.QUESTIONS)
+    for notebook in ("01_inverse_problems", "02_pnp_and_red", "03_deep_equilibrium"):
+        assert any(stem == notebook for stem, _ in asked), notebook
+    numeric = {name for _, name in asked if exercises.QUESTIONS[name].rtol is not None}
+    assert numeric, "at least one question asks for a number"

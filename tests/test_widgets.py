@@ -40,8 +40,9 @@ def ex(shared):
     shared.batch_ratio.value = 1.0
     shared.sigma.value = 0.05
     shared.tau.value = 0.1
-    shared.gamma.value = shared.safe_step
+    shared.gamma_auto.value = True
     shared.reference.value = True
+    shared.band.value = True
     shared.iterations.value = 6
     return shared
 
@@ -84,6 +85,82 @@ def test_minibatch_run_uses_less_memory_than_its_full_batch_reference(ex):
     assert all(r.peak_bytes < r.reference_peak_bytes for r in history)
     assert all(r.reference_psnr != r.psnr for r in history)
     assert "1/4" in ex.readout.value and "4/4" in ex.readout.value and "minibatch constant" in ex.bound.value
+    # The readout counts block evaluations (b against B, exact on any machine) and keeps the panel's own work
+    # (reference run, seed band, PSNR, drawing) apart from the solver's time.
+    assert "oder-blocks' style='padding:0 12px'>1<" in ex.readout.value
+    assert "oder-blocks-full' style='padding:0 12px'>4<" in ex.readout.value
+    assert "solver time" in ex.readout.value and "not part of either method's cost" in ex.readout.value
+    assert all(r.wall_seconds > r.seconds > 0 for r in history)
+
+
+def test_gamma_follows_the_default_step_when_b_over_B_changes(ex):
+    """Until the student moves γ, it is the default step of the current b/B: the minibatch constant's, smaller
+    than the full batch's, at b < B. Once moved, it stays; ticking the box brings the default back."""
+    assert ex.gamma_auto.value and math.isclose(ex.gamma.value, ex.safe_step) and ex.batch_ratio.value == 1.0
+    full = ex.gamma.value
+    ex.batch_ratio.value = 0.25
+    online = ex.gamma.value
+    assert math.isclose(online, ex.safe_step) and online < full and ex.gamma_auto.value
+    assert f"γ = {online:.3g} = 1.00 ×" in ex.bound.value and "minibatch constant" in ex.bound.value
+    ex.tau.value = 0.2  # τ enters the default step too
+    assert math.isclose(ex.gamma.value, ex.safe_step) and ex.gamma.value < online
+    ex.gamma.value = 0.5 * ex.safe_step  # the student's choice: kept from now on
+    assert not ex.gamma_auto.value
+    mine = ex.gamma.value
+    ex.batch_ratio.value = 1.0
+    assert ex.gamma.value == mine and not math.isclose(mine, ex.safe_step)
+    assert all(r.settings.gamma == mine for r in ex.run_sync(2))
+    ex.gamma_auto.value = True
+    assert math.isclose(ex.gamma.value, ex.safe_step)
+
+
+def test_a_browser_rounding_gamma_to_its_slider_grid_does_not_stop_it_following(ex):
+    """A browser's slider rounds a value between its grid points and sends the rounded one back (seen in Chromium:
+    γ then stayed put when b/B changed). The panel puts the default step on the slider's grid, and a change of less
+    than half a step from the value it set is taken for that rounding, not for the student's move."""
+    def steps_above_min():
+        return (math.log10(ex.gamma.value) - ex.gamma.min) / ex.gamma.step
+
+    for ratio in (0.25, 0.5, 1.0):
+        ex.batch_ratio.value = ratio
+        assert math.isclose(ex.gamma.value, ex.safe_step) and abs(steps_above_min() - round(steps_above_min())) < 1e-6
+    ex.batch_ratio.value = 0.25
+    online = ex.gamma.value
+    ex.gamma.value = online * 10 ** (0.4 * ex.gamma.step)  # what the browser sends back after rounding
+    assert ex.gamma_auto.value
+    ex.batch_ratio.value = 1.0
+    assert math.isclose(ex.gamma.value, ex.safe_step) and ex.gamma.value > online
+    ex.gamma.value = ex.safe_step * 10 ** (-ex.gamma.step)  # one step down: the student's
+    assert not ex.gamma_auto.value
+
+
+def test_the_explorer_opens_online_and_reset_restores_its_defaults():
+    """It opens at b/B = 1/4 (the nearest option when B has no quarter), and ``reset`` brings σ, τ, b/B and the
+    default γ back after a notebook's checks moved them."""
+    ex = ReconstructionExplorer("mri", image_size=32, denoiser="gaussian", num_blocks={"mri": 4, "idt": 2},
+                                device="cpu")
+    assert ex.batch_ratio.value == 0.25 and math.isclose(ex.gamma.value, ex.safe_step) and ex.gamma_auto.value
+    sigma, tau = ex.sigma.value, ex.tau.value
+    ex.sigma.value, ex.tau.value, ex.batch_ratio.value, ex.gamma.value = 0.15, 0.3, 1.0, 1e-3
+    ex.reset()
+    assert (ex.sigma.value, ex.tau.value, ex.batch_ratio.value) == (sigma, tau, 0.25) and ex.gamma_auto.value
+    assert math.isclose(ex.gamma.value, ex.safe_step) and ex.history == []
+    ex.problem.value = "idt"  # B = 2: no quarter, the nearest option is 1/2
+    assert ex.batch_ratio.value == 0.5
+    ex.close()
+
+
+def test_the_band_spreads_the_online_curve_over_seeds(ex):
+    """Online, every iteration also runs three more seeds: their PSNRs differ from the run's (other blocks drawn);
+    at full batch there is nothing to spread, and without the band no extra runs are made."""
+    ex.batch_ratio.value = 0.25
+    history = ex.run_sync(4)
+    assert all(len(r.band_psnr) == 3 and any(v != r.psnr for v in r.band_psnr) for r in history)
+    assert "PSNR over 4 seeds" in ex.readout.value
+    ex.batch_ratio.value = 1.0
+    assert all(r.band_psnr == () for r in ex.run_sync(2))
+    ex.band.value, ex.batch_ratio.value = False, 0.25
+    assert all(r.band_psnr == () for r in ex.run_sync(2))
 
 
 def test_changing_sigma_mid_run_changes_the_records_from_the_next_iteration(ex):
@@ -309,6 +386,9 @@ def test_training_explorer_live_runs_through_the_given_callable():
     new = explorer.measure_sync()
     assert calls == [("idt", "full", 1.0), ("idt", "oder", 0.25)] and len(new) == 2
     assert "live runs on this machine" in explorer.table.value and "20.0 MiB" in explorer.table.value
+    # One step of a fresh model has no held-out PSNR: a live run keeps time and memory only.
+    assert all("test_psnr" not in r for r in new) and "28.25 dB" not in explorer.table.value
+    assert "needs a trained model" in explorer.table.value
     explorer.measure_sync()  # cached: nothing measured twice
     explorer.ratio.value = 0.5
     explorer.measure_button.click()
@@ -449,3 +529,18 @@ def test_red_sweep_and_its_choice():
     assert chosen["final_psnr"] == max(r["final_psnr"] for r in rows)
     with pytest.raises(ValueError, match="within"):
         choose_red_setting([dict(r, best_psnr=r["final_psnr"] + 1) for r in rows], within=0.3)
+
+
+def test_training_explorer_shows_every_measured_ratio_on_zero_based_cost_axes():
+    """Every ratio a benchmark measured is a point and a slider stop; memory and time axes start at 0 (a saving
+    reads true only against zero), the PSNR axis does not; the metric list drives the panels."""
+    from oder_edu.widgets.training import METRICS
+
+    records = RECORDS + [dict(RECORDS[1], ratio=r, train_peak_mib=90.0 * r + 10) for r in (0.125, 0.0625)]
+    explorer = TrainingExplorer(records)
+    assert [v for _, v in explorer.ratio.options] == [0.0625, 0.125, 0.25, 0.5, 1.0]
+    assert len(explorer.axes) == len(METRICS)
+    for ax, metric in zip(explorer.axes, METRICS):
+        assert (ax.get_ylim()[0] == 0) == metric.zero_based, metric.key
+    memory = explorer.axes[[m.key for m in METRICS].index("train_peak_mib")]
+    assert len(memory.lines[0].get_xdata()) == 4  # ODER at every ratio below 1

@@ -106,7 +106,7 @@ def main(args) -> int:
         checks.integer(f"--{name}", getattr(args, name), 1)
     counts, default_threads = thread_counts(args.threads), torch.get_num_threads()
     ex = ReconstructionExplorer("ct", "red", args.image_size, denoiser=args.denoiser,
-                                num_blocks={"ct": args.num_blocks}, reference=False)
+                                num_blocks={"ct": args.num_blocks}, reference=False, band=0)
     ex.batch_ratio.value = min((value for _, value in ex.batch_ratio.options), key=lambda r: abs(r - args.ratio))
     records = []
     for threads in counts:
@@ -124,6 +124,6 @@ def main(args) -> int:
 
     caption = (f"Reconstruction explorer, driven headless through its asyncio loop. first_frame_ms: median over "
                f"{args.changes} changes of σ, γ, b/B (max beside it), 0.1 s redraw throttle included; iters_per_s: "
-               f"live run without the full-batch reference; one record per torch thread count.")
+               f"live run without the full-batch reference and the seed band; one record per torch thread count.")
     write_results("widgets", records, args, caption, ship=args.sweep)
     return 0

@@ -66,7 +66,8 @@ def nesterov(f, z0, max_iter: int = 50, tol: float = 1e-4):
     return solve(fixed_point_updates(lambda z: (apply(f, z), {}), z0, accelerate=True), z0, max_iter, tol)
 
 
-def anderson(f, z0, max_iter: int = 50, tol: float = 1e-4, m: int = 5, lam: float = 1e-4, beta: float = 1.0):
+def anderson(f, z0, max_iter: int = 50, tol: float = 1e-4, m: int = 5, lam: float = 1e-4, beta: float = 1.0,
+             weights=None):
     """Anderson acceleration (Anderson 1965; Walker and Ni, SIAM J. Numer. Anal. 2011).
 
     Keep the last ``m`` iterates X_i and values F_i = f(X_i), residuals G_i = F_i - X_i. Per
@@ -80,15 +81,48 @@ def anderson(f, z0, max_iter: int = 50, tol: float = 1e-4, m: int = 5, lam: floa
     With m = 1 this is plain (beta-damped) iteration. Anderson is a root-finder for
     f(z) - z (on an affine map it matches GMRES), so it can converge where f is not a
     contraction: a model that needs it to converge is not the contraction the theory covers.
+
+    ``weights(G) -> alpha`` (G ``[k, d]``, alpha ``[k]``), if given, computes the weights of each sample instead of
+    the closed form (notebook 03 runs a student's ``anderson_weights`` so); the ridge reaches it as k extra columns
+    of G, sqrt(lam · scale)·I, since those add lam · scale · I to G Gᵀ.
     """
     z0 = start(f, z0)
     m = checks.integer("m", m, 1)
     lam = checks.number("lam", lam, minimum=0)
     beta = checks.number("beta", beta, positive=True, maximum=1)
-    return solve(_anderson_updates(f, z0, m, lam, beta), z0, max_iter, tol)
+    if weights is not None:
+        checks.function("weights", weights, "G [k, d] -> alpha [k]")
+    return solve(_anderson_updates(f, z0, m, lam, beta, weights), z0, max_iter, tol)
 
 
-def _anderson_updates(f, z0, m, lam, beta):
+def mixing_weights(G: torch.Tensor, lam: float = 0.0) -> torch.Tensor:
+    """Anderson's weights ``[N, k]`` for residuals ``G`` ``[N, k, d]``: argmin ||Σ_i α_i G_i|| s.t. Σ_i α_i = 1,
+    α = H⁻¹1 / (1ᵀH⁻¹1) with H = G Gᵀ + (lam · mean(diag(G Gᵀ)) + tiny) I."""
+    H = G @ G.transpose(1, 2)  # [N, k, k]
+    n, k = H.shape[0], H.shape[-1]
+    scale = H.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
+    H = H + (lam * scale + torch.finfo(H.dtype).tiny) * torch.eye(k, dtype=H.dtype, device=H.device)
+    # solve_ex skips linalg.solve's error check (~7 ms a call on this CPU): H is regularized
+    # SPD, and a failed solve gives NaN, which the divergence rule reports.
+    w = torch.linalg.solve_ex(H, torch.ones(n, k, 1, dtype=H.dtype, device=H.device))[0][..., 0]
+    return w / w.sum(1, keepdim=True)
+
+
+def _given_weights(weights, G: torch.Tensor, lam: float) -> torch.Tensor:
+    """``[N, k]``: ``weights`` applied to each sample's residuals ``[k, d]``, the ridge appended as columns."""
+    k = G.shape[1]
+    scale = G.square().sum(-1).mean(-1)  # mean(diag(G Gᵀ)) per sample
+    alphas = []
+    for G_n, s in zip(G, scale):
+        ridge = (lam * s + torch.finfo(G.dtype).tiny).sqrt() * torch.eye(k, dtype=G.dtype, device=G.device)
+        alpha = torch.as_tensor(weights(torch.cat([G_n, ridge], dim=1)), dtype=G.dtype, device=G.device)
+        if alpha.shape != (k,):
+            raise ValueError(f"weights(G) must return a tensor of shape [{k}] for G [{k}, d], got {tuple(alpha.shape)}")
+        alphas.append(alpha)
+    return torch.stack(alphas)
+
+
+def _anderson_updates(f, z0, m, lam, beta, weights=None):
     shape, n = z0.shape, z0.shape[0]
     xs, fs = [], []  # the last m iterates and values, flattened [N, d]
     z = z0
@@ -98,14 +132,7 @@ def _anderson_updates(f, z0, m, lam, beta):
         xs, fs = (xs + [z.reshape(n, -1)])[-m:], (fs + [fz.reshape(n, -1)])[-m:]
         X, F = torch.stack(xs, 1), torch.stack(fs, 1)  # [N, k, d]
         G = F - X
-        H = G @ G.transpose(1, 2)  # [N, k, k]
-        k = H.shape[-1]
-        scale = H.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
-        H = H + (lam * scale + torch.finfo(H.dtype).tiny) * torch.eye(k, dtype=H.dtype, device=H.device)
-        # solve_ex skips linalg.solve's error check (~7 ms a call on this CPU): H is regularized
-        # SPD, and a failed solve gives NaN, which the divergence rule reports.
-        w = torch.linalg.solve_ex(H, torch.ones(n, k, 1, dtype=H.dtype, device=H.device))[0]
-        alpha = (w / w.sum(1, keepdim=True)).transpose(1, 2)  # [N, 1, k]
+        alpha = (mixing_weights(G, lam) if weights is None else _given_weights(weights, G, lam))[:, None]  # [N, 1, k]
         z = (beta * (alpha @ F)[:, 0] + (1 - beta) * (alpha @ X)[:, 0]).reshape(shape)
 
 

@@ -10,7 +10,12 @@ A wrong, empty or crashing answer is reported, never raised; passing something t
 (``check_psnr(my_psnr(x, ref))``) raises a TypeError.
 
 One module per notebook holds its checks, each beside its hints and a full answer: ``inverse_problems`` (01),
-``pnp_red`` (02), ``deq`` (03), ``oder`` (04), ``applications`` (05); ``_grading`` is the machinery they share.
+``pnp_red`` (02), ``deq`` (03), ``oder`` (04), ``applications`` (05); ``_grading`` is the machinery they share and
+``_recording`` the instrumented operator some checks hand to an answer (it records which blocks were used).
+
+Predict-then-explain questions (``questions``): write a guess before the measuring cell, then
+``grade_prediction(name, predicted, measured)`` or ``grade_choice(name, answer)`` prints ✓/✗ with the
+explanation (``?`` and the explanation when nothing was guessed: an open question never stops a notebook).
 """
 
 from ._grading import B, HINTS, INTEGER_DIVISION, RTOL, Hints, S, b, reset, solution, withhold_solutions
@@ -19,6 +24,7 @@ from .deq import check_anderson_weights, check_fixed_point_iteration, check_impl
 from .inverse_problems import check_landweber, check_power_iteration, check_psnr
 from .oder import check_expected_minibatch_gradient, check_oder_map, check_subset_fixed_point
 from .pnp_red import check_lipschitz_estimate, check_minibatch_gradient, check_red_update
+from .questions import QUESTIONS, grade_choice, grade_prediction
 
 __all__ = [
     "Hints", "HINTS", "RTOL", "B", "S", "b", "INTEGER_DIVISION", "solution", "reset", "withhold_solutions",
@@ -27,4 +33,5 @@ __all__ = [
     "check_fixed_point_iteration", "check_implicit_backward", "check_anderson_weights",
     "check_expected_minibatch_gradient", "check_oder_map", "check_subset_fixed_point",
     "check_add_noise_snr", "check_window",
+    "QUESTIONS", "grade_prediction", "grade_choice",
 ]

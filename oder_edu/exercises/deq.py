@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._grading import RTOL, _check, _compare, _draw, _hints, _kind, _relative_error, _tensor, _Wrong
+from .questions import _question
 
 
 def _contraction(seed: int, norm: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,3 +153,14 @@ def anderson_weights(G):
     H = G @ G.T
     w = torch.linalg.solve(H, torch.ones(len(G), dtype=G.dtype, device=G.device))
     return w / w.sum()''')
+
+
+# --- questions ------------------------------------------------------------------------------------------------------
+_question(
+    "unrolled_memory",
+    rtol=0.3,
+    explanation="Unrolling K iterations keeps the prior's activations of every one of them for the backward pass, "
+                "so its peak is a fixed part (the weights, the measurement, one application's workspace) plus K "
+                "times what one iteration stores: it grows linearly in K, but 8 times the iterations cost less than "
+                "8 times the memory, by the fixed part. The implicit and JFB passes keep one set of activations, "
+                "whatever K.")

@@ -6,8 +6,10 @@ import numbers
 
 import torch
 
-from ..physics import MatrixOperator
-from ._grading import _check, _compare, _diagnose, _draw, _hints, _number, _power_method, _random_problem, _tensor
+from ._grading import (_check, _compare, _diagnose, _draw, _hints, _number, _power_method, _random_problem, _tensor,
+                       _Wrong)
+from ._recording import RecordingMatrix
+from .questions import _question
 
 
 # --- power_iteration ------------------------------------------------------------------------------------------------
@@ -15,15 +17,18 @@ def check_power_iteration(power_iteration) -> bool:
     """``power_iteration(A, num_iter) -> float``: L = ||A||² = λ_max(AᵀA) by the power method (von Mises 1929).
 
     Verifies the number returned with num_iter = 100 on two 6x16 operators U diag(s) Vᵀ (3 blocks of 2 rows) of
-    known singular values s, to 1e-3. Diagnoses ||A|| instead of ||A||², and 1: the norm of the normalized vector
-    instead of that of AᵀA applied to it."""
+    known singular values s, to 1e-3. Diagnoses ||A|| instead of ||A||², 1: the norm of the normalized vector
+    instead of that of AᵀA applied to it, and the package's answer (``A.norm() ** 2``: A counts the calls)."""
     def attempt():
         for seed, s in ((0, [3.0, 1.5, 1.0, 0.5, 0.2, 0.1]), (1, [0.8, 0.3, 0.2, 0.1, 0.1, 0.05])):
             gen = torch.Generator().manual_seed(seed)
             U, V = torch.linalg.qr(_draw(gen, 6, 6))[0], torch.linalg.qr(_draw(gen, 16, 16))[0]
             M = U @ torch.diag(torch.tensor(s, dtype=torch.float64)) @ V[:, :6].T
-            A = MatrixOperator(M, (1, 4, 4), num_blocks=3)
+            A = RecordingMatrix(M, (1, 4, 4), num_blocks=3)
             L, got = s[0] ** 2, _number(power_iteration(A, 100), "power_iteration")
+            if A.norm_calls:
+                raise _Wrong("you called A.norm(), the package's own power iteration: the exercise is to write "
+                             "it, with A.forward and A.adjoint.")
             _power_method(got, L, s[0], f"you returned ||A|| = {got:.4g}, but L = ||A||² = {L:.4g}.", "AᵀA",
                           f"for an operator with ||A||² = {L:.4g} you returned {got:.4g}.")
     return _check("power_iteration", power_iteration, attempt)
@@ -132,3 +137,20 @@ import torch
 def my_psnr(x, ref):
     mse = (x - ref).square().mean(dim=(1, 2, 3))
     return 10 * torch.log10(1 / mse)''')
+
+
+# --- questions ------------------------------------------------------------------------------------------------------
+_question(
+    "fista_past_its_bound",
+    choices={"a": "it blows up, like any method run past the step its guarantee needs",
+             "b": "it converges about as fast as at γ = 1/L_g",
+             "c": "it converges, but clearly slower than at γ = 1/L_g: most of what momentum buys is lost"},
+    answer="c",
+    feedback={"a": "the adaptive restart resets the momentum whenever a step reverses the last one, so the "
+                   "oscillation that would grow is cut short; the plain gradient step itself is stable up to 2/L_g.",
+              "b": "above 1/L_g the data step over-shoots along the top singular vectors (its factor 1 − γL_g is "
+                   "negative), momentum amplifies that, and every restart throws the accumulated momentum away."},
+    explanation="FISTA's O(1/k²) guarantee needs γ ≤ 1/L_g. Between 1/L_g and 2/L_g the gradient step still "
+                "contracts, but it flips the sign of the error along the top singular vectors; momentum then "
+                "pumps that oscillation, and the restart — triggered again and again — keeps it stable at the "
+                "price of its speed. The derivation below the sweep says from which step on.")

@@ -6,27 +6,11 @@ import math
 
 import torch
 
-from ..physics import LeastSquares, MatrixOperator
+from ..physics import LeastSquares
 from ._grading import (B, INTEGER_DIVISION, S, _check, _compare, _diagnose, _hints, _random_problem,
                        _relative_error, _smooth, _tensor, b)
-
-
-class _RecordingMatrix(MatrixOperator):
-    """A ``MatrixOperator`` that records the block set of every product it computes (None: all blocks) in
-    ``used``, through the public methods or the data term alike, so a check can see which minibatches an answer
-    drew."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.used: list[torch.Tensor | None] = []
-
-    def _forward(self, x, blocks):
-        self.used.append(blocks)
-        return super()._forward(x, blocks)
-
-    def _adjoint(self, y, blocks):
-        self.used.append(blocks)
-        return super()._adjoint(y, blocks)
+from ._recording import RecordingMatrix, only_blocks
+from .questions import _question
 
 
 # --- expected_minibatch_gradient ------------------------------------------------------------------------------------
@@ -37,7 +21,7 @@ def check_expected_minibatch_gradient(expected_minibatch_gradient) -> bool:
     Verifies the value against ∇g(x) to 1e-5 and, since ∇g(x) itself has that value, that every one of the 35
     block sets of size 3 was used (A records them). Diagnoses a missing B/b, ``B // b``, a sum instead of an
     average, and the full gradient computed without drawing minibatches (``A.adjoint(A.forward(x) − y)``)."""
-    A, y, x = _random_problem(B, operator=_RecordingMatrix)
+    A, y, x = _random_problem(B, operator=RecordingMatrix)
     want, subsets = LeastSquares(A, y).grad(x), math.comb(B, b)
     summed = f"you summed over the {subsets} subsets; average instead."
     mistakes = [
@@ -47,7 +31,7 @@ def check_expected_minibatch_gradient(expected_minibatch_gradient) -> bool:
     ]
 
     def attempt():
-        A.used.clear()
+        A.clear()
         got = _tensor(expected_minibatch_gradient(A, y, x, b), "expected_minibatch_gradient", want.shape)
         problem = _diagnose(got, want, mistakes, f"relative error {_relative_error(got, want):.2g} against ∇g(x).")
         drawn = {tuple(sorted(S.tolist())) for S in A.used if S is not None and S.numel() == b}
@@ -86,20 +70,29 @@ def check_oder_map(oder_map) -> bool:
     """``oder_map(x, A, y, D, gamma, tau, sigma, blocks) -> x⁺``: ODER's forward map
     T_S(x) = x − γ((B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) + τ(x − D(x, σ))) (Liu et al., NeurIPS 2022).
 
-    Verifies T_S(x) with B = 7, S = {1, 4, 5} and a toy denoiser, to 1e-5. Diagnoses ``B // b``, a missing B/b,
-    the full-batch RED map, and the residual's wrong sign."""
-    A, y, x = _random_problem(B, seed=3)
+    Verifies T_S(x) with B = 7, S = {1, 4, 5} and a toy denoiser, to 1e-5, and that A was asked for the blocks in
+    S only (A records them). Diagnoses ``B // b``, a missing B/b, the full-batch RED map, the residual's wrong
+    sign, and the right value computed from all B blocks (``A.forward(x)[:, S]``)."""
+    A, y, x = _random_problem(B, seed=3, operator=RecordingMatrix)
     g, blocks, (gamma, tau, sigma) = LeastSquares(A, y), torch.tensor(S), (0.2, 0.5, 0.8)
     grad_S, R = g.grad(x, blocks), x - _smooth(x, sigma)
     want = x - gamma * (grad_S + tau * R)
-    return _compare("oder_map", oder_map, (x, A, y, _smooth, gamma, tau, sigma, blocks), want, [
+    mistakes = [
         (x - gamma * (grad_S * (B // b) / (B / b) + tau * R), INTEGER_DIVISION),
         (x - gamma * (grad_S / (B / b) + tau * R),
          f"the minibatch gradient lacks the factor B/b = {B}/{b}, so T_S is biased towards the prior."),
         (x - gamma * (g.grad(x) + tau * R), "that is the full-batch RED map; ODER uses only the blocks in S."),
         (x - gamma * (grad_S - tau * R),
          "the prior pulls the wrong way: the residual is R(x) = x − D(x, σ), not D(x, σ) − x."),
-    ], "T_S(x)")
+    ]
+
+    def attempt():
+        A.clear()
+        got = _tensor(oder_map(x, A, y, _smooth, gamma, tau, sigma, blocks), "oder_map", want.shape)
+        error = _relative_error(got, want)
+        return (_diagnose(got, want, mistakes, f"relative error {error:.2g} against T_S(x).")
+                or only_blocks(A, blocks, "oder_map"))
+    return _check("oder_map", oder_map, attempt)
 
 
 _hints(
@@ -160,3 +153,21 @@ def subset_fixed_point(A, y, blocks, mu, num_iter=3000):
     for _ in range(num_iter):
         x = x - gamma * (scale * A.adjoint(A.forward(x, blocks) - y[:, blocks], blocks) + mu * x)
     return x''')
+
+
+# --- questions (for notebook 04) ------------------------------------------------------------------------------------
+_question(
+    "time_flat_in_B",
+    choices={"a": "the blocks are computed in parallel, so more of them come for free",
+             "b": "a step's fixed cost (the prior's passes, autograd's bookkeeping) is much larger than its "
+                  "per-block work at these B, so the time F + P·B grows too slowly to see",
+             "c": "the timer is too coarse to measure a step"},
+    answer="b",
+    feedback={"a": "on a CPU the blocks of a subset are evaluated one after another; the memory, which does grow "
+                   "with B, shows that the work is there.",
+              "c": "a step takes a large fraction of a second, far above the timer's resolution; repeated "
+                   "measurements agree."},
+    explanation="Time per step is about F + P·B: the prior's forward and backward passes and the solver's "
+                "bookkeeping (F) do not depend on B, the measurement blocks (P per block) do. While P·B is small "
+                "next to F the curve looks flat; widen the range of B and the linear part appears. Memory has no "
+                "such floor in the blocks' share, so it shows the growth first.")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import torch
 
 from ..physics import LeastSquares
-from ._grading import (B, INTEGER_DIVISION, S, _check, _compare, _draw, _hints, _number, _power_method,
-                       _random_problem, _smooth, b)
+from ._grading import (B, INTEGER_DIVISION, S, _check, _compare, _diagnose, _draw, _hints, _number, _power_method,
+                       _random_problem, _relative_error, _smooth, _tensor, b)
+from ._recording import RecordingMatrix, only_blocks
+from .questions import _question
 
 
 # --- red_update -----------------------------------------------------------------------------------------------------
@@ -46,18 +48,27 @@ def check_minibatch_gradient(minibatch_gradient) -> bool:
     """``minibatch_gradient(A, y, x, blocks) -> [N, C, H, W]``: the online estimate
     (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over the b blocks S (Liu et al., NeurIPS 2022).
 
-    Verifies the estimate with B = 7 and S = {1, 4, 5} (b = 3) against ``LeastSquares.grad``, to 1e-5. Diagnoses
-    a missing B/b, ``B // b`` (integer division: 2, not 2.33), b/B in its place, and the full gradient."""
-    A, y, x = _random_problem(B)
+    Verifies the estimate with B = 7 and S = {1, 4, 5} (b = 3) against ``LeastSquares.grad``, to 1e-5, and that A
+    was asked for the blocks in S only (A records them). Diagnoses a missing B/b, ``B // b`` (integer division: 2,
+    not 2.33), b/B in its place, the full gradient, and the right value computed from all B blocks and sliced."""
+    A, y, x = _random_problem(B, operator=RecordingMatrix)
     g, blocks = LeastSquares(A, y), torch.tensor(S)
     want = g.grad(x, blocks)
-    return _compare("minibatch_gradient", minibatch_gradient, (A, y, x, blocks), want, [
+    mistakes = [
         (want * (B // b) / (B / b), INTEGER_DIVISION),
         (want / (B / b), f"your estimate is b/B = {b}/{B} of the right one: without the factor B/b its "
                          f"average over random S is not ∇g."),
         (want * (b / B) ** 2, "you scaled by b/B; the factor is B/b (fewer blocks must count for more)."),
         (g.grad(x), "that is the full gradient over all B blocks; use only the blocks in S."),
-    ], "(B/b) Σ_(i∈S) A_iᵀ(A_i x − y_i)")
+    ]
+
+    def attempt():
+        A.clear()
+        got = _tensor(minibatch_gradient(A, y, x, blocks), "minibatch_gradient", want.shape)
+        error = _relative_error(got, want)
+        otherwise = f"relative error {error:.2g} against (B/b) Σ_(i∈S) A_iᵀ(A_i x − y_i)."
+        return _diagnose(got, want, mistakes, otherwise) or only_blocks(A, blocks, "minibatch_gradient")
+    return _check("minibatch_gradient", minibatch_gradient, attempt)
 
 
 _hints(
@@ -79,7 +90,8 @@ def check_lipschitz_estimate(lipschitz_estimate) -> bool:
 
     Verifies the number returned with num_iter = 200 for a linear and a tanh map at x ``[1, 1, 5, 5]`` against the
     spectral norm of their dense Jacobians, to 1e-3. Diagnoses ||J||² instead of ||J||, and 1: the norm of the
-    normalized vector instead of that of J applied to it."""
+    normalized vector instead of that of J applied to it, a value below ||J|| (J alone iterated: an eigenvalue), and one
+    above it (a vector not normalized)."""
     gen = torch.Generator().manual_seed(0)
     x, W, M = _draw(gen, 1, 1, 5, 5), _draw(gen, 25, 25) / 5, _draw(gen, 25, 25) / 10
     linear = lambda z: (z.flatten(1) @ M.T).reshape(z.shape)  # noqa: E731
@@ -91,8 +103,19 @@ def check_lipschitz_estimate(lipschitz_estimate) -> bool:
             want = torch.linalg.matrix_norm(J, ord=2).item()
             got = _number(lipschitz_estimate(R, x.clone(), 200), "lipschitz_estimate")
             _power_method(got, want, want**2, f"you returned ||J||² = {got:.4g}; the Lipschitz estimate is its root, "
-                          f"{want:.4g}.", "J", f"the Jacobian's norm is {want:.4g}, you returned {got:.4g}.")
+                          f"{want:.4g}.", "J", _off_the_norm(got, want))
     return _check("lipschitz_estimate", lipschitz_estimate, attempt)
+
+
+def _off_the_norm(got: float, want: float) -> str:
+    """What a power method that missed ||J||₂ is told: below it, it has not found the top singular vector (or
+    iterated J alone, which finds an eigenvalue); above it, it did not normalize."""
+    if got < want:
+        return (f"you returned {got:.4g}, below ||J||₂ = {want:.4g}: the iteration has not found the top singular "
+                f"vector. Iterating J alone (JVPs only) tends to J's largest eigenvalue in modulus, which for a "
+                f"non-symmetric J is smaller than its largest singular value: iterate JᵀJ.")
+    return (f"you returned {got:.4g}, above ||J||₂ = {want:.4g}, which ||J v|| cannot exceed for a unit vector v: "
+            f"normalize v before the last product.")
 
 
 _hints(
@@ -115,3 +138,30 @@ def lipschitz_estimate(R, x, num_iter=20):
         w = pullback(jvp(R, (x,), (v,))[1])[0]
         v = w / w.norm()
     return jvp(R, (x,), (v,))[1].norm().item()''')
+
+
+# --- questions ------------------------------------------------------------------------------------------------------
+_question(
+    "minibatch_constant",
+    rtol=0.25,
+    explanation="L_b = min((B/b)·L_g, B·max_i ||A_i||²) bounds the steepness of (B/b)·A_SᵀA_S for every S. CT "
+                "angles all see the image's low frequencies, where AᵀA is largest: each angle holds a similar share "
+                "of L_g, so B·max_i ||A_i||² is only a modest factor above L_g, far below (B/b)·L_g — and L_b with "
+                "it. An MRI coil sees mostly the part of the image near it, where it alone can be as steep as all "
+                "coils together: B·max_i ||A_i||² is then far above L_g and L_b is the worst case (B/b)·L_g.")
+
+_question(
+    "time_per_iteration",
+    choices={"a": "to a quarter, since a quarter of the blocks are evaluated",
+             "b": "by less than that: only the part of an iteration that works on blocks shrinks",
+             "c": "not at all: the time of an iteration does not depend on the blocks"},
+    answer="b",
+    feedback={"a": "the blocks are not all of an iteration: the denoiser pass, the momentum and the residual "
+                   "bookkeeping cost the same at every b.",
+              "c": "the block evaluations do cost time — the bare solver timing shows it — but they share the "
+                   "iteration with work that does not shrink."},
+    explanation="An iteration costs a fixed part F (the denoiser, vector arithmetic) plus a part P·b/B that scales "
+                "with the blocks, so its time falls to (F + P·b/B)/(F + P), never below F/(F + P). The block "
+                "evaluations fall exactly by b/B, on any machine; time falls by the share of the iteration the "
+                "blocks hold — on this problem, with a CNN denoiser on a small image, a modest share. Notebook 04 "
+                "measures F and P for training.")

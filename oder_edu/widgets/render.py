@@ -66,7 +66,8 @@ def to_image(x) -> np.ndarray:
 
 class ReconstructionFigure:
     """The iterate, ground truth, error |x − x_true| (fixed ranges [0, 1], [0, 0.5]) and PSNR per iteration (the
-    full batch dashed), blitted: the static parts (mostly text) are kept as pixels until the PSNR axis changes."""
+    full batch dashed, the spread of the online run over seeds shaded), blitted: the static parts (mostly text) are
+    kept as pixels until the PSNR axis changes."""
 
     def __init__(self, x_true, figsize=(12.0, 3.1), dpi: float = 72):  # x_true: [N, C, H, W]
         # A fixed layout: constrained/tight layout would re-solve it on every full draw.
@@ -86,6 +87,7 @@ class ReconstructionFigure:
         ax = self.curve_axes = axes[3]
         (self.curve,) = ax.plot([], [], color="C0", lw=1.6, label="this run", animated=True)
         (self.reference,) = ax.plot([], [], color="0.35", lw=1.2, ls="--", label="full batch (b = B)", animated=True)
+        self.band = ax.fill_between([], [], [], color="C0", alpha=0.2, lw=0, label="spread over seeds", animated=True)
         ax.yaxis.tick_right()
         ax.yaxis.set_label_position("right")
         ax.set_xlabel("iteration", fontsize=9)
@@ -111,8 +113,10 @@ class ReconstructionFigure:
         ax.set_ylim(y_low, y_high)
         return changed
 
-    def update(self, x, iterations, psnr_values, reference_values, total: int = 0, title: str = "") -> bytes:
-        """PNG bytes of iterate ``x`` ``[N, C, H, W]`` and the PSNR curves (dB, the reference's may hold None)."""
+    def update(self, x, iterations, psnr_values, reference_values, total: int = 0, title: str = "",
+               band=None) -> bytes:
+        """PNG bytes of iterate ``x`` ``[N, C, H, W]`` and the PSNR curves (dB, the reference's may hold None);
+        ``band``: per iteration, the PSNRs of the runs with other seeds (empty where there are none)."""
         image = to_image(x)
         self.recon.set_data(np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0))
         self.error.set_data(np.nan_to_num(np.abs(image - self.truth), nan=0.5, posinf=0.5))
@@ -122,13 +126,27 @@ class ReconstructionFigure:
                            for values in (psnr_values, reference_values))
         self.curve.set_data(iterations, mine)
         self.reference.set_data(iterations, reference)
-        values = [v for v in mine + reference if math.isfinite(v)]
+        low, high = self._spread(mine, band or [()] * len(mine))
+        values = [v for v in mine + reference + low + high if math.isfinite(v)]
         last = iterations[-1] if len(iterations) else 0
         if self._fit_axes(max(total, last), last, values) or self.background is None:
             self.canvas.draw()  # everything but the animated artists
             self.background = self.canvas.copy_from_bbox(self.fig.bbox)
         else:
             self.canvas.restore_region(self.background)
-        for artist in (self.recon, self.error, self.title, self.curve, self.reference):
+        self.band.remove()
+        self.band = self.curve_axes.fill_between(iterations, low, high, color="C0", alpha=0.2, lw=0, animated=True)
+        for artist in (self.recon, self.error, self.title, self.band, self.curve, self.reference):
             self.fig.draw_artist(artist)
         return png_bytes(self.canvas)
+
+    @staticmethod
+    def _spread(mine: list[float], band) -> tuple[list[float], list[float]]:
+        """Per iteration, the lowest and highest PSNR of this run and the band's runs (NaN where there is no band:
+        the shading breaks there)."""
+        low, high = [], []
+        for value, others in zip(mine, band):
+            values = [v for v in (value, *others) if v is not None and math.isfinite(v)] if others else []
+            low.append(min(values) if values else math.nan)
+            high.append(max(values) if values else math.nan)
+        return low, high

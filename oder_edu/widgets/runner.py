@@ -4,6 +4,7 @@ Kamilov, IEEE TCI 2019; the minibatch gradient of ODER, Liu et al., NeurIPS 2022
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -42,9 +43,12 @@ class Settings:
 
 @dataclass(frozen=True)
 class Record:
-    """One iteration: ``batch_size`` = the number of blocks it used (b, as drawn), PSNR (dB), SSIM, the solver's
-    seconds, peak tensor bytes (``_Chain``), the same for the full-batch run (None without one), and whether and
-    why the solver stopped the run."""
+    """One iteration: ``batch_size`` = the number of blocks it used (b, as drawn: its block evaluations per image),
+    PSNR (dB), SSIM, the solver's own seconds (``State.seconds``: the method's cost, without anything the panel
+    does between iterations), peak tensor bytes (``_Chain``), the same for the full-batch run (None without one),
+    whether and why the solver stopped the run, ``band_psnr``: the PSNR of the same iteration in runs with other
+    seeds (online only; empty at b = B, where every seed gives the same run), and ``wall_seconds``: the whole
+    step of the panel (this run, the reference, the band, PSNR and SSIM)."""
 
     run: int
     iteration: int
@@ -60,6 +64,8 @@ class Record:
     reference_peak_bytes: int | None = None
     diverged: bool = False
     message: str = ""
+    band_psnr: tuple[float, ...] = ()
+    wall_seconds: float = 0.0
 
 
 class _Chain:
@@ -87,13 +93,18 @@ class _Chain:
 
 class ReconstructionRun:
     """``iterations`` iterations on a ``problems.Problem`` with denoiser ``D``, restarting from ``main.x``
-    ``[1, C, H, W]`` on a change of settings; with ``reference``, a full-batch run (b = B, same γ, σ, τ) beside."""
+    ``[1, C, H, W]`` on a change of settings; with ``reference``, a full-batch run (b = B, same γ, σ, τ) beside;
+    with ``band`` > 0, as many online runs with the seeds ``seed + 1, …`` beside (the spread of the online
+    curve over the draws of S; at b = B they follow the main run, which every seed would repeat)."""
 
-    def __init__(self, problem, D, iterations: int, reference: bool = True, seed: int = 0, id: int = 1):
+    def __init__(self, problem, D, iterations: int, reference: bool = True, seed: int = 0, id: int = 1,
+                 band: int = 0):
         self.problem, self.D, self.reference, self.seed, self.id = problem, D, reference, seed, id
         self.iterations = checks.integer("iterations", iterations, 1)
         self.generator = torch.Generator().manual_seed(seed)
         self.main, self.full = _Chain(problem.x0), _Chain(problem.x0) if reference else None
+        self.band = [(_Chain(problem.x0), torch.Generator().manual_seed(seed + k))
+                     for k in range(1, checks.integer("band", band, 0) + 1)]
         self.history, self.stopped = [], False
 
     @property
@@ -118,8 +129,10 @@ class ReconstructionRun:
         if not isinstance(settings, Settings):
             raise TypeError(f"settings must be a Settings(algorithm, gamma, sigma, tau, batch_ratio), "
                             f"got {type(settings).__name__}")
+        started = time.perf_counter()
         state, seconds, peak = self.main.step(settings, lambda x: self._stream(settings, x, self.generator))
         quality = self._quality(self.main.x)
+        band = self._step_band(settings)
         reference = ()
         if self.full is not None:
             if settings.batch_ratio == 1.0:  # the run is its own reference: continue from it
@@ -133,9 +146,27 @@ class ReconstructionRun:
                     self.full = None
         drawn = self.problem.A.num_blocks if state.blocks is None else len(state.blocks)
         record = Record(self.id, len(self.history) + 1, settings, drawn, *quality, seconds, peak,
-                        *reference, diverged=state.diverged, message=state.message)
+                        *reference, diverged=state.diverged, message=state.message, band_psnr=band,
+                        wall_seconds=time.perf_counter() - started)
         self.history.append(record)
         return record
+
+    def _step_band(self, settings: Settings) -> tuple[float, ...]:
+        """One iteration of every band run with ``settings``: their PSNRs (none at b = B, where they follow the
+        main run; a band run the solver stopped is dropped)."""
+        if settings.batch_ratio == 1.0:
+            for chain, _ in self.band:
+                chain.x, chain.stream, chain.settings = self.main.x, None, None
+            return ()
+        values, kept = [], []
+        for chain, generator in self.band:
+            state, *_ = chain.step(settings, lambda x, g=generator: self._stream(settings, x, g))
+            if not state.diverged:
+                finite = torch.isfinite(chain.x).all()
+                values.append(psnr(chain.x, self.problem.x_true).item() if finite else -math.inf)
+                kept.append((chain, generator))
+        self.band = kept
+        return tuple(values)
 
 
 def safe_step(problem, algorithm: str, tau: float = 0.0, batch_ratio: float = 1.0) -> float:
