@@ -102,7 +102,9 @@ def _setting(model) -> dict:
 
 
 def _median(values):
-    return statistics.median(values) if values else None
+    """The median of the known values (a skipped step's blocks and iterations are None), or None."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
