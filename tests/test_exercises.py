@@ -398,10 +398,6 @@ def test_the_named_wrong_answers_are_rejected(name, wrong, phrase, capsys):
 
 
 # --- every exercise feeds a later cell --------------------------------------------------------------
-# The lead's notebooks (being rewritten): a later non-exercise code cell must read the function's name, behind its
-# check's result with the package's function as fallback (`f = add_noise if add_noise_ok else add_noise_snr`);
-# remove an entry once its notebook does.
-NOT_YET_FED = {("04_oder", "expected_minibatch_gradient"), ("04_oder", "oder_map"), ("05_applications", "add_noise")}
 
 
 def _exercise_functions(source: str) -> set[str]:
@@ -422,9 +418,7 @@ def _feeding_cases():
                 continue
             for function in sorted(_exercise_functions(cell.source)):
                 later = [c.source for c in cells[index + 1:] if not has_solution(c.source)]
-                marks = [pytest.mark.xfail(reason="the lead's notebook: the cell edit is proposed, not made here",
-                                           strict=False)] if (path.stem, function) in NOT_YET_FED else []
-                cases.append(pytest.param(function, later, id=f"{path.stem}-{function}", marks=marks))
+                cases.append(pytest.param(function, later, id=f"{path.stem}-{function}"))
     return cases
 
 
