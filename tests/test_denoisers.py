@@ -15,6 +15,7 @@ from oder_edu.denoisers import (
     tv_denoise, tv_objective,
 )
 from oder_edu.denoisers.dncnn import operator_norm_bound
+from oder_edu.denoisers.pretrained import from_config
 from oder_edu.metrics import psnr
 from oder_edu.phantoms import validation_phantoms
 from oder_edu.train.denoiser import VALIDATION_SIGMAS, best_tv_psnr, denoise_psnr
@@ -266,10 +267,11 @@ def test_a_saved_denoiser_loads_from_its_path_and_denoises_identically(tmp_path)
     path = checkpoints.save_state(tmp_path / "mine.pt", "denoiser", net.config(), net, {"note": 1})
     loaded = load_denoiser(str(path), device="cpu")
     assert isinstance(loaded, DnCNN) and not loaded.training
-    assert loaded.config() == net.config() == {"channels": 1, "depth": 3, "width": 8, "sigma_range": [0.0, 0.1]}
+    assert loaded.config() == net.config() == {"architecture": "dncnn", "channels": 1, "depth": 3, "width": 8,
+                                               "sigma_range": [0.0, 0.1]}
     x = torch.rand(2, 1, 12, 12)
     assert torch.equal(loaded(x, 0.05), net(x, 0.05))
-    assert DnCNN(**net.config()).config() == net.config()  # the config rebuilds the architecture
+    assert from_config(net.config()).config() == net.config()  # the config rebuilds the architecture
 
 
 @pytest.mark.parametrize("device, error, match", [
@@ -306,8 +308,8 @@ def test_classical_denoisers_share_the_interface():
         assert psnr(out.clamp(0, 1), validation_phantoms(2, 32, seed=9)).mean() > psnr(x.clamp(0, 1), validation_phantoms(2, 32, seed=9)).mean()
         with pytest.raises(ValueError, match=">= 0"):
             D(x, -0.1)
-    with pytest.raises(ValueError, match="kind must be 'tv' or 'gaussian'"):
-        ClassicalDenoiser("bm3d")
+    with pytest.raises(ValueError, match="kind must be one of 'tv', 'gaussian', 'bm3d'"):
+        ClassicalDenoiser("nlm")
 
 
 # --- shipped weights (written by `oder-edu train denoiser`) ------------------------------
