@@ -28,7 +28,7 @@ from fractions import Fraction
 import torch
 
 from .. import checkpoints, checks
-from ..deq import ContractionPenalty, evaluate, held_out, load_model, train_step
+from ..deq import ContractionPenalty, NonContractiveError, evaluate, held_out, load_model, train_step
 from ..device import as_device
 from ..images import training_images
 from ..metrics import psnr
@@ -39,7 +39,6 @@ from .results import add_bench_arguments, check_out, write_results
 
 PARTS = ("step", "map", "test", "training", "accuracy")
 CHECKPOINTS = {"full": "deq_{}_full", "oder": "oder_{}", "oder-online": "oder_{}", "unrolled": "unrolled_{}"}
-TRAINED = {"full": "deq_{}_full", "oder": "oder_{}", "oder-online": "oder_online_{}", "unrolled": "unrolled_{}"}
 P_MARGIN = 0.3  # dB below full DEQ's final validation PSNR: the accuracy the time-to-accuracy race is to
 
 
@@ -161,8 +160,6 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
 def _attempt(step, measure: bool) -> dict:
     """``step(measure)``'s row, or for a step that raised NonContractiveError (skipped by training) its
     seconds up to the raise, its blocks unknown, and ``skipped`` = 1."""
-    from ..deq import NonContractiveError
-
     start = time.perf_counter()
     try:
         return {**step(measure), "skipped": 0}
@@ -240,9 +237,9 @@ def training_rows(app: str) -> list[dict]:
     seconds, blocks, validation PSNR), then one ``time_to_P`` row per method."""
     manifest, rows = checkpoints.read_manifest(), []
     curves = {}
-    for variant, pattern in TRAINED.items():
-        entry = manifest.get(pattern.format(app))
-        if entry is None or "log" not in entry or (variant == "oder-online") != (entry["model"]["snapshot_every"] == 0):
+    for variant in ("full", "oder", "unrolled"):  # oder-online is the oder checkpoint tested without snapshots
+        entry = manifest.get(CHECKPOINTS[variant].format(app))
+        if entry is None or "log" not in entry:
             continue
         with open(checkpoints.weights_dir() / entry["log"], newline="") as f:
             points = [(int(r["step"]), float(r["train_seconds"]), int(float(r["train_blocks"])), float(r["val_psnr"]))
