@@ -51,6 +51,8 @@ CONSTANTS = {
         "0.3": "10^(−50/20) ≈ 0.3 %, the noise of a 50 dB SNR (derived)",
         "0.5": "the CT setting's 0.5° angle steps",
         "0.125": "a ratio in an example command line",
+        "2.4": "the shipped U-Net's weights in millions (its parameter count, MANIFEST)",
+        "1.5": "the course's target margin of a learned prior over tuned TV, in dB",
     },
 }
 # A decimal, not part of a version or a dotted number (1.2.3), and found at the end of a sentence too ("… 0.98.").

@@ -2,23 +2,25 @@
 
 **Protocol.** Every method's strength is chosen on a *tuning* image -- data/'s ``ct_tuning`` and
 ``mr_tuning`` slices; for denoising, crops of the validation picture -- from a grid that is widened until
-the chosen value lies inside it (never at an edge), and then run once, untouched, on the *test* image --
-data/'s ``ct`` and ``mr`` slices, the test pictures. Every method of a problem gets the same operator,
-noise, start image and iteration count; every row names its setting and says whether its grid bracketed
-the optimum. The shipped DEQ/ODER models are run untuned, as trained.
+the chosen value lies inside it (never at an edge) and refined once around it (``tune``), then run once,
+untouched, on the *test* image -- data/'s ``ct`` and ``mr`` slices, the test pictures. Every method of a problem gets the same operator,
+noise, start image and iteration count; every row names its setting (``parameters``: the chosen point, which
+notebook 05 reuses) and says whether its grid bracketed the optimum. The shipped DEQ/ODER models are run
+untuned, as trained.
 
 **Parts** (``--parts``): ``denoise`` -- σ = 0.05 and 0.1 on 8 crops of the test pictures: the U-Net,
 the DnCNN, BM3D (given σ) and TV; ``reconstruct`` -- the CT slice (128², 90 angles, 40 dB, simulated on
 a 2x finer grid: no inverse crime) and the MR slice (64², 8 coils, 4x, 40 dB): TV, PnP-ADMM and RED with
 each learned denoiser, PnP-ADMM with BM3D; ``checkpoints`` -- the shipped RED-DEQ and ODER models on
-data/'s images at their own settings, beside TV and PnP-ADMM tuned the same way. BM3D rows need the
-optional ``bm3d`` package (``pip install 'oder-edu[bm3d]'``; free for non-commercial use only) and are
-skipped, with a note, without it.
+data/'s images at their own settings, beside TV, PnP-ADMM and RED with the U-Net, tuned the same way. BM3D
+rows need the optional ``bm3d`` package (``pip install 'oder-edu[bm3d]'``; free for non-commercial use only)
+and are skipped, with a note, without it.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import warnings
 
@@ -58,9 +60,11 @@ def scores(x, truth) -> dict:
 
 
 def tune(score, grids: list[list[float]], widen: float = 2.5, limit: int = 4):
-    """Maximize ``score(point)`` over the product of ``grids`` (one list of values per parameter), widening a
-    grid by a factor ``widen`` beyond its edge while the best point sits on that edge (at most ``limit``
-    times): ``(best point, {point: score}, bracketed)``."""
+    """Maximize ``score(point)`` over the product of ``grids`` (one list of positive values per parameter, spaced
+    by factors): widen a grid by a factor ``widen`` beyond its edge while the best point sits on that edge (at most
+    ``limit`` times), then refine once around the best point, one parameter at a time, at the geometric midpoints
+    between it and its neighbours (a factor-2 grid is coarse where the score is steep). Returns ``(best point,
+    {point: score}, bracketed)``."""
     grids, values = [sorted(g) for g in grids], {}
     for _ in range(limit + 1):
         for point in itertools.product(*grids):
@@ -69,10 +73,18 @@ def tune(score, grids: list[list[float]], widen: float = 2.5, limit: int = 4):
         best = max((p for p in values if all(v in g for v, g in zip(p, grids))), key=values.get)
         edges = [(i, v) for i, v in enumerate(best) if len(grids[i]) > 1 and v in (grids[i][0], grids[i][-1])]
         if not edges:
-            return best, values, True
+            break
         for i, v in edges:
             grids[i] = sorted(grids[i] + [v / widen if v == grids[i][0] else v * widen])
-    return best, values, False
+    else:
+        return best, values, False
+    for i, grid in enumerate(grids):
+        if len(grid) > 1:
+            j = grid.index(best[i])
+            for neighbour in (grid[j - 1], grid[j + 1]):
+                point = (*best[:i], math.sqrt(best[i] * neighbour), *best[i + 1:])
+                values[point] = score(point)
+    return max(values, key=values.get), values, True
 
 
 def _final(stream):
@@ -113,9 +125,9 @@ def compare(label: str, tuning, test, denoisers: dict, iterations: int) -> list[
         best, values, bracketed = tune(lambda p, run=run: psnr(run(p).clamp(0, 1), tuning.x_true).item(),
                                        [list(g) for g in grids])
         x = testing[name][0](best)
-        rows.append({"problem": label, "method": name, "setting": describe(best), **scores(x, test.x_true),
-                     "tuning_psnr": round(values[best], 2), "grid_points": len(values), "bracketed": bracketed,
-                     "seconds": round(time.perf_counter() - start, 1)})
+        rows.append({"problem": label, "method": name, "setting": describe(best), "parameters": list(best),
+                     **scores(x, test.x_true), "tuning_psnr": round(values[best], 2), "grid_points": len(values),
+                     "bracketed": bracketed, "seconds": round(time.perf_counter() - start, 1)})
         print(f"{label}: {name} ({describe(best)}) {rows[-1]['psnr']} dB", flush=True)
     return rows
 
@@ -134,7 +146,8 @@ def denoise_rows(denoisers: dict) -> list[dict]:
         best, values, bracketed = tune(lambda p: psnr(tv_denoise(noisy_tuning, p[0] * sigma, 200).clamp(0, 1),
                                                       tuning).mean().item(), [list(TV_DENOISE_LAM_OVER_SIGMA)])
         rows.append({"problem": f"denoising 8 test crops, σ = {sigma:g}", "method": "TV",
-                     "setting": f"λ = {best[0]:.3g}·σ", **scores(tv_denoise(noisy_test, best[0] * sigma, 200), test),
+                     "setting": f"λ = {best[0]:.3g}·σ", "parameters": list(best),
+                     **scores(tv_denoise(noisy_test, best[0] * sigma, 200), test),
                      "tuning_psnr": round(values[best], 2), "bracketed": bracketed})
         for name, D in denoisers.items():
             with torch.no_grad():

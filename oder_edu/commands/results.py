@@ -50,8 +50,10 @@ def markdown_table(records: list[dict]) -> str:
     keys = list(dict.fromkeys(k for r in records for k in r))
 
     def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
+        if isinstance(v, float):  # as recorded, to four significant digits (a PSNR keeps its hundredths)
+            return f"{v:.4g}" if abs(v) < 1000 else f"{v:.1f}"
+        if isinstance(v, list):
+            return ", ".join(fmt(x) for x in v)
         return "" if v is None else str(v)
 
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
