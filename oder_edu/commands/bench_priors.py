@@ -3,10 +3,10 @@
 **Protocol.** Every method's strength is chosen on a *tuning* image -- data/'s ``ct_tuning`` and
 ``mr_tuning`` slices; for denoising, crops of the validation picture -- from a grid that is widened until
 the chosen value lies inside it (never at an edge) and refined once around it (``tune``), then run once,
-untouched, on the *test* image -- data/'s ``ct`` and ``mr`` slices, the test pictures. Every method of a problem gets the same operator,
-noise, start image and iteration count; every row names its setting (``parameters``: the chosen point, which
-notebook 05 reuses) and says whether its grid bracketed the optimum. The shipped DEQ/ODER models are run
-untuned, as trained.
+untouched, on the *test* image -- data/'s ``ct`` and ``mr`` slices, the test pictures. Every method of a
+problem gets the same operator, noise, start image and iteration count; every row names its setting
+(``parameters``: the chosen point, which notebook 05 reuses) and says whether its grid bracketed the optimum.
+The shipped DEQ/ODER models are run untuned, as trained.
 
 **Parts** (``--parts``): ``denoise`` -- σ = 0.05 and 0.1 on 8 crops of the test pictures: the U-Net,
 the DnCNN, BM3D (given σ) and TV; ``reconstruct`` -- the CT slice (128², 90 angles, 40 dB, simulated on
