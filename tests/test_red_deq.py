@@ -98,6 +98,30 @@ def test_full_fixed_point_satisfies_the_red_equation():
     assert trace.converged and torch.allclose(x_plain, z, atol=1e-8)
 
 
+def test_evaluation_solves_to_eval_tol_and_training_to_tol():
+    """The test call (eval mode) stops at eval_tol within eval_max_iter maps, a training call at tol within
+    max_iter; arguments of the call override both; the online iteration keeps its budget in both modes."""
+    A, x, g = idt_problem()
+    net = model(A, solver=anderson, max_iter=60, tol=1e-3, eval_max_iter=200, eval_tol=1e-9)
+    x0 = torch.zeros_like(x)
+    net.eval()
+    with torch.no_grad():
+        net(x0, g)
+        tight = net.forward_trace
+        net(x0, g, tol=1e-3)
+        loose = net.forward_trace.iterations
+    net.train()
+    with torch.no_grad():
+        net(x0, g)
+    assert tight.converged and tight.residuals[-1] <= 1e-9 and tight.iterations > loose
+    assert net.forward_trace.iterations == loose and net.forward_trace.residuals[-1] <= 1e-3
+    online = model(A, batch_ratio=0.5, max_iter=7, tol=0.0, eval_max_iter=200, eval_tol=1e-9).eval()
+    with torch.no_grad():
+        online(x0, g, generator=torch.Generator().manual_seed(0))
+    assert online.forward_trace.iterations == 7
+    assert model(A).eval_tol == 1e-10 and model(A).eval_max_iter == 500  # default: the training ones
+
+
 def test_a_non_contractive_model_raises_with_advice():
     """With L_R far below R's true constant the derived step is too long for τR: the solve stops
     with NonContractiveError instead of returning garbage."""
@@ -454,12 +478,15 @@ def test_every_shipped_model_loads_with_the_config_its_manifest_records():
 
     from oder_edu.checkpoints import read_manifest
     from oder_edu.deq import ModelConfig, load_model
-    from oder_edu.deq.model import RENAMED
+    from oder_edu.deq.model import ADDED, RENAMED
 
     shipped = {name: entry for name, entry in read_manifest().items() if "model" in entry}
     assert shipped, "no RED-DEQ checkpoint in the manifest"
+    defaults = asdict(ModelConfig())
     for name, entry in shipped.items():
         recorded = {RENAMED.get(key, key): value for key, value in entry["model"].items()}
-        assert asdict(load_model(name, "cpu").config) == recorded, name
+        loaded = asdict(load_model(name, "cpu").config)
+        assert set(loaded) - set(recorded) <= ADDED, name  # only fields added since, at their defaults:
+        assert loaded == {**{key: defaults[key] for key in ADDED}, **recorded}, name
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({"app": "ct", "tau_over_l": 0.1})

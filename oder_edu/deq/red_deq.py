@@ -42,6 +42,12 @@ stratified draw and the B/b normalization are in the authors' released test code
 ``LeastSquares``); variance reduction (from stochastic optimization, applied to PnP by Monardo et al.,
 ICIP 2021), the derived γ, the bounded τ, the contraction control and the split of the backward
 vector-Jacobian product below are this package's.
+
+**Training and testing solve to different tolerances** (our choice). A relative residual ε of a map with
+contraction λ bounds the distance to its fixed point only by ε/(1 − λ) (notebook 04). Training stops at
+``tol`` (the implicit gradient needs a fixed point, not a precise one); an evaluation-mode call -- the test
+procedure the course reports -- stops at ``eval_tol`` within ``eval_max_iter`` maps. The online iteration
+has no tolerance: its budget is ``max_iter`` in both.
 """
 
 from __future__ import annotations
@@ -70,9 +76,10 @@ class REDDEQ(nn.Module):
     denoiser's fixed strength; ``tau`` the initial prior weight τ₀, learned within a factor
     ``tau_spread`` of it (1: fixed). ``batch_ratio`` b/B in (0, 1], ``resample``, ``sampler``
     ('uniform', 'stratified', 'cyclic') and ``snapshot_every`` (m, or None) say how ODER draws blocks
-    (module docstring); ``batch_ratio``, ``resample``, ``snapshot_every``, a ``generator``, ``max_iter``
-    and the ``solver`` can be given per call. ``solver`` solves fixed and variance-reduced maps (default
-    Anderson); online ones use plain iteration. ``backward`` is "implicit", "jfb" or "unrolled"; the
+    (module docstring); ``batch_ratio``, ``resample``, ``snapshot_every``, a ``generator``, ``max_iter``,
+    ``tol`` and the ``solver`` can be given per call; in evaluation mode ``eval_max_iter`` and ``eval_tol``
+    (default: the training ones) replace ``max_iter`` and ``tol`` (module docstring). ``solver`` solves
+    fixed and variance-reduced maps (default Anderson); online ones use plain iteration. ``backward`` is "implicit", "jfb" or "unrolled"; the
     iteration counts and tolerances are DEQ's.
     """
 
@@ -81,7 +88,7 @@ class REDDEQ(nn.Module):
                  sampler: str = "stratified", snapshot_every: int | None = None, solver=anderson,
                  backward: str = "implicit", max_iter: int = 100, tol: float = 1e-4,
                  backward_max_iter: int | None = None, backward_tol: float | None = None,
-                 unroll_iter: int | None = None):
+                 unroll_iter: int | None = None, eval_max_iter: int | None = None, eval_tol: float | None = None):
         super().__init__()
         if not isinstance(denoiser, nn.Module) or not callable(getattr(denoiser, "residual", None)):
             raise TypeError(f"denoiser must be an nn.Module with residual(x, sigma), got {type(denoiser).__name__}")
@@ -98,6 +105,8 @@ class REDDEQ(nn.Module):
         self.solver = checks.function("solver", solver, "(f, z0, max_iter, tol) -> (z, trace)")
         self.backward = checks.choice("backward", backward, BACKWARDS)
         set_iterations(self, max_iter, tol, backward_max_iter, backward_tol, unroll_iter)
+        self.eval_max_iter = max_iter if eval_max_iter is None else checks.integer("eval_max_iter", eval_max_iter, 1)
+        self.eval_tol = tol if eval_tol is None else checks.number("eval_tol", eval_tol, minimum=0)
 
     @property
     def tau(self) -> torch.Tensor:
@@ -184,7 +193,11 @@ class REDDEQ(nn.Module):
 
             return red_update(x_in, data, r, T.gamma, T.tau), vjp
 
-        tol = 0.0 if online else None if tol is None else checks.number("tol", tol, minimum=0)  # online: the budget
+        tol = None if tol is None else checks.number("tol", tol, minimum=0)
+        if online:  # the budget is the stopping rule
+            tol = 0.0
+        elif not self.training:  # the test procedure (module docstring)
+            max_iter, tol = max_iter or self.eval_max_iter, self.eval_tol if tol is None else tol
         return equilibrium(self, f, x0, solver, attach, max_iter=max_iter, tol=tol)
 
     def extra_repr(self) -> str:
