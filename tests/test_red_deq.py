@@ -315,6 +315,25 @@ def test_the_online_step_is_derived_for_the_number_of_blocks_actually_drawn():
     assert maps[0].gamma.item() == pytest.approx(net.gamma(g, 4).item())
 
 
+def test_the_minibatch_step_is_the_bound_or_the_full_maps():
+    """``minibatch_step="bound"`` steps a minibatch map with 1/(L_b + τ), ``"full"`` with the full map's
+    1/(L_g + τ); the full map's step is the same either way, and the variance-reduced call with the full step
+    still reaches the full model's fixed point."""
+    A, x, g = idt_problem()
+    bound, full = (model(A, batch_ratio=0.25, minibatch_step=step, snapshot_every=2) for step in ("bound", "full"))
+    L_b, L_g, tau = A.minibatch_lipschitz(A.num_blocks // 4), A.norm() ** 2, bound.tau.item()
+    assert L_b > L_g
+    assert bound.gamma(g, A.num_blocks // 4).item() == pytest.approx(1 / (L_b + tau))
+    assert full.gamma(g, A.num_blocks // 4).item() == pytest.approx(1 / (L_g + tau))
+    assert bound.gamma(g).item() == pytest.approx(full.gamma(g).item())
+    full.eval()
+    with torch.no_grad():
+        reduced = full(torch.zeros_like(x), g, generator=torch.Generator().manual_seed(0))
+        exact = full(torch.zeros_like(x), g, batch_ratio=1.0)
+    assert full.forward_trace.converged
+    assert (reduced - exact).norm() <= 1e-3 * exact.norm()
+
+
 # --- the measured contraction -----------------------------------------------------------------------------
 
 
@@ -394,7 +413,8 @@ def test_a_training_step_without_a_fixed_point_takes_no_step():
 
 @pytest.mark.parametrize("bad", [{"batch_ratio": 0.0}, {"batch_ratio": 1.5}, {"tau": 0.0}, {"tau": float("nan")},
                                  {"lipschitz_R": 0.0}, {"resample": "sometimes"}, {"sampler": "random"},
-                                 {"backward": "exact"}, {"max_iter": 0}, {"backward_max_iter": 0}])
+                                 {"backward": "exact"}, {"max_iter": 0}, {"backward_max_iter": 0},
+                                 {"minibatch_step": "exact"}])
 def test_bad_settings_raise(bad):
     options = {"sigma": 0.0, "tau": 1.0, **bad}
     with pytest.raises(ValueError, match=next(iter(bad)).split("_")[-1]):
@@ -461,7 +481,7 @@ def test_loading_the_wrong_kind_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("bad, error", [({"method": "oder"}, ValueError), ({"method": "full", "batch_ratio": 0.5}, ValueError),
                                         ({"app": "xray"}, ValueError), ({"solver": "newton"}, ValueError),
                                         ({"depth": 0}, ValueError), ({"max_iter": 2.5}, TypeError),
-                                        ({"image_size": 4}, ValueError)])
+                                        ({"image_size": 4}, ValueError), ({"minibatch_step": "half"}, ValueError)])
 def test_model_config_refuses_inconsistent_settings(bad, error):
     with pytest.raises(error):
         tiny_config(**bad)

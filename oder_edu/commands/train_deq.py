@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
     add("--snr", type=float, default=None, help="input SNR in dB; default: the app's setting")
     for name in ("resample", "sampler", "snapshot_every", "sigma", "tau_over_L", "tau_spread", "pretrained", "depth",
                  "width", "solver", "backward", "max_iter", "tol", "backward_max_iter", "backward_tol", "unroll_iter",
-                 "eval_max_iter", "eval_tol"):
+                 "eval_max_iter", "eval_tol", "minibatch_step"):
         default = getattr(model, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
     add("--no-pretrained", dest="pretrained", action="store_const", const=None, help="start from a fresh prior")

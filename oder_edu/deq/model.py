@@ -11,7 +11,7 @@ from ..denoisers import DnCNN, from_config, load_denoiser
 from ..physics.samplers import SAMPLERS
 from ..problems import APPS, SETTINGS
 from .layer import BACKWARDS
-from .red_deq import RESAMPLE, REDDEQ
+from .red_deq import MINIBATCH_STEPS, RESAMPLE, REDDEQ
 from .solvers import SOLVERS
 
 METHODS = ("full", "oder", "unrolled")
@@ -24,7 +24,8 @@ class ModelConfig:
     every ``snapshot_every`` maps, or the plain online iteration with 0) or "unrolled" (``unroll_iter`` RED
     steps); R_θ starts from ``pretrained`` (None: a fresh ``DnCNN(depth, width)``), τ at ``tau_over_L`` · L_g,
     learned within a factor ``tau_spread`` of it. Training solves to ``tol`` within ``max_iter`` maps, the
-    test call (evaluation mode) to ``eval_tol`` within ``eval_max_iter``."""
+    test call (evaluation mode) to ``eval_tol`` within ``eval_max_iter``. A minibatch map steps with the
+    bound L_b or with L_g (``minibatch_step``, REDDEQ's module docstring)."""
 
     app: str = "ct"
     image_size: int | None = None
@@ -53,6 +54,7 @@ class ModelConfig:
     # fields existed read these defaults.
     eval_max_iter: int = 300
     eval_tol: float = 1e-5
+    minibatch_step: str = "bound"  # checkpoints saved before this field existed stepped with the bound
 
     def __post_init__(self):
         setting = SETTINGS[checks.choice("app", self.app, APPS)]
@@ -68,6 +70,7 @@ class ModelConfig:
         checks.choice("sampler", self.sampler, tuple(SAMPLERS))
         checks.choice("solver", self.solver, tuple(SOLVERS))
         checks.choice("backward", self.backward, BACKWARDS)
+        checks.choice("minibatch_step", self.minibatch_step, MINIBATCH_STEPS)
         if self.pretrained is not None:  # a name or path, stored as a string (the config is saved as data)
             if not isinstance(self.pretrained, (str, os.PathLike)):
                 raise TypeError(f"pretrained must be a manifest name, a path to a .pt file or None, "
@@ -96,7 +99,7 @@ class ModelConfig:
 
 RENAMED = {"tau_init": "tau_over_L"}  # the field's name until 2026-12 (it always meant τ/L_g)
 SAVED_BESIDE = {"prior"}  # stored with the config by ``save``: the prior's architecture
-ADDED = {"eval_max_iter", "eval_tol"}  # fields added since checkpoints shipped: a file without them reads the default
+ADDED = {"eval_max_iter", "eval_tol", "minibatch_step"}  # fields added since checkpoints shipped: a file without them reads the default
 
 
 def prior(config: ModelConfig) -> DnCNN:
@@ -116,7 +119,7 @@ def build(config: ModelConfig, A=None, *, denoiser: DnCNN | None = None, tau: fl
             raise ValueError("build needs the operator A (to scale τ by L_g) or an explicit tau")
         tau = config.tau_over_L * A.norm() ** 2
     same = ("batch_ratio", "resample", "sampler", "tau_spread", "max_iter", "tol", "backward_max_iter", "backward_tol",
-            "unroll_iter", "eval_max_iter", "eval_tol")
+            "unroll_iter", "eval_max_iter", "eval_tol", "minibatch_step")
     return REDDEQ(prior(config) if denoiser is None else denoiser, config.sigma, tau, solver=SOLVERS[config.solver],
                   backward="unrolled" if config.method == "unrolled" else config.backward,
                   snapshot_every=config.snapshot_every or None, **{name: getattr(config, name) for name in same})
