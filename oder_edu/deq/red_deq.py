@@ -20,7 +20,7 @@ a free τ can drift without bound while R_θ grows to compensate (measured on th
 
 **ODER** (Liu, Xu, Gan, Shoushtari, Kamilov, NeurIPS 2022) replaces ∇g by the unbiased minibatch
 estimate ∇_S g(x) = (B/b) Σ_{i∈S} A_iᵀ(A_i x − y_i) over b of the B blocks, in the forward iterations and
-in the backward pass, with the minibatch step γ_b = 1/(L_b + τ). Three ways to use it (``resample``,
+in the backward pass, with a minibatch step γ_b = 1/(L_b + τ). Three ways to use it (``resample``,
 ``snapshot_every``), and two steps (``minibatch_step``, below):
 
 - **variance-reduced** (``snapshot_every`` = m; the course's ODER): a fresh S at every application, with
@@ -47,8 +47,9 @@ vector-Jacobian product below are this package's.
 L_b = ``A.minibatch_lipschitz(b)`` on (B/b)||A_SᵀA_S|| for every S of size b. ``"full"``: the full map's γ_f =
 1/(L_g + τ) for every map. A map T_S is averaged for γ < 2/(L_S + τ L_R), L_S = (B/b)||A_SᵀA_S|| of the S
 drawn (``algorithms.step``), so γ_f keeps it averaged wherever L_S <= 2 L_g + τ -- a property of the draws, not
-a bound: measured over 8 stratified draws at b/B = 1/4, L_S <= 1.38 L_g in MRI (where L_b = 4 L_g), 1.00 L_g in
-CT, 1.04 L_g in IDT. The iterated map's contraction is trained for and measured either way.
+a bound: notebook 04 ("Which step?") measures 8 stratified draws at each shipped ODER setting (b/B = 1/4): below
+1.4 L_g in MRI, where L_b = 4 L_g, and close to L_g in CT and IDT. The iterated map's contraction is trained for and
+measured either way.
 
 **Training and testing solve to different tolerances** (our choice). A relative residual ε of a map with
 contraction λ bounds the distance to its fixed point only by ε/(1 − λ) (notebook 04). Training stops at

@@ -99,8 +99,9 @@ def _per_image(t: torch.Tensor) -> torch.Tensor:
 
 def iterated_map(model: REDDEQ, g: LeastSquares, generator: torch.Generator | None = None):
     """``(T, S)``: the map a call of ``model`` iterates, with the step it iterates it with -- the full map
-    with γ_f, or for ODER a minibatch map T_S with γ_b and S drawn from ``generator`` -- and S (None: all
-    blocks). Its Jacobian I − γ((B/b)A_SᵀA_S + τJ_R) is also the variance-reduced map's."""
+    with γ_f, or for ODER a minibatch map T_S with its minibatch step (``REDDEQ.gamma``) and S drawn from
+    ``generator`` -- and S (None: all blocks). Its Jacobian I − γ((B/b)A_SᵀA_S + τJ_R) is also the
+    variance-reduced map's."""
     sampler = model.block_sampler(g)
     blocks = None if sampler is None else sampler(generator)
     return model.red_map(g, None if blocks is None else len(blocks)), blocks
@@ -139,8 +140,8 @@ def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int
 
 class ContractionPenalty:
     """``weight · max(0, ||∂T/∂x (x*_1)||₂ − target)²``: a hinge on the contraction constant of the
-    map the model iterates (``iterated_map``: the full map with γ_f, or ODER's minibatch map with γ_b and a
-    fresh S every step), at the training fixed points, differentiable in the prior's weights θ. For ODER
+    map the model iterates (``iterated_map``: the full map with γ_f, or ODER's minibatch map with its
+    minibatch step and a fresh S every step), at the training fixed points, differentiable in the prior's weights θ. For ODER
     it touches b blocks only, like the rest of its step.
 
     It is measured at one image of the batch (the first; the images are drawn at random): the control is

@@ -8,7 +8,7 @@ The recipe (recorded in the manifest beside every shipped model):
   (``problems.initial_image``);
 - **step**: ``deq.train_step`` -- solve the fixed point, backpropagate (implicitly), update θ and τ -- with
   a ``deq.ContractionPenalty`` on the map the model iterates (full models: the full map with γ_f; ODER:
-  its minibatch map with γ_b, b blocks only). A batch whose forward solve diverges, or (a settling map)
+  its minibatch map with its minibatch step, b blocks only). A batch whose forward solve diverges, or (a settling map)
   stops short of its tolerance, is skipped and counted; after ``MAX_SKIPPED`` in a row, or at once under
   DDP, the training stops with advice;
 - **schedule**: linear warm-up over ``warmup`` steps, then cosine decay to 1 % (``session.schedule``);
