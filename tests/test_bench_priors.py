@@ -1,6 +1,7 @@
 """bench priors' fair protocol: ``tune`` widens a grid whose best point is on an edge until the choice lies
-inside (and says so when it cannot), then refines it at the geometric midpoints, over one parameter or several; the shipped results name, for every tuned
-row, the point chosen on the tuning image, which reproduces the row's setting."""
+inside (and says so when it cannot), then refines it at the geometric midpoints, over one parameter or several;
+the shipped results name, for every tuned row, the point chosen on the tuning image, which reproduces the row's
+setting."""
 
 import math
 

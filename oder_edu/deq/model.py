@@ -99,7 +99,8 @@ class ModelConfig:
 
 RENAMED = {"tau_init": "tau_over_L"}  # the field's name until 2026-12 (it always meant τ/L_g)
 SAVED_BESIDE = {"prior"}  # stored with the config by ``save``: the prior's architecture
-ADDED = {"eval_max_iter", "eval_tol", "minibatch_step"}  # fields added since checkpoints shipped: a file without them reads the default
+# Fields added since checkpoints shipped: a file without them reads the default.
+ADDED = {"eval_max_iter", "eval_tol", "minibatch_step"}
 
 
 def prior(config: ModelConfig) -> DnCNN:

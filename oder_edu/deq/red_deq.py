@@ -88,8 +88,8 @@ class REDDEQ(nn.Module):
     (module docstring); ``batch_ratio``, ``resample``, ``snapshot_every``, a ``generator``, ``max_iter``,
     ``tol`` and the ``solver`` can be given per call; in evaluation mode ``eval_max_iter`` and ``eval_tol``
     (default: the training ones) replace ``max_iter`` and ``tol`` (module docstring). ``solver`` solves
-    fixed and variance-reduced maps (default Anderson); online ones use plain iteration. ``backward`` is "implicit", "jfb" or "unrolled"; the
-    iteration counts and tolerances are DEQ's.
+    fixed and variance-reduced maps (default Anderson); online ones use plain iteration. ``backward`` is
+    "implicit", "jfb" or "unrolled"; the iteration counts and tolerances are DEQ's.
     """
 
     def __init__(self, denoiser: nn.Module, sigma: float, tau: float, *, lipschitz_R: float = 1.0,

@@ -141,8 +141,8 @@ def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int
 class ContractionPenalty:
     """``weight · max(0, ||∂T/∂x (x*_1)||₂ − target)²``: a hinge on the contraction constant of the
     map the model iterates (``iterated_map``: the full map with γ_f, or ODER's minibatch map with its
-    minibatch step and a fresh S every step), at the training fixed points, differentiable in the prior's weights θ. For ODER
-    it touches b blocks only, like the rest of its step.
+    minibatch step and a fresh S every step), at the training fixed points, differentiable in the prior's
+    weights θ. For ODER it touches b blocks only, like the rest of its step.
 
     It is measured at one image of the batch (the first; the images are drawn at random): the control is
     then a small share of a step's time and memory -- at the whole batch its double backward set the
