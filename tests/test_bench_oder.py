@@ -41,6 +41,22 @@ def test_time_to_accuracy_is_read_from_the_training_logs(tmp_path, monkeypatch):
     assert len([r for r in rows if r["part"] == "training"]) == 8
 
 
+@pytest.mark.skipif("oder_idt" not in checkpoints.read_manifest(), reason="no shipped IDT checkpoints")
+def test_every_timed_step_uses_the_operator_training_would_have_set_up(monkeypatch):
+    """Training builds one operator and computes its norms (the steps' constants) in step 1; a fresh operator per
+    timed batch would charge that set-up to whichever method's step runs first on it (it did: full DEQ's)."""
+    operators = []
+
+    def step(model, optimizer, x, x0, data, generator, measure, penalty):
+        operators.append(data.A)
+        return {"seconds": 0.1, "peak_mib": 1.0, "blocks": 1, "forward_iters": 1, "backward_iters": 1}
+
+    monkeypatch.setattr(bench_oder, "train_step", step)
+    rows = bench_oder.step_rows("idt", (0.25,), 2, "cpu")
+    assert {r["variant"] for r in rows} == {"unrolled", "full", "oder", "oder-online"}
+    assert len(operators) == 4 * (2 + 2) and len({id(A) for A in operators}) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.skipif("oder_idt" not in checkpoints.read_manifest(), reason="no shipped IDT checkpoints")
 def test_a_small_run_writes_every_part(tmp_path):

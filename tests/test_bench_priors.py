@@ -47,3 +47,31 @@ def test_every_shipped_tuned_row_names_the_point_its_setting_describes():
         for value in r["parameters"]:
             assert f"{value:.3g}" in r["setting"], r
         assert isinstance(r["bracketed"], bool)
+
+
+def test_a_deq_row_scales_the_models_tau_for_its_point_and_restores_it():
+    """``deq_methods``: the point is a factor on the shipped model's τ; factor 1 is the model's own default call,
+    another factor another fixed point, and the model keeps its τ afterwards."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from oder_edu.commands.bench_priors import deq_methods
+    from oder_edu.deq import REDDEQ
+    from oder_edu.denoisers import DnCNN
+    from oder_edu.physics import IntensityDiffractionTomography, LeastSquares
+
+    torch.manual_seed(0)
+    A = IntensityDiffractionTomography(16, num_leds=8)
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    g = LeastSquares(A, A.forward(x))
+    model = REDDEQ(DnCNN(depth=3, width=4), sigma=0.05, tau=0.5 * A.norm() ** 2).eval()
+    problem = SimpleNamespace(x0=torch.zeros_like(x), g=g)
+    (name, (run, grids, describe)), = deq_methods(problem, {"full RED-DEQ": ("deq_test", model)}).items()
+    tau = model.tau.item()
+    with torch.no_grad():
+        own = model(problem.x0, g, generator=torch.Generator().manual_seed(1))
+    assert name == "full RED-DEQ, τ tuned" and describe((0.25,)) == "deq_test, τ × 0.25" and 1.0 in grids[0]
+    assert torch.equal(run((1.0,)), own)
+    assert (run((0.25,)) - own).norm() > 1e-3 * own.norm()
+    assert model.tau.item() == tau

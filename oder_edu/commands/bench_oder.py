@@ -85,14 +85,16 @@ def shipped(variant: str, app: str, device, ratio: float | None = None):
     return model
 
 
-def _problem(app: str, model, batch: int, generator, device, image_size=None, num_blocks=None):
-    """``(A, g, x, x0)`` of ``batch`` training images of ``app`` at the model's setting (or at ``image_size``,
-    ``num_blocks`` where given)."""
-    c = model.config
-    A = make_operator(app, image_size or c.image_size, num_blocks or c.num_blocks)
+def _operator(app: str, model, image_size=None, num_blocks=None):
+    """The operator of ``app`` at the model's setting (or at ``image_size``, ``num_blocks`` where given)."""
+    return make_operator(app, image_size or model.config.image_size, num_blocks or model.config.num_blocks)
+
+
+def _problem(A, app: str, model, batch: int, generator, device):
+    """``(g, x, x0)`` of ``batch`` training images of ``app`` measured by ``A`` at the model's SNR."""
     x = training_images(batch, A.image_shape[-1], generator, training_mix(app)).to(device)
-    y = simulate(A, x, c.snr_db, generator)
-    return A, LeastSquares(A, y), x, initial_image(A, y)
+    y = simulate(A, x, model.config.snr_db, generator)
+    return LeastSquares(A, y), x, initial_image(A, y)
 
 
 def _setting(model) -> dict:
@@ -109,7 +111,8 @@ def _median(values):
 def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
     """Part ``step`` (module docstring). Steps of all variants alternate batch by batch, so that a drift in
     the machine's load touches them alike; a step whose solve stops short of its tolerance (training skips
-    its batch) still counts its seconds."""
+    its batch) still counts its seconds. One operator serves every batch, as in training: its norms (the
+    steps' constants) are computed once, in the untimed first step."""
     variants = [("unrolled", 1.0), ("full", 1.0), *[("oder", r) for r in ratios], ("oder-online", 0.25)]
     cases = []
     for variant, ratio in variants:
@@ -124,9 +127,10 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
         return []
     generator = torch.Generator().manual_seed(0)
     batch = max(case[5] for case in cases)
-    problems = [_problem(app, cases[0][2], batch, generator, device) for _ in range(repeat + 1)]
+    A = _operator(app, cases[0][2])
+    problems = [_problem(A, app, cases[0][2], batch, generator, device) for _ in range(repeat + 1)]
     rows = []
-    for k, (A, g, x, x0) in enumerate(problems):
+    for k, (g, x, x0) in enumerate(problems):
         for variant, ratio, model, optimizer, penalty, size, timed in cases:
             data = LeastSquares(A, g.y[:size])
             step = lambda measure: train_step(model, optimizer, x[:size], x0[:size], data,  # noqa: E731
@@ -175,7 +179,8 @@ def map_rows(app: str, ratios, repeat: int, device, image_size=None, num_blocks=
     model = shipped("full", app, device)
     if model is None:
         return []
-    A, g, x, x0 = _problem(app, model, 1, torch.Generator().manual_seed(0), device, image_size, num_blocks)
+    A = _operator(app, model, image_size, num_blocks)
+    g, x, x0 = _problem(A, app, model, 1, torch.Generator().manual_seed(0), device)
     generator, rows = torch.Generator().manual_seed(1), []
     for ratio in (1.0, *ratios):
         sampler = model.block_sampler(g, ratio)

@@ -6,7 +6,9 @@ the chosen value lies inside it (never at an edge) and refined once around it (`
 untouched, on the *test* image -- data/'s ``ct`` and ``mr`` slices, the test pictures. Every method of a
 problem gets the same operator, noise, start image and iteration count; every row names its setting
 (``parameters``: the chosen point, which notebook 05 reuses) and says whether its grid bracketed the optimum.
-The shipped DEQ/ODER models are run untuned, as trained.
+The shipped DEQ/ODER models are run as trained (untuned), and once more with their strength τ scaled by a
+factor tuned the same way (``deq_methods``): a prior's weight learned on the training images need not suit
+another kind of image.
 
 **Parts** (``--parts``): ``denoise`` -- σ = 0.05 and 0.1 on 8 crops of the test pictures: the U-Net,
 the DnCNN, BM3D (given σ) and TV; ``reconstruct`` -- the CT slice (128², 90 angles, 40 dB, simulated on
@@ -44,6 +46,7 @@ DENOISE_SIGMAS = (0.05, 0.1)
 TV_LAM_OVER_L = [1e-4, 3e-4, 1e-3, 3e-3]  # λ of ½||Ax − y||² + λ TV(x), in units of L_g
 PNP_SIGMA = [0.005, 0.01, 0.02, 0.04]
 RED_SIGMA, RED_TAU_OVER_L = [0.01, 0.02, 0.05], [0.01, 0.03, 0.1]
+DEQ_TAU_FACTOR = [0.25, 0.5, 1.0, 2.0]  # the shipped model's τ times this factor
 TV_DENOISE_LAM_OVER_SIGMA = [0.5, 0.8, 1.2]
 
 
@@ -115,11 +118,34 @@ def methods(problem, denoisers: dict, iterations: int) -> dict:
     return found
 
 
+def deq_methods(problem, models: dict) -> dict:
+    """``methods``' form for the shipped DEQ/ODER ``models`` (``{row name: (checkpoint name, model)}``): each
+    with its τ times a factor (the point), solved by its default call (the test procedure)."""
+    def run(model, factor):
+        center = model.tau_center.clone()
+        model.tau_center.mul_(factor)
+        try:
+            with torch.no_grad():
+                return model(problem.x0, problem.g, generator=torch.Generator().manual_seed(1))
+        finally:
+            model.tau_center.copy_(center)
+
+    return {f"{method}, τ tuned": (lambda p, model=model: run(model, p[0]), [DEQ_TAU_FACTOR],
+                                   lambda p, name=name: f"{name}, τ × {p[0]:.3g}")
+            for method, (name, model) in models.items()}
+
+
 def compare(label: str, tuning, test, denoisers: dict, iterations: int) -> list[dict]:
     """Each method tuned on the problem ``tuning`` and run once on ``test`` (module docstring)."""
     rows = [{"problem": label, "method": "x0", "setting": "", **scores(test.x0, test.x_true)}]
-    tuned = methods(tuning, denoisers, iterations)
-    testing = methods(test, denoisers, iterations)
+    return rows + tuned_rows(label, tuning, test, methods(tuning, denoisers, iterations),
+                             methods(test, denoisers, iterations))
+
+
+def tuned_rows(label: str, tuning, test, tuned: dict, testing: dict) -> list[dict]:
+    """One row per method of ``tuned`` (``methods``' form on ``tuning``): its point chosen on ``tuning`` by
+    ``tune``, then ``testing``'s run of it on ``test``."""
+    rows = []
     for name, (run, grids, describe) in tuned.items():
         start = time.perf_counter()
         best, values, bracketed = tune(lambda p, run=run: psnr(run(p).clamp(0, 1), tuning.x_true).item(),
@@ -158,8 +184,9 @@ def denoise_rows(denoisers: dict) -> list[dict]:
 
 
 def checkpoint_rows(denoisers: dict, iterations: int, device) -> list[dict]:
-    """Part ``checkpoints``: each app's shipped full RED-DEQ and ODER (untuned, as trained) on data/'s image of
-    that app at the checkpoints' setting, beside TV and PnP-ADMM with the U-Net tuned on the tuning slice."""
+    """Part ``checkpoints``: each app's shipped full RED-DEQ and ODER on data/'s image of that app at the
+    checkpoints' setting -- as trained, and with τ scaled by a factor tuned on the tuning image -- beside TV,
+    PnP-ADMM and RED with the U-Net tuned the same way."""
     manifest, rows = checkpoints.read_manifest(), []
     for app, test_name, tuning_name in (("ct", "ct", "ct_tuning"), ("mri", "mr", "mr_tuning"), ("idt", "cell", None)):
         s = SETTINGS[app]
@@ -172,13 +199,13 @@ def checkpoint_rows(denoisers: dict, iterations: int, device) -> list[dict]:
                               device=device)
         label = f"{app.upper()} real image at the checkpoints' setting ({s.image_size}², B = {s.num_blocks})"
         rows += compare(label, tuning, test, {"unet": denoisers["unet"]}, iterations)
-        for method, name in (("full RED-DEQ", f"deq_{app}_full"), ("ODER", f"oder_{app}")):
-            if name not in manifest:
-                continue
-            model = load_model(name, device)
+        names = (("full RED-DEQ", f"deq_{app}_full"), ("ODER", f"oder_{app}"))
+        models = {method: (name, load_model(name, device)) for method, name in names if name in manifest}
+        for method, (name, model) in models.items():
             with torch.no_grad():
                 x = model(test.x0, test.g, generator=torch.Generator().manual_seed(1))
             rows.append({"problem": label, "method": method, "setting": f"{name} (untuned)", **scores(x, test.x_true)})
+        rows += tuned_rows(label, tuning, test, deq_methods(tuning, models), deq_methods(test, models))
     return rows
 
 
@@ -208,8 +235,8 @@ def main(args) -> int:
         records += checkpoint_rows(denoisers, iterations, device)
     caption = (f"Fair protocol (module docstring of oder_edu/commands/bench_priors.py): each method tuned on a tuning "
                f"image, run once on the test image; {iterations} iterations of TV and RED, {iterations // 2} of "
-               f"PnP-ADMM; the DEQ/ODER checkpoints untuned. {bm3d_note} Whole run "
-               f"{time.perf_counter() - start:.0f} s.")
+               f"PnP-ADMM; the DEQ/ODER checkpoints as trained and with τ scaled by a tuned factor. {bm3d_note} "
+               f"Whole run {time.perf_counter() - start:.0f} s.")
     write_results("priors", records, args, caption, ship=True,
                   sections=[(problem, [r for r in records if r["problem"] == problem])
                             for problem in dict.fromkeys(r["problem"] for r in records)])

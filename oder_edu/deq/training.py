@@ -110,8 +110,16 @@ def iterated_map(model: REDDEQ, g: LeastSquares, generator: torch.Generator | No
 def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int, blocks=None):
     """``num_iter`` power iterations on JᵀJ from ``v`` for the RED map ``T`` (an ``algorithms.REDMap``) over
     ``blocks`` linearized at ``x``: J v and Jᵀu by ``T.linear`` with J_R v from ``torch.func.jvp`` and J_Rᵀu
-    from ``torch.func.vjp`` through the prior. Returns ``(v, J)``, the unit vector per image and J."""
+    from ``torch.func.vjp`` through the prior. Returns ``(v, J v)``, the unit vector per image and its image.
+
+    No autograd graph: the transforms differentiate R by themselves, and under the graph to θ every
+    iteration's vector would hold its predecessors' (measured: 13.6 MiB for one 64² MRI image, 2.7 without)."""
     T, x = T.detached(), x.detach()
+    with torch.no_grad():
+        return _power_iteration(T, x, v, num_iter, blocks)
+
+
+def _power_iteration(T, x: torch.Tensor, v: torch.Tensor, num_iter: int, blocks):
     _, pullback = torch.func.vjp(T.R, x)
     J = lambda v: T.linear(v, torch.func.jvp(T.R, (x,), (v,))[1], blocks)  # noqa: E731
     Jt = lambda u: T.linear(u, pullback(u)[0], blocks)  # noqa: E731
@@ -119,7 +127,7 @@ def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int, blo
     for _ in range(num_iter):
         w = Jt(J(v))
         v = w / _per_image(w)
-    return v.detach(), J
+    return v, J(v)
 
 
 def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int = 30, draws: int = 4,
@@ -133,8 +141,8 @@ def jacobian_norm(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int
     for _ in range(1 if model.batch_ratio == 1 else checks.integer("draws", draws, 1)):
         T, blocks = iterated_map(model, g, generator)
         v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        v, J = _top_singular_vector(T, x, v, num_iter, blocks)
-        norms.append(J(v).flatten(1).norm(dim=1).detach())
+        v, Jv = _top_singular_vector(T, x, v, num_iter, blocks)
+        norms.append(Jv.flatten(1).norm(dim=1))
     return torch.stack(norms).amax(0)
 
 
@@ -171,8 +179,7 @@ class ContractionPenalty:
             self.v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).to(x.device)
         T, blocks = iterated_map(model, g, generator)
         T = T.detached()
-        self.v, J = _top_singular_vector(T, x, self.v, self.num_iter, blocks)
-        u = J(self.v).detach()
+        self.v, u = _top_singular_vector(T, x, self.v, self.num_iter, blocks)
         u = u / _per_image(u)
         with torch.enable_grad():
             xr = x.requires_grad_()
