@@ -58,7 +58,7 @@ def read_manifest(directory=None) -> dict:
     return manifest
 
 
-def _locate(source) -> tuple[Path, dict | None]:
+def locate(source) -> tuple[Path, dict | None]:
     """``(path, manifest entry or None)`` of a manifest name or a ``.pt`` path."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"weights must be named by a manifest name or a path to a .pt file, got {type(source).__name__}")
@@ -81,7 +81,7 @@ def load_state(source, kind: str | None = None, map_location="cpu") -> dict:
     """The state of a weight file (manifest name or path), after checking its sha256 and ``kind``."""
     if kind is not None:
         checks.choice("kind", kind, KINDS)
-    path, entry = _locate(source)
+    path, entry = locate(source)
     command = (entry or {}).get("command", "the `oder-edu train ...` command that made it")
     fail = lambda what: CheckpointError(f"{what}; regenerate it with:\n    {command}")  # noqa: E731
     if entry is not None:

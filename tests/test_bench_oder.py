@@ -73,7 +73,12 @@ def test_a_small_run_writes_every_part(tmp_path):
     assert all(r["train_step_ms"] > 0 and r["train_peak_mib"] > 0 and r["train_step_blocks"] > 0 for r in steps.values())
     assert steps["oder"]["b"] == 64 and steps["oder"]["train_step_blocks"] < steps["full"]["train_step_blocks"]
     assert steps["oder"]["memory_vs_full"] == pytest.approx(steps["oder"]["train_peak_mib"] / steps["full"]["train_peak_mib"], abs=1e-3)
-    assert {r["ratio"] for r in parts["map"]} == {1.0, 0.25} and all(0 < r["floor"] < 1 for r in parts["map"])
+    assert {r["ratio"] for r in parts["map"]} == {1.0, 0.25}
+    for r in parts["map"]:  # timings vary with the machine's load: the test checks the fit, not the figures
+        assert r["map_ms"] > 0 and r["maps_per_sample"] >= 1
+        F, P = r["fixed_ms"], r["per_ratio_ms"]
+        assert F + P * r["ratio"] == pytest.approx(r["map_ms"], abs=0.02)  # two ratios: the line meets both
+        assert r["floor"] == pytest.approx(F / (F + P), abs=1e-3)
     defaults = {r["variant"]: r for r in parts["test"] if r["budget"] == "default"}
     assert set(defaults) == {"full", "oder", "oder-online"} and all(r["psnr"] > 20 for r in defaults.values())
     assert {r["variant"] for r in parts["training"]} >= {"full", "oder"} and parts["time_to_P"]

@@ -78,3 +78,27 @@ def test_resuming_nothing_or_overwriting_a_run_is_refused(tmp_path, capsys):
     (tmp_path / "a.pt").unlink()
     assert train(tmp_path, "a", 3, "--resume", "--lr", "0.5") == 2
     assert "--resume continues a run with another lr" in capsys.readouterr().err
+
+
+def test_a_fine_tune_starts_from_its_parent_and_keeps_it_unless_it_improves(tmp_path):
+    """``--init`` loads the parent's weights (step 0 of the log scores them), records the parent's sha256 in the
+    manifest, and refuses weights of another shape or a σ range outside the parent's."""
+    assert train(tmp_path, "parent", 4) == 0
+    parent = torch.load(tmp_path / "parent.pt", weights_only=True)["state_dict"]
+    assert train(tmp_path, "child", 2, "--init", tmp_path / "parent.pt", "--lr", 1e-30,
+                 "--selection-sigmas", 0.03) == 0
+    rows = log(tmp_path / "child.run" / "log.csv")
+    assert [int(r["step"]) for r in rows] == [0, 1, 2] and rows[0]["selection_psnr"]
+    child = torch.load(tmp_path / "child.pt", weights_only=True)["state_dict"]
+    for key in parent:  # a learning rate of 1e-30 moves no weight: the child is its parent
+        torch.testing.assert_close(child[key], parent[key], rtol=0, atol=1e-20)
+    manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
+    assert manifest["child"]["parent"]["sha256"] == manifest["parent"]["sha256"]
+    assert manifest["child"]["metrics"]["kept_step"] in (0, 2)
+    assert manifest["child"]["config"]["selection_sigmas"] == [0.03]
+    wider = [*TINY[:4], "--width", 8, *TINY[6:]]  # TINY with another width
+    with pytest.raises(ValueError, match="not the --architecture dncnn"):
+        cli.main([str(a) for a in ["train", "denoiser", "--out", tmp_path / "c2.pt", "--steps", 1, *wider,
+                                   "--init", tmp_path / "parent.pt", "--debug"]])
+    with pytest.raises(ValueError, match="fine-tune it within that range"):
+        train(tmp_path, "c3", 1, "--init", tmp_path / "parent.pt", "--sigma-max", 0.5, "--debug")

@@ -40,6 +40,9 @@ from .results import add_bench_arguments, check_out, write_results
 PARTS = ("step", "map", "test", "training", "accuracy")
 CHECKPOINTS = {"full": "deq_{}_full", "oder": "oder_{}", "oder-online": "oder_{}", "unrolled": "unrolled_{}"}
 P_MARGIN = 0.3  # dB below full DEQ's final validation PSNR: the accuracy the time-to-accuracy race is to
+# Part map's samples each run maps for about this long: one MRI map takes milliseconds, and a median of three
+# single calls moved by 0.1 of a full map between two runs of the bench (2026-12-05).
+MAP_SAMPLE_SECONDS = 0.25
 
 
 def add_arguments(parser) -> None:
@@ -174,8 +177,9 @@ def _attempt(step, measure: bool) -> dict:
 
 def map_rows(app: str, ratios, repeat: int, device, image_size=None, num_blocks=None) -> list[dict]:
     """Part ``map``: the seconds of one application of the full map and of a minibatch map at each ratio
-    (the shipped full model, one image, no autograd), and the least-squares fit time(r) = F + P·r; at the
-    model's setting or at ``image_size`` and ``num_blocks`` (its convolutional prior runs at any size)."""
+    (the shipped full model, one image, no autograd; the median of ``repeat`` samples, each the mean over as
+    many maps as fill ``MAP_SAMPLE_SECONDS``), and the least-squares fit time(r) = F + P·r; at the model's
+    setting or at ``image_size`` and ``num_blocks`` (its convolutional prior runs at any size)."""
     model = shipped("full", app, device)
     if model is None:
         return []
@@ -185,16 +189,19 @@ def map_rows(app: str, ratios, repeat: int, device, image_size=None, num_blocks=
     for ratio in (1.0, *ratios):
         sampler = model.block_sampler(g, ratio)
         T = model.red_map(g, None if sampler is None else sampler.batch_size)
-        seconds = []
         with torch.no_grad():
-            for k in range(repeat + 1):
-                blocks = None if sampler is None else sampler(generator)
+            start = time.perf_counter()
+            T(x0, None if sampler is None else sampler(generator))  # untimed: a first call's set-up
+            calls = max(1, round(MAP_SAMPLE_SECONDS / (time.perf_counter() - start)))
+            seconds = []
+            for _ in range(repeat):
+                draws = [None if sampler is None else sampler(generator) for _ in range(calls)]
                 start = time.perf_counter()
-                T(x0, blocks)
-                if k:
-                    seconds.append(time.perf_counter() - start)
+                for blocks in draws:
+                    T(x0, blocks)
+                seconds.append((time.perf_counter() - start) / calls)
         rows.append({"part": "map", "app": app, "image_size": A.image_shape[-1], "num_blocks": A.num_blocks,
-                     "ratio": ratio, "map_ms": round(_median(seconds) * 1e3, 2)})
+                     "ratio": ratio, "map_ms": round(_median(seconds) * 1e3, 2), "maps_per_sample": calls})
     slope, intercept = statistics.linear_regression([r["ratio"] for r in rows], [r["map_ms"] for r in rows])
     for r in rows:
         r.update(fixed_ms=round(intercept, 2), per_ratio_ms=round(slope, 2),

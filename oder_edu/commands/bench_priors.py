@@ -2,7 +2,7 @@
 
 **Protocol.** Every method's strength is chosen on a *tuning* image -- data/'s ``ct_tuning`` and
 ``mr_tuning`` slices; for denoising, crops of the validation picture -- from a grid that is widened until
-the chosen value lies inside it (never at an edge) and refined once around it (``tune``), then run once,
+the chosen value lies inside it (at most four times) and refined once around it (``tune``), then run once,
 untouched, on the *test* image -- data/'s ``ct`` and ``mr`` slices, the test pictures. Every method of a
 problem gets the same operator, noise, start image and iteration count; every row names its setting
 (``parameters``: the chosen point, which notebook 05 reuses) and says whether its grid bracketed the optimum.

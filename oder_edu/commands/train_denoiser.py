@@ -1,7 +1,8 @@
 """``oder-edu train denoiser``: train a denoiser (the U-Net by default, or a DnCNN), keep the weights that
 score best on the selection images, report them on held-out test images, save them and record them in
 the manifest beside them (the shipped weights' commands: oder_edu/weights/MANIFEST.json). A run is
-resumable: ``--resume`` continues the run of ``--log-dir`` where it stopped."""
+resumable: ``--resume`` continues the run of ``--log-dir`` where it stopped; ``--init`` fine-tunes shipped
+weights instead of starting from scratch."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def add_arguments(parser) -> None:
     add("--force", action="store_true", help="replace an existing file and manifest entry")
     add("--log-dir", default=None, help="the run's state and log (default: OUT without .pt, plus '.run')")
     add("--resume", action="store_true", help="continue the run saved in --log-dir")
+    add("--init", default=None, help="fine-tune these weights (a manifest name such as unet, or a .pt path) with a "
+        "fresh learning-rate schedule; the architecture options must match them and --sigma-min/--sigma-max "
+        "lie in their σ range; the manifest records them as the parent")
     add("--architecture", choices=training.ARCHITECTURES, default=default.architecture,
         help="unet (DRUNet-style) or dncnn (default: %(default)s)")
     add("--widths", type=int, nargs="+", default=list(default.widths), help="U-Net channels per level")
@@ -38,8 +42,12 @@ def add_arguments(parser) -> None:
     add("--lr", type=float, default=default.lr, help="peak learning rate (warm-up, then cosine decay to 1%%)")
     add("--warmup", type=int, default=default.warmup, help="warm-up steps of the learning rate")
     add("--validate-every", type=int, default=default.validate_every, help="steps between selection scores")
-    add("--sigma-min", type=float, default=default.sigma_min)
-    add("--sigma-max", type=float, default=default.sigma_max)
+    add("--selection-sigmas", type=float, nargs="+", default=list(default.selection_sigmas),
+        help="noise levels of the selection score that chooses the kept weights (default: %(default)s)")
+    add("--sigma-min", type=float, default=default.sigma_min,
+        help="smallest training noise σ (σ = min + (max − min)·u², u uniform)")
+    add("--sigma-max", type=float, default=default.sigma_max,
+        help="largest training noise σ; with --init, within the σ range of those weights")
     add("--seed", type=int, default=default.seed, help="seeds the initialization and the data")
     add("--save-every", type=float, default=300.0, help="seconds between saves of the resumable state")
     add("--device", default="cpu", help="cpu or cuda")
@@ -52,7 +60,8 @@ def main(args) -> int:
         architecture=args.architecture, widths=tuple(args.widths), blocks=args.blocks, depth=args.depth,
         width=args.width, sigma_min=args.sigma_min, sigma_max=args.sigma_max, patch_size=args.patch_size,
         batch_size=args.batch_size, steps=args.steps, lr=args.lr, warmup=args.warmup,
-        validate_every=args.validate_every, seed=args.seed))
+        validate_every=args.validate_every, seed=args.seed, init=args.init,
+        selection_sigmas=tuple(args.selection_sigmas)))
     out = checkpoints.weights_path(args.out, "--out")  # everything checked before hours of training
     if out.exists() and not args.force:
         raise FileExistsError(errno.EEXIST, f"--out {out} exists; pass --force to replace it")

@@ -9,6 +9,8 @@ resumed run continues the schedule). Every ``validate_every`` steps the denoiser
 are kept; the saved model is the best one. ``validate`` then reports the *test* figures: held-out phantoms,
 the test pictures, the CT and MR slices, each against TV at its best weight. The run is resumable
 (``train.session``): model, optimizer, data generator, step and best weights are saved every few minutes.
+A run with ``init`` fine-tunes: it starts from a weight file's network instead of a fresh initialization,
+with its own learning-rate schedule and σ range, and the starting weights compete for selection as step 0.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .. import checks, images
+from .. import checkpoints, checks, images
 from ..denoisers import DnCNN, UNet, tv_denoise
+from ..denoisers.pretrained import from_config
 from ..metrics import psnr
 from ..phantoms import VALIDATION_SEED, validation_phantoms
 from .session import Session, schedule
@@ -50,12 +53,40 @@ class DenoiserConfig:
     validate_every: int = 500
     seed: int = 0
     mix: dict = field(default_factory=lambda: dict(images.MIX))
+    init: str | None = None  # a manifest name or .pt path to fine-tune, or None for a fresh network
+    selection_sigmas: tuple = SELECTION_SIGMAS  # the noise levels the kept weights are chosen at
 
     def network(self) -> torch.nn.Module:
-        sigma_range = (self.sigma_min, self.sigma_max)
-        if self.architecture == "unet":
-            return UNet(1, tuple(self.widths), self.blocks, sigma_range)
-        return DnCNN(1, self.depth, self.width, sigma_range)
+        """A fresh network, or with ``init`` the weights it names (ValueError if they are of another
+        architecture than this config's, or were trained for a σ range that excludes this one)."""
+        if self.init is None:
+            sigma_range = (self.sigma_min, self.sigma_max)
+            if self.architecture == "unet":
+                return UNet(1, tuple(self.widths), self.blocks, sigma_range)
+            return DnCNN(1, self.depth, self.width, sigma_range)
+        state = checkpoints.load_state(self.init, kind="denoiser")
+        model = from_config(state["config"])
+        model.load_state_dict(state["state_dict"])
+        shape = ({"widths": tuple(self.widths), "blocks": self.blocks} if self.architecture == "unet"
+                 else {"depth": self.depth, "width": self.width})
+        if model.config()["architecture"] != self.architecture or any(
+                _plain(getattr(model, k)) != _plain(v) for k, v in shape.items()):
+            raise ValueError(f"--init {self.init} holds a {model!r:.200}, not the --architecture {self.architecture} "
+                             f"of {shape}; give the options that match it")
+        low, high = model.sigma_range
+        if not low <= self.sigma_min < self.sigma_max <= high:
+            raise ValueError(f"--init {self.init} was trained for σ in [{low:g}, {high:g}]; fine-tune it within that "
+                             f"range, got --sigma-min {self.sigma_min:g} --sigma-max {self.sigma_max:g}")
+        return model
+
+
+def parent(init: str) -> dict:
+    """What a fine-tuned denoiser started from: the weight file's name and sha256, and for a manifest name
+    the command and seconds that trained it."""
+    path, entry = checkpoints.locate(init)
+    entry = entry or {}
+    return {"init": init, "sha256": checkpoints.sha256(path), "command": entry.get("command"),
+            "seconds": entry.get("seconds")}
 
 
 
@@ -80,11 +111,11 @@ def selection_set(size: int = 128) -> torch.Tensor:
                       validation_phantoms(8, size, seed=VALIDATION_SEED + 100)])
 
 
-def selection_score(denoiser, clean: torch.Tensor) -> float:
-    """Mean PSNR (dB) of ``denoiser`` on ``clean`` over ``SELECTION_SIGMAS``."""
+def selection_score(denoiser, clean: torch.Tensor, sigmas=SELECTION_SIGMAS) -> float:
+    """Mean PSNR (dB) of ``denoiser`` on ``clean`` over the noise levels ``sigmas``."""
     was_training = getattr(denoiser, "training", False)
     denoiser.eval()
-    score = sum(denoise_psnr(denoiser, clean, s) for s in SELECTION_SIGMAS) / len(SELECTION_SIGMAS)
+    score = sum(denoise_psnr(denoiser, clean, s) for s in sigmas) / len(sigmas)
     denoiser.train(was_training)
     return score
 
@@ -113,6 +144,16 @@ def train(config: DenoiserConfig, log_dir, command: str, device=None, resume: bo
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                 "best": best, "config": asdict(config)}
 
+    def keep_if_best(step: int) -> float:
+        nonlocal best
+        score = selection_score(model, clean, config.selection_sigmas)
+        if best is None or score > best["score"]:
+            best = {"score": score, "step": step,
+                    "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        return score
+
+    if config.init is not None and session.state is None:  # the weights fine-tuning starts from compete too
+        session.log({"step": 0, "seconds": session.seconds, "selection_psnr": keep_if_best(0)})
     steps = range(session.step, config.steps)
     model.train()
     try:
@@ -130,10 +171,7 @@ def train(config: DenoiserConfig, log_dir, command: str, device=None, resume: bo
             optimizer.step()
             row = {"step": step + 1, "loss": loss.item(), "lr": lr, "seconds": session.seconds}
             if (step + 1) % config.validate_every == 0 or step + 1 == config.steps:
-                row["selection_psnr"] = score = selection_score(model, clean)
-                if best is None or score > best["score"]:
-                    best = {"score": score, "step": step + 1,
-                            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                row["selection_psnr"] = keep_if_best(step + 1)
             session.log(row)
             session.checkpoint(state)
         session.checkpoint(state, force=True)
@@ -186,7 +224,7 @@ def summary(config: DenoiserConfig, model: torch.nn.Module, session: Session, va
     """The metrics and extra fields of a denoiser's manifest entry: the test figures, the selection score and
     step of the kept weights, the training segments (commands, steps, seconds) and the data recipe."""
     rows = session.rows()
-    tail = [float(r["loss"]) for r in rows[-100:]]
+    tail = [float(r["loss"]) for r in rows[-100:] if r["loss"]]  # a fine-tune's step 0 scores, takes no step
     scored = [(int(r["step"]), float(r["selection_psnr"])) for r in rows if r.get("selection_psnr")]
     best_step, best_score = max(scored, key=lambda item: item[1]) if scored else (None, None)
     metrics = {"validation": validation, "final_loss": sum(tail) / max(len(tail), 1),
@@ -198,7 +236,8 @@ def summary(config: DenoiserConfig, model: torch.nn.Module, session: Session, va
         "metrics": metrics,
         "extra": {"config": asdict(config), "data": images.recipe(config.mix, config.patch_size),
                   "parameters": sum(p.numel() for p in model.parameters()), "steps": session.step,
-                  "segments": session.segments, "seconds_per_step": round(seconds / max(session.step, 1), 3)},
+                  "segments": session.segments, "seconds_per_step": round(seconds / max(session.step, 1), 3),
+                  **({"parent": parent(config.init)} if config.init is not None else {})},
         "seconds": seconds,
     }
 
@@ -220,6 +259,8 @@ def check(config: DenoiserConfig) -> DenoiserConfig:
     if not config.sigma_min < config.sigma_max:
         raise ValueError(f"--sigma-min must be below --sigma-max (the range σ is drawn from), got --sigma-min "
                          f"{config.sigma_min:g} and --sigma-max {config.sigma_max:g}")
+    if not config.selection_sigmas or not all(math.isfinite(x) and x > 0 for x in config.selection_sigmas):
+        raise ValueError(f"--selection-sigmas must be noise levels > 0, got {config.selection_sigmas}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {config.lr}")
     return config
