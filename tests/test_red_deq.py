@@ -391,7 +391,7 @@ def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_low
 def test_the_contraction_penalty_holds_the_same_memory_whatever_its_power_iterations():
     """The power iteration's vectors are measured without a graph to the prior's weights, so its memory
     does not grow with ``num_iter`` (it did: every iteration kept its predecessors' graph, 13.6 MiB for one
-    64² MRI image at 3 iterations, 2.7 MiB without), and the gradient to θ is unchanged by that."""
+    64² MRI image at 3 iterations, 2.7 MiB without), while the penalty still carries a gradient to θ."""
     from oder_edu.denoisers import DnCNN
     from oder_edu.memory import PeakTensorMemory
 
