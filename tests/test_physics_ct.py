@@ -86,10 +86,11 @@ def test_property_adjoint_with_arbitrary_angles(angles, size):
 
 
 # --- blocks = angles -------------------------------------------------------------------------------
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 3, 4, 5])
 def test_sparse_and_scatter_forward_paths_agree(batch):
     """The CPU forward is a CSR product (one for all angles in order, one per angle
-    otherwise); scatter_add, whose VJP the adjoint tests use, must give the same matrix."""
+    otherwise; several images as zero-padded columns, 4 and 8 of them here); scatter_add,
+    whose VJP the adjoint tests use, must give the same matrix."""
     A = ParallelBeamCT(24, num_angles=40, num_detectors=29)
     x = torch.randn(batch, 1, 24, 24, generator=torch.Generator().manual_seed(batch), dtype=torch.float64)
     for blocks in (None, [7], [39, 0, 5, 6], list(range(3, 20)) + [30, 2], list(range(1, 40)), list(range(40))):

@@ -109,26 +109,31 @@ class ForwardMatrix(NamedTuple):
     def project(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
         """``A_S x``: ``[N, 1, n, n] -> [N, b, d]`` for float32/float64 CPU images.
 
-        All angles in order: one product with the whole matrix. Any other block set: one
-        product per angle, written straight into its rows of the result, so that a subset
-        allocates nothing but its b rows (no copies of the tables, no per-call matrices).
+        All angles in order: one product with the whole matrix. Any other block set: one product per angle,
+        written straight into its rows of the result, so that a subset allocates nothing but its b rows (no
+        copies of the tables, no per-call matrices). One image: matrix-vector products (about 4x faster than
+        one-column matrix products). Several: products with the images as the columns of a dense matrix, zero-
+        padded to a multiple of 4 columns, where MKL's sparse-dense product is fastest (measured at 128², 90 of
+        360 angles: 2.4 ms for 4 images, 4.1 for 3, 4.1 for 2 -- and 6.2 ms for 4 images one vector at a time).
         """
         batch, rows = x.shape[0], self.crow.shape[1] - 1
         angles = None if blocks is None else blocks.tolist()
         if angles == list(range(self.col.shape[0])):
             angles = None
+        count = self.col.shape[0] if angles is None else len(angles)
         images = x.reshape(batch, -1)  # [N, P]
-        if angles is None:  # one matrix product: the matrix is read once for all N images
-            out = x.new_empty(self.col.shape[0], rows, batch)
-            if batch == 1:  # matrix-vector products are about 4x faster than one-column matrix products
+        if batch == 1:
+            out = x.new_empty(count, rows)
+            if angles is None:
                 torch.mv(self.matrix(x.dtype), images[0], out=out.view(-1))
-            else:
-                torch.mm(self.matrix(x.dtype), images.T, out=out.flatten(0, 1))
-            return out[:, 1:-1].permute(2, 0, 1).contiguous()  # drop the padding bins
-        # A subset: one matrix-vector product per (image, angle); the small per-angle matrices make
-        # products with several columns slower than this (measured: 4 images, 90 of 360 angles at 128²)
-        out = x.new_empty(batch, len(angles), rows)
-        for image, target in zip(images, out):
-            for row, angle in zip(target, angles):
-                torch.mv(self.matrix(x.dtype, angle), image, out=row)
-        return out[..., 1:-1].contiguous()
+            for row, angle in zip(out, angles or ()):
+                torch.mv(self.matrix(x.dtype, angle), images[0], out=row)
+            return out[None, :, 1:-1].contiguous()
+        columns = x.new_zeros(images.shape[1], -(-batch // 4) * 4)  # [P, N rounded up to a multiple of 4]
+        columns[:, :batch] = images.T
+        out = x.new_empty(count, rows, columns.shape[1])
+        if angles is None:  # the matrix is read once for all N images
+            torch.mm(self.matrix(x.dtype), columns, out=out.flatten(0, 1))
+        for block, angle in zip(out, angles or ()):
+            torch.mm(self.matrix(x.dtype, angle), columns, out=block)
+        return out[:, 1:-1, :batch].permute(2, 0, 1).contiguous()  # drop the padding bins and columns
