@@ -94,7 +94,7 @@ def test_a_fine_tune_starts_from_its_parent_and_keeps_it_unless_it_improves(tmp_
         torch.testing.assert_close(child[key], parent[key], rtol=0, atol=1e-20)
     manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
     assert manifest["child"]["parent"]["sha256"] == manifest["parent"]["sha256"]
-    assert manifest["child"]["metrics"]["kept_step"] in (0, 2)
+    assert manifest["child"]["metrics"]["kept_step"] == 0  # no better score: the parent is kept
     assert manifest["child"]["config"]["selection_sigmas"] == [0.03]
     wider = [*TINY[:4], "--width", 8, *TINY[6:]]  # TINY with another width
     with pytest.raises(ValueError, match="not the --architecture dncnn"):

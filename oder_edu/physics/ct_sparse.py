@@ -126,14 +126,16 @@ class ForwardMatrix(NamedTuple):
             out = x.new_empty(count, rows)
             if angles is None:
                 torch.mv(self.matrix(x.dtype), images[0], out=out.view(-1))
-            for row, angle in zip(out, angles or ()):
-                torch.mv(self.matrix(x.dtype, angle), images[0], out=row)
+            else:
+                for row, angle in zip(out, angles):
+                    torch.mv(self.matrix(x.dtype, angle), images[0], out=row)
             return out[None, :, 1:-1].contiguous()
         columns = x.new_zeros(images.shape[1], -(-batch // 4) * 4)  # [P, N rounded up to a multiple of 4]
         columns[:, :batch] = images.T
         out = x.new_empty(count, rows, columns.shape[1])
         if angles is None:  # the matrix is read once for all N images
             torch.mm(self.matrix(x.dtype), columns, out=out.flatten(0, 1))
-        for block, angle in zip(out, angles or ()):
-            torch.mm(self.matrix(x.dtype, angle), columns, out=block)
+        else:
+            for block, angle in zip(out, angles):
+                torch.mm(self.matrix(x.dtype, angle), columns, out=block)
         return out[:, 1:-1, :batch].permute(2, 0, 1).contiguous()  # drop the padding bins and columns
