@@ -74,6 +74,25 @@ def test_adjoint_is_the_vector_jacobian_product_of_the_forward(A):
         assert torch.allclose(vjp, ATy, rtol=1e-9, atol=1e-10)
 
 
+def test_forward_returns_a_new_tensor_that_the_data_term_may_change(A):
+    """``_forward`` never hands back a view of its input (``BlockOperator``): the data term subtracts y_S from
+    A_S x in place, which must leave x, y and the operator's tables as they were."""
+    from oder_edu.physics import LeastSquares
+
+    for blocks in subsets(A):
+        x = image(A)
+        y = A.forward(image(A, seed=3))
+        data = LeastSquares(A, y)
+        x_before, y_before, Ax_before = x.clone(), y.clone(), A.forward(x)
+        S = None if blocks is None else torch.as_tensor(blocks)
+        assert A._forward(x, S).untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+        residual = data._residual(x, S)
+        assert torch.equal(x, x_before) and torch.equal(y, y_before)
+        assert torch.equal(A.forward(x), Ax_before)  # the tables too
+        expected = Ax_before - y if S is None else (Ax_before - y)[:, S]
+        torch.testing.assert_close(residual, expected)
+
+
 def test_blocks_come_back_in_the_order_asked_and_concatenate(A):
     x = image(A)
     full = A.forward(x)

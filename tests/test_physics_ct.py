@@ -103,6 +103,20 @@ def test_sparse_and_scatter_forward_paths_agree(batch):
         torch.testing.assert_close(A.forward(x.float(), blocks).double(), reference, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3, 4, 5])
+def test_the_cpu_adjoint_paths_agree_with_the_gather(batch):
+    """The CPU adjoint reads the bins back with index_select for one image and as CSR products with the A_aᵀ for
+    several (zero-padded columns, 4 and 8 of them here); the gather of other devices is an independent path."""
+    A = ParallelBeamCT(24, num_angles=40, num_detectors=29)
+    gen = torch.Generator().manual_seed(batch)
+    for blocks in (None, [7], [39, 0, 5, 6], list(range(3, 20)) + [30, 2], list(range(40))):
+        S = as_blocks(blocks, 40)
+        y = torch.randn(batch, 40 if S is None else len(S), 29, generator=gen, dtype=torch.float64)
+        reference = A._back_project_gather(y, S)
+        torch.testing.assert_close(A.adjoint(y, blocks), reference, rtol=0, atol=1e-12)
+        torch.testing.assert_close(A.adjoint(y.float(), blocks).double(), reference, rtol=0, atol=1e-4)
+
+
 def test_autograd_differentiates_forward_and_adjoint_by_each_other():
     A = ParallelBeamCT(9, num_angles=7, num_detectors=11)
     blocks = torch.tensor([5, 0, 3])
@@ -198,6 +212,16 @@ def test_sparse_matrix_satisfies_torch_csr_invariants():
     for _ in range(20):  # subsets add single-angle views only: the cache stays bounded
         A.forward(x, torch.randperm(6, generator=gen)[:3])
     assert len([key for key in A.csr.views if key[0] == torch.float32]) <= A.num_blocks + 1
+    y = torch.rand(2, 6, 12)
+    A.adjoint(y)
+    A.adjoint(y[:, [4]].double(), [4])
+    adjoint_views = {key: view for key, view in A.csr_adjoint.views.items() if isinstance(key, tuple)}
+    assert set(adjoint_views) == {*((torch.float32, a) for a in range(6)), (torch.float64, 4)}
+    with torch.sparse.check_sparse_tensor_invariants():
+        for matrix in adjoint_views.values():
+            assert matrix.shape == (144, 14)
+            torch.sparse_csr_tensor(matrix.crow_indices(), matrix.col_indices(), matrix.values(),
+                                    matrix.shape, check_invariants=True)
 
 
 def test_batched_images_are_independent():
@@ -516,7 +540,8 @@ def test_the_size_estimate_covers_what_the_operator_stores():
 
     for n, B, d in ((64, 90, None), (33, 7, 50)):
         A = ParallelBeamCT(n, num_angles=B, num_detectors=d)
-        stored = sum(t.untyped_storage().nbytes() for t in (A.bin_index, A.bin_weight, *A.csr[:4]))
+        A.adjoint(torch.zeros(2, B, A.num_detectors))  # several images: the adjoint's matrices are built
+        stored = sum(t.untyped_storage().nbytes() for t in (A.bin_index, A.bin_weight, *A.csr[:4], *A.csr_adjoint[:3]))
         estimate = ct._operator_bytes(n, B, A.num_detectors)
         assert stored <= estimate <= 1.001 * stored + 64 * max(2**17, n * n)  # + temporaries
 

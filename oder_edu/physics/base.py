@@ -88,7 +88,8 @@ def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> flo
 
 class BlockOperator:
     """A linear map from images ``image_shape`` (C, H, W) to ``num_blocks`` blocks of ``block_shape``.
-    Subclasses implement ``_forward(x, blocks)`` and ``_adjoint(y, blocks)`` for validated inputs, and
+    Subclasses implement ``_forward(x, blocks)`` and ``_adjoint(y, blocks)`` for validated inputs, each
+    returning a new tensor (never a view of its input: ``LeastSquares`` forms A_S x − y_S in place), and
     ``solve_normal`` where AᵀA has a closed form; tables follow the input's device and dtype (``_buffer``)."""
 
     complex_measurements: bool = False
@@ -224,9 +225,11 @@ class LeastSquares:
         if x.shape[0] != self.y.shape[0]:
             raise ValueError(f"image batch {x.shape[0]} does not match data batch {self.y.shape[0]}")
 
-    def _residual(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:  # A_S x - y_S
-        y = self.y if blocks is None else self.y.index_select(1, blocks.to(self.y.device))
-        return self.A._forward(x, blocks) - y
+    def _residual(self, x: torch.Tensor, blocks: torch.Tensor | None) -> torch.Tensor:
+        """A_S x - y_S: y_S is taken after A_S x and subtracted in place (A_S x is a new tensor: ``BlockOperator``),
+        so that a subset holds at most two of its b blocks' measurements at once, as the full call holds A x and y."""
+        r = self.A._forward(x, blocks)
+        return r.sub_(self.y if blocks is None else self.y.index_select(1, blocks.to(self.y.device)))
 
     def _blocks(self, x: torch.Tensor, blocks) -> torch.Tensor | None:
         self.check(x)

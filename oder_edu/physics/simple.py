@@ -25,7 +25,7 @@ class Denoising(_OneBlock):
     """A = I: y = [x] + e."""
 
     def _forward(self, x, blocks):
-        return x.unsqueeze(1)
+        return x.unsqueeze(1).clone()  # a new tensor, as every _forward returns (``BlockOperator``)
 
     def _adjoint(self, y, blocks):
         return y[:, 0]
