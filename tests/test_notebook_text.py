@@ -46,6 +46,7 @@ CONSTANTS = {
         "0.5": "the course's target for online ODER on CT and IDT: within 0.5 dB of full DEQ",
         "1.0": "the course's target on MRI: within 1.0 dB",
         "0.3": "the margin of P below full DEQ's final validation PSNR (bench oder's P_MARGIN)",
+        "0.99": "the course's target for the contraction constant of a shipped model's iterated map",
     },
     "05_applications": {
         "0.3": "10^(−50/20) ≈ 0.3 %, the noise of a 50 dB SNR (derived)",

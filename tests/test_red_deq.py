@@ -15,7 +15,7 @@ from torch import nn
 
 from oder_edu import checkpoints
 from oder_edu.deq import (ContractionPenalty, NonContractiveError, REDDEQ, ModelConfig, anderson, build,
-                          forward_iteration, jacobian_norm, load_model, plain_solve, save)
+                          forward_iteration, jacobian_norm, load_model, plain_solve, save, weakest_direction)
 from oder_edu.physics import IntensityDiffractionTomography, LeastSquares, make_sampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -354,6 +354,31 @@ def test_jacobian_norm_matches_the_dense_jacobian():
         J = torch.autograd.functional.jacobian(T, x[n].flatten())
         # power iteration approaches from below; two close top singular values slow it down
         assert measured[n].item() == pytest.approx(torch.linalg.matrix_norm(J, ord=2).item(), rel=1e-4)
+
+
+def test_the_weakest_direction_splits_the_contraction_into_data_and_prior():
+    """weakest_direction: v is the top right singular vector of the dense Jacobian (σ = ||Jv|| = ||J||₂, the
+    same as jacobian_norm), and ⟨v, Jv⟩ = 1 − data − prior with data = γ⟨v, AᵀA v⟩ and prior = γτ⟨v, J_R v⟩."""
+    from oder_edu.denoisers import DnCNN
+
+    torch.manual_seed(0)
+    A = IntensityDiffractionTomography(6, num_leds=4)
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    g = LeastSquares(A, A.forward(x))
+    net = REDDEQ(DnCNN(depth=3, width=4).double(), sigma=0.05, tau=0.5 * A.norm() ** 2)
+    split = weakest_direction(net, x, g, num_iter=300, tol=1e-12)
+    assert torch.allclose(split["sigma"], jacobian_norm(net, x, g, num_iter=300, tol=1e-12), rtol=1e-9)
+    T_full = net.red_map(g)
+    for n in range(2):
+        T_n = net.red_map(LeastSquares(A, g.y[n : n + 1]))
+        J = torch.autograd.functional.jacobian(lambda z: T_n(z.view(1, 1, 6, 6)).flatten(), x[n].flatten())  # noqa: B023
+        v = split["v"][n].flatten()
+        assert split["sigma"][n].item() == pytest.approx(torch.linalg.matrix_norm(J, ord=2).item(), rel=1e-8)
+        assert abs(v @ torch.linalg.svd(J.T @ J)[0][:, 0]) == pytest.approx(1, abs=1e-6)  # the top singular vector
+        assert (v @ J @ v).item() == pytest.approx(1 - split["data"][n].item() - split["prior"][n].item(), abs=1e-8)
+        data = (T_full.gamma * (v.view(1, 1, 6, 6) * g.normal(v.view(1, 1, 6, 6).expand(2, -1, -1, -1))[n]).sum())
+        assert split["data"][n].item() == pytest.approx(data.item(), rel=1e-9)
+        assert split["seen"][n].item() == pytest.approx(data.item() / T_full.gamma.item() / A.norm() ** 2, rel=1e-9)
 
 
 def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_lowers_it():

@@ -86,6 +86,44 @@ def power_iteration(apply, shape, num_iter: int = 100, tol: float = 1e-6) -> flo
     return value
 
 
+def lanczos(apply, v0: torch.Tensor, max_iter: int = 200, tol: float = 1e-6):
+    """The largest eigenvalue θ of a symmetric PSD ``apply`` for each image of ``v0`` ``[N, ...]``, and its
+    eigenvector: ``(theta [N] float64, v [N, ...] unit vectors in v0's dtype, iterations)``.
+
+    The Lanczos process from ``v0`` (Lanczos 1950; Golub & Van Loan, *Matrix Computations*, ch. 10): k products
+    span a Krylov space, and the top eigenvalue of the k×k tridiagonal matrix they build (a Ritz value) is the
+    best estimate that space holds -- a lower bound that rises to θ far faster than power iteration's, which
+    uses only the last vector: where the top of the spectrum is crowded (the Jacobians of trained DEQ maps, whose
+    near-null directions contract nearly alike) power iteration needs hundreds of products per digit. Vectors
+    are kept in float64 and reorthogonalized against all earlier ones, twice (without it they lose orthogonality
+    and the tridiagonal matrix invents eigenvalues above θ). Stops when every image's top Ritz pair has residual
+    ||apply(v) − θ v|| = |β_k s_k| <= ``tol``·θ, or after ``max_iter`` products."""
+    shape, n = v0.shape, v0.shape[0]
+    inner = lambda a, b: (a * b).sum(1)  # noqa: E731
+    q = v0.reshape(n, -1).double()
+    q = q / inner(q, q).sqrt()[:, None]
+    basis, alphas, betas = [q], [], []
+    for k in range(1, max_iter + 1):
+        w = apply(basis[-1].to(v0.dtype).view(shape)).reshape(n, -1).double()
+        alphas.append(inner(basis[-1], w))
+        for _ in range(2):
+            for b in basis:
+                w = w - inner(b, w)[:, None] * b
+        beta = inner(w, w).sqrt()
+        tridiagonal = torch.diag_embed(torch.stack(alphas, 1))
+        if betas:
+            off = torch.stack(betas, 1)
+            tridiagonal = tridiagonal + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
+        values, vectors = torch.linalg.eigh(tridiagonal)
+        theta, s = values[:, -1], vectors[:, :, -1]  # [N], [N, k]
+        converged = (beta * s[:, -1]).abs() <= tol * theta.abs()
+        if k == max_iter or k == q.shape[1] or bool(converged.all()):
+            v = (s[:, :, None] * torch.stack(basis, 1)).sum(1)
+            return theta, (v / inner(v, v).sqrt()[:, None]).to(v0.dtype).view(shape), k
+        betas.append(beta)
+        basis.append(w / beta.clamp_min(torch.finfo(w.dtype).tiny)[:, None])  # β = 0: an invariant space, a new start
+
+
 class BlockOperator:
     """A linear map from images ``image_shape`` (C, H, W) to ``num_blocks`` blocks of ``block_shape``.
     Subclasses implement ``_forward(x, blocks)`` and ``_adjoint(y, blocks)`` for validated inputs, each

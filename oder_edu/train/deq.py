@@ -74,7 +74,10 @@ class TrainConfig:
     # to 0.998; the shipped runs' medians 0.991-0.994): the prior moved towards the identity where the data are
     # weak. Both were stopped early. The penalty at 10 power iterations (`ContractionPenalty.num_iter`, 3 here)
     # logged higher estimates (the 3-step warm start reads low) and trained models testing at full 39.30 dB /
-    # 0.9898, ODER 38.45 dB / 0.9904: no better on either axis.
+    # 0.9898, ODER 38.45 dB / 0.9904: no better on either axis. Every test constant above came from 30 power
+    # iterations, which had not converged: measured by Lanczos (`deq.jacobian_norm` since 2026-12-06) the shipped
+    # models test at 0.9955-1.0042, their weakest direction one the data barely see and the prior passes through
+    # (notebook 04, section 7) -- a target of 0.985 on a 3-step estimate never constrained it.
     contraction: float = 0.985
     contraction_weight: float = 1.0
     seed: int = 0
