@@ -101,8 +101,8 @@ def lanczos(apply, v0: torch.Tensor, max_iter: int = 200, tol: float = 1e-6):
     shape, n = v0.shape, v0.shape[0]
     inner = lambda a, b: (a * b).sum(1)  # noqa: E731
     q = v0.reshape(n, -1).double()
-    q = q / inner(q, q).sqrt()[:, None]
-    basis, alphas, betas = [q], [], []
+    dimension = q.shape[1]  # a Krylov space cannot grow past it
+    basis, alphas, betas = [q / inner(q, q).sqrt()[:, None]], [], []
     for k in range(1, max_iter + 1):
         w = apply(basis[-1].to(v0.dtype).view(shape)).reshape(n, -1).double()
         alphas.append(inner(basis[-1], w))
@@ -117,7 +117,7 @@ def lanczos(apply, v0: torch.Tensor, max_iter: int = 200, tol: float = 1e-6):
         values, vectors = torch.linalg.eigh(tridiagonal)
         theta, s = values[:, -1], vectors[:, :, -1]  # [N], [N, k]
         converged = (beta * s[:, -1]).abs() <= tol * theta.abs()
-        if k == max_iter or k == q.shape[1] or bool(converged.all()):
+        if k == max_iter or k == dimension or bool(converged.all()):
             v = (s[:, :, None] * torch.stack(basis, 1)).sum(1)
             return theta, (v / inner(v, v).sqrt()[:, None]).to(v0.dtype).view(shape), k
         betas.append(beta)

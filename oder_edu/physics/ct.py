@@ -73,16 +73,15 @@ class ParallelBeamCT(BlockOperator):
     product on the CPU (``ct_sparse``) and ``scatter_add`` elsewhere; the adjoint reads
     the two bins back, on the CPU one angle at a time (one image: ``index_select``;
     several: a sparse product with A_a^T, ``ct_sparse``), elsewhere with ``gather`` over
-    chunks of consecutive angles. Both
-    only ever take views of the matrices' and tables' rows, so a subset of b angles costs
-    about b/B of the full call in time and in memory. Under autograd both maps are
-    differentiated by each other (``_Linear``: the VJP of ``A_S`` is ``A_S^T``), so a step
-    saves no tables; the tests check the adjoint against plain autograd of ``scatter_add``
-    (a gather), an independent code path. Storage: 8 bytes per (angle, pixel) pair for the
-    tables plus 16 for each of the two CSR forms (A, and the A_a^T once several images have
-    been back-projected), e.g. 113 MiB at 128² / 180 angles and 900 MiB at 512² / 90 angles
-    with both; float64 calls add float64 copies of the
-    values the paths they take read (at most 40 bytes per pair on the CPU, 8 elsewhere).
+    chunks of consecutive angles. Both only ever take views of the matrices' and tables'
+    rows, so a subset of b angles costs about b/B of the full call in time and in memory.
+    Under autograd both maps are differentiated by each other (``_Linear``: the VJP of
+    ``A_S`` is ``A_S^T``), so a step saves no tables; the tests check the adjoint against
+    plain autograd of ``scatter_add`` (a gather), an independent code path. Storage: 8
+    bytes per (angle, pixel) pair for the tables plus 16 for each of the two CSR forms (A,
+    and the A_a^T once several images have been back-projected), e.g. 113 MiB at 128² / 180
+    angles and 900 MiB at 512² / 90 angles with both; float64 calls add float64 copies of
+    the values their paths read (at most 40 bytes per pair on the CPU, 8 elsewhere).
     Operators over 8 GiB are refused before anything is allocated.
     """
 

@@ -154,8 +154,8 @@ class AdjointMatrices(NamedTuple):
     col: torch.Tensor
     val: torch.Tensor
     bins: int  # d + 2, the columns of every A_aᵀ
-    # (dtype, angle) -> CSR view of A_angleᵀ; dtype -> the values in dtype (one copy for all angles)
-    views: dict
+    values: dict  # dtype -> ``val`` in that dtype (one copy for all angles)
+    views: dict  # (dtype, angle) -> CSR view of A_angleᵀ
 
     @classmethod
     def build(cls, bin_index: torch.Tensor, bin_weight: torch.Tensor, num_detectors: int) -> "AdjointMatrices":
@@ -172,15 +172,15 @@ class AdjointMatrices(NamedTuple):
         val[..., 0].neg_().add_(1)  # 1 - w, exact: w lies on a 2^-24 grid
         crow = torch.arange(0, 2 * pixels + 1, 2, dtype=torch.int32)
         col, val = col.view(num_angles, 2 * pixels), val.view(num_angles, 2 * pixels)
-        return cls(crow, col, val, num_detectors + 2, {torch.float32: val})
+        return cls(crow, col, val, num_detectors + 2, {torch.float32: val}, {})
 
     def matrix(self, dtype: torch.dtype, angle: int) -> torch.Tensor:
         """A_angleᵀ ``[P, d + 2]`` as a CSR tensor of views (values in ``dtype``; cached)."""
         key = (dtype, angle)
         if key not in self.views:
-            if dtype not in self.views:
-                self.views[dtype] = self.val.to(dtype)
-            self.views[key] = _csr(self.crow, self.col[angle], self.views[dtype][angle],
+            if dtype not in self.values:
+                self.values[dtype] = self.val.to(dtype)
+            self.views[key] = _csr(self.crow, self.col[angle], self.values[dtype][angle],
                                    (self.crow.numel() - 1, self.bins))
         return self.views[key]
 
