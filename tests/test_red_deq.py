@@ -379,6 +379,7 @@ def test_the_weakest_direction_splits_the_contraction_into_data_and_prior():
         data = (T_full.gamma * (v.view(1, 1, 6, 6) * g.normal(v.view(1, 1, 6, 6).expand(2, -1, -1, -1))[n]).sum())
         assert split["data"][n].item() == pytest.approx(data.item(), rel=1e-9)
         assert split["seen"][n].item() == pytest.approx(data.item() / T_full.gamma.item() / A.norm() ** 2, rel=1e-9)
+        assert split["gamma_tau"][n].item() == pytest.approx((T_full.gamma * T_full.tau).item(), rel=1e-12)
 
 
 def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_lowers_it():
@@ -398,6 +399,8 @@ def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_low
     value, norms = penalty(net, x, g)
     assert norms == pytest.approx(measured[:1], rel=2e-3)  # at the first image; two close top singular values: slow power iteration
     assert value.item() == pytest.approx(2.0 * (norms - 0.5).clamp(min=0).square().mean().item(), rel=1e-6)
+    lanczos_norms = ContractionPenalty(target=0.5, weight=2.0, num_iter=30, method="lanczos")(net, x, g)[1]
+    assert lanczos_norms == pytest.approx(measured[:1], rel=1e-6)  # 30 Lanczos steps: what 300 power steps nearly do
     value.backward()
     # every weight of the prior moves the Jacobian (the last bias, a constant shift, does not); τ is a constant
     assert net.tau_theta.grad is None and all(p.grad is not None for n, p in net.named_parameters() if "weight" in n)
@@ -406,6 +409,7 @@ def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_low
             if p.grad is not None and p.grad.any():
                 p -= 1e-2 * p.grad / p.grad.norm()
     assert jacobian_norm(net, x, g, num_iter=300).max() < measured.max()
+
 
     net.zero_grad()
     value, _ = ContractionPenalty(target=2.0)(net, x, g)

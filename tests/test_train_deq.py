@@ -174,6 +174,16 @@ def test_full_and_oder_training_pays_the_contraction_penalty_on_its_own_map(tmp_
     assert all(r["contraction"] == "" for r in csv.DictReader(open(tmp_path / "unrolled" / "log.csv")))
 
 
+def test_the_recipe_names_its_contraction_control():
+    """TrainConfig.penalty: none at weight 0; three power iterations by default; k Lanczos steps with
+    ``--contraction-lanczos k`` -- the same object for training and ``bench oder``."""
+    assert TrainConfig(contraction_weight=0).penalty() is None
+    power = TrainConfig(contraction=0.97, contraction_weight=2.0).penalty()
+    assert (power.target, power.weight, power.num_iter, power.method) == (0.97, 2.0, 3, "power")
+    lanczos = TrainConfig(contraction_lanczos=20).penalty()
+    assert (lanczos.num_iter, lanczos.method) == (20, "lanczos")
+
+
 def test_the_command_refuses_to_overwrite_weights_before_training(tmp_path, capsys):
     out = tmp_path / "kept.pt"
     out.write_bytes(b"precious")
@@ -188,7 +198,7 @@ def test_the_command_refuses_to_overwrite_weights_before_training(tmp_path, caps
     (["--steps", "0"], "steps"), (["--lr", "nan"], "lr"), (["--num-blocks", "0"], "num_blocks"),
     (["--save-every", "0"], "save_every"), (["--max-iter", "0"], "max_iter"), (["--snapshot-every", "-1"], "snapshot_every"),
     (["--contraction", "0"], "contraction"), (["--contraction-weight", "-1"], "contraction_weight"),
-    (["--warmup", "-1"], "warmup"),
+    (["--warmup", "-1"], "warmup"), (["--contraction-lanczos", "-1"], "contraction_lanczos"),
 ])
 def test_bad_configuration_is_rejected(bad, message, tmp_path):
     with pytest.raises(ValueError, match=message):

@@ -28,7 +28,7 @@ from fractions import Fraction
 import torch
 
 from .. import checkpoints, checks
-from ..deq import ContractionPenalty, NonContractiveError, evaluate, held_out, load_model, train_step
+from ..deq import NonContractiveError, evaluate, held_out, load_model, train_step
 from ..device import as_device
 from ..images import training_images
 from ..metrics import psnr
@@ -126,7 +126,7 @@ def step_rows(app: str, ratios, repeat: int, device) -> list[dict]:
         if model is None:
             continue
         train = TrainConfig(**checkpoints.read_manifest()[CHECKPOINTS[variant].format(app)]["training"])
-        penalty = None if variant == "unrolled" else ContractionPenalty(train.contraction, train.contraction_weight)
+        penalty = None if variant == "unrolled" else train.penalty()
         optimizer = torch.optim.Adam(model.parameters(), lr=0.0)  # the step as trained, the weights unchanged
         cases.append((variant, ratio, model.train(), optimizer, penalty, train.batch_size, []))
     if not cases:

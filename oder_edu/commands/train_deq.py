@@ -42,8 +42,8 @@ def add_arguments(parser) -> None:
         default = getattr(model, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
     add("--no-pretrained", dest="pretrained", action="store_const", const=None, help="start from a fresh prior")
-    for name in ("steps", "batch_size", "lr", "lr_tau", "warmup", "contraction", "contraction_weight", "seed", "val_images",
-                 "validate_every", "memory_every", "save_every"):
+    for name in ("steps", "batch_size", "lr", "lr_tau", "warmup", "contraction", "contraction_weight",
+                 "contraction_lanczos", "seed", "val_images", "validate_every", "memory_every", "save_every"):
         default = getattr(train, name)
         add(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"default: {default}")
     add("--out", default=None, help="final weights (default LOG_DIR/model.pt)")

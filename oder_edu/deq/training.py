@@ -123,16 +123,22 @@ def _linearization(T, x: torch.Tensor, blocks=None):
     return J, Jt
 
 
-def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int, blocks=None):
-    """``num_iter`` power iterations on JᵀJ from ``v`` (``_linearization``): ``(v, J v)``, the unit vector per
-    image and its image. A few, warm-started, serve the penalty; from a cold start they approach ||J|| slowly
-    where the top of the spectrum is crowded (``jacobian_norm`` uses Lanczos)."""
+def _top_singular_vector(T, x: torch.Tensor, v: torch.Tensor, num_iter: int, blocks=None, method: str = "power",
+                         tol: float = 1e-5):
+    """The top right singular vector of J from ``v`` (``_linearization``): ``(v, J v)``, the unit vector per image
+    and its image. ``method="power"``: ``num_iter`` power iterations on JᵀJ -- a few, warm-started, serve the
+    penalty, but from a cold start they approach ||J|| slowly where the top of the spectrum is crowded;
+    ``"lanczos"``: at most ``num_iter`` steps of ``physics.base.lanczos`` (relative residual ``tol``), what
+    ``jacobian_norm`` uses."""
     J, Jt = _linearization(T, x, blocks)
     with torch.no_grad():
-        v = v / _per_image(v)
-        for _ in range(num_iter):
-            w = Jt(J(v))
-            v = w / _per_image(w)
+        if method == "lanczos":
+            v = lanczos(lambda w: Jt(J(w)), v, num_iter, tol)[1]
+        else:
+            v = v / _per_image(v)
+            for _ in range(num_iter):
+                w = Jt(J(v))
+                v = w / _per_image(w)
         return v, J(v)
 
 
@@ -156,11 +162,8 @@ def _weakest(model: REDDEQ, x: torch.Tensor, g: LeastSquares, generator: torch.G
     """``(T, S, v, Jv)``: the iterated map with its S drawn from ``generator``, and the top eigenvector v of JᵀJ
     by Lanczos from a random start drawn from it too."""
     T, blocks = iterated_map(model, g, generator)
-    J, Jt = _linearization(T, x, blocks)
     v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    with torch.no_grad():
-        v = lanczos(lambda u: Jt(J(u)), v, num_iter, tol)[1]
-        return T, blocks, v, J(v)
+    return T, blocks, *_top_singular_vector(T, x, v, num_iter, blocks, "lanczos", tol)
 
 
 def weakest_direction(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter: int = 200, tol: float = 1e-5,
@@ -171,7 +174,8 @@ def weakest_direction(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter:
     ``sigma`` = ||Jv|| (the contraction constant ``jacobian_norm`` reports), and the two shares of
     ⟨v, Jv⟩ = 1 − ``data`` − ``prior`` (an identity for unit v): ``data`` = γ⟨v, Hv⟩, how much the
     measurements pull back along v, and ``prior`` = γτ⟨v, J_R v⟩, how much the denoiser's residual does;
-    ``seen`` = ⟨v, Hv⟩/L_g, the share of the largest curvature of g that v sees; and ``v`` itself.
+    ``seen`` = ⟨v, Hv⟩/L_g, the share of the largest curvature of g that v sees; ``gamma_tau`` = γτ, the prior's
+    weight in the step (prior / gamma_tau = ⟨v, J_R v⟩, the share of v the denoiser removes); and ``v`` itself.
     σ ≥ ⟨v, Jv⟩, with equality when Jv is parallel to v (notebook 04 measures how close)."""
     generator = torch.Generator().manual_seed(checks.integer("seed", seed))
     T, blocks, v, Jv = _weakest(model, x, g, generator, checks.integer("num_iter", num_iter, 1),
@@ -181,8 +185,9 @@ def weakest_direction(model: REDDEQ, x: torch.Tensor, g: LeastSquares, num_iter:
         Hv = g.normal(v, blocks)
         JRv = torch.func.jvp(T.R, (x,), (v,))[1]
     inner = lambda a, b: (a * b).flatten(1).sum(1)  # noqa: E731
-    return {"sigma": Jv.flatten(1).norm(dim=1), "data": T.gamma * inner(v, Hv),
-            "prior": T.gamma * T.tau * inner(v, JRv), "seen": inner(v, Hv) / g.A.norm() ** 2, "v": v}
+    sigma = Jv.flatten(1).norm(dim=1)
+    return {"sigma": sigma, "data": T.gamma * inner(v, Hv), "prior": T.gamma * T.tau * inner(v, JRv),
+            "seen": inner(v, Hv) / g.A.norm() ** 2, "gamma_tau": T.gamma * T.tau * torch.ones_like(sigma), "v": v}
 
 
 class ContractionPenalty:
@@ -197,20 +202,23 @@ class ContractionPenalty:
 
     A Jacobian penalty in the spirit of Bai, Koltun & Kolter (ICML 2021), who penalize a Hutchinson
     estimate of ||J||_F²; this one targets the quantity the course measures, the spectral norm:
-    ``num_iter`` power iterations on JᵀJ (warm-started from the last step's vector ``v``; the training state
-    keeps it), then ||Jᵀu|| with u = Jv/||Jv|| evaluated with the graph
+    ``num_iter`` steps of ``method`` (``_top_singular_vector``: power iteration on JᵀJ, or Lanczos) warm-started
+    from the last step's vector ``v`` (the training state keeps it), then ||Jᵀu|| with u = Jv/||Jv|| evaluated
+    with the graph
     (double backward through the prior). τ and γ enter as constants: with τ in it, Adam's steady steps
     drove τ up without end (measured on CT before τ was bounded: τ/L_g from 0.1 to 0.9 in 400 steps).
-    The estimate is a lower bound, and a low one where the top of JᵀJ's spectrum is crowded (the shipped
-    models: a median of 0.94-0.99 over their logs, 0.995-1.004 at the test fixed points by ``jacobian_norm``'s
-    Lanczos, ``bench oder``; ``TrainConfig`` has the trials): the warm start follows a moving map, and a few
-    power iterations a step do not catch up with it.
+    The estimate is a lower bound, and with three power iterations a low one where the top of JᵀJ's spectrum
+    is crowded (the shipped models: a median of 0.94-0.99 over their logs, 0.995-1.004 at the test fixed points
+    by ``jacobian_norm``'s Lanczos, ``bench oder``): the warm start follows a moving map, and a few power
+    iterations a step do not catch up with it. Twenty Lanczos steps (``TrainConfig.contraction_lanczos``) see
+    the converged constant; ``TrainConfig`` has what they cost in PSNR.
     """
 
-    def __init__(self, target: float = 0.985, weight: float = 1.0, num_iter: int = 3):
+    def __init__(self, target: float = 0.985, weight: float = 1.0, num_iter: int = 3, method: str = "power"):
         self.target = checks.number("target", target, positive=True)
         self.weight = checks.number("weight", weight, minimum=0)
         self.num_iter = checks.integer("num_iter", num_iter, 1)
+        self.method = checks.choice("method", method, ("power", "lanczos"))
         self.v = None
 
     def __call__(self, model: REDDEQ, x_star: torch.Tensor, g: LeastSquares,
@@ -222,7 +230,7 @@ class ContractionPenalty:
             self.v = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).to(x.device)
         T, blocks = iterated_map(model, g, generator)
         T = T.detached()
-        self.v, u = _top_singular_vector(T, x, self.v, self.num_iter, blocks)
+        self.v, u = _top_singular_vector(T, x, self.v, self.num_iter, blocks, self.method)
         u = u / _per_image(u)
         with torch.enable_grad():
             xr = x.requires_grad_()
