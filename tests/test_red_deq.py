@@ -400,7 +400,7 @@ def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_low
     assert norms == pytest.approx(measured[:1], rel=2e-3)  # at the first image; two close top singular values: slow power iteration
     assert value.item() == pytest.approx(2.0 * (norms - 0.5).clamp(min=0).square().mean().item(), rel=1e-6)
     lanczos_norms = ContractionPenalty(target=0.5, weight=2.0, num_iter=30, method="lanczos")(net, x, g)[1]
-    assert lanczos_norms == pytest.approx(measured[:1], rel=1e-6)  # 30 Lanczos steps: what 300 power steps nearly do
+    assert lanczos_norms == pytest.approx(measured[:1], rel=1e-6)  # 30 Lanczos steps beat 300 power steps
     value.backward()
     # every weight of the prior moves the Jacobian (the last bias, a constant shift, does not); τ is a constant
     assert net.tau_theta.grad is None and all(p.grad is not None for n, p in net.named_parameters() if "weight" in n)

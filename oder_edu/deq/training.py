@@ -204,9 +204,8 @@ class ContractionPenalty:
     estimate of ||J||_F²; this one targets the quantity the course measures, the spectral norm:
     ``num_iter`` steps of ``method`` (``_top_singular_vector``: power iteration on JᵀJ, or Lanczos) warm-started
     from the last step's vector ``v`` (the training state keeps it), then ||Jᵀu|| with u = Jv/||Jv|| evaluated
-    with the graph
-    (double backward through the prior). τ and γ enter as constants: with τ in it, Adam's steady steps
-    drove τ up without end (measured on CT before τ was bounded: τ/L_g from 0.1 to 0.9 in 400 steps).
+    with the graph (double backward through the prior). τ and γ enter as constants: with τ in it, Adam's steady
+    steps drove τ up without end (measured on CT before τ was bounded: τ/L_g from 0.1 to 0.9 in 400 steps).
     The estimate is a lower bound, and with three power iterations a low one where the top of JᵀJ's spectrum
     is crowded (the shipped models: a median of 0.94-0.99 over their logs, 0.995-1.004 at the test fixed points
     by ``jacobian_norm``'s Lanczos, ``bench oder``): the warm start follows a moving map, and a few power

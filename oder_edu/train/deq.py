@@ -84,8 +84,8 @@ class TrainConfig:
     # PSNR and still misses 0.99: `--contraction-weight 10` tested at 0.996 and 31.66 dB, weight 100 at 0.991
     # and 30.07 dB, below the untrained model's 31.31 (same command otherwise, 2026-12-06). Along a direction v
     # the data barely see, ||J|| ~ 1 − γτ⟨v, J_R v⟩: 0.99 asks the denoiser to remove 0.01/(γτ) of v at every
-    # step (γτ = (τ/L_g)/(1 + τ/L_g): about 0.08 over the weight-10 run's last steps, so 13 %), detail no measurement
-    # supports -- a prior that contracts there is one that erases it.
+    # step (γτ = (τ/L_g)/(1 + τ/L_g): about 0.08 over the weight-10 run's last steps, so 13 %), detail no
+    # measurement supports -- a prior that contracts there is one that erases it.
     contraction: float = 0.985
     contraction_weight: float = 1.0
     contraction_lanczos: int = 0  # the penalty's estimate: 0, three power iterations; k > 0, k Lanczos steps
