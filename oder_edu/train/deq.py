@@ -76,7 +76,7 @@ class TrainConfig:
     # logged higher estimates (the 3-step warm start reads low) and trained models testing at full 39.30 dB /
     # 0.9898, ODER 38.45 dB / 0.9904: no better on either axis. Every test constant above came from 30 power
     # iterations, which had not converged: measured by Lanczos (`deq.jacobian_norm` since 2026-12-06) the shipped
-    # models test at 0.9955-1.0042, their weakest direction one the data barely see and the prior passes through
+    # models test at 0.9957-1.0042, their weakest direction one the data barely see and the prior passes through
     # (notebook 04, section 7) -- a target of 0.985 on a 3-step estimate never constrained it. Nor does a penalty
     # that sees the converged constant: MRI full DEQ retrained with 20 warm-started Lanczos steps in the penalty
     # (`--contraction-lanczos 20`, target 0.98, 600 steps, 671 s, 2026-12-06) logged a median of 0.998 (5-95 %:
