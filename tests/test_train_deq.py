@@ -1,6 +1,7 @@
 """Training RED-DEQ / ODER: steps lower the loss for every method and app, the command logs,
 records and resumes (a resumed run equals an uninterrupted one), never overwrites weights
-unasked, and bad configurations fail before any work is done."""
+unasked, and bad configurations fail before any work is done; the recipe recorded for each shipped
+model still takes the first step its shipped log records."""
 
 import csv
 import json
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from oder_edu import cli
+from oder_edu.checkpoints import read_manifest, weights_dir
 from oder_edu.deq import ModelConfig, build, load_model, save, train_step
 from oder_edu.images import training_images
 from oder_edu.physics import LeastSquares
@@ -204,3 +206,31 @@ def test_bad_configuration_is_rejected(bad, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         cli.main(["--debug", "train", "deq", *TINY, "--log-dir", str(tmp_path), *bad])
     assert not (tmp_path / "log.csv").exists()
+
+
+SHIPPED = sorted(name for name, entry in read_manifest().items() if entry.get("log"))  # the DEQ, ODER, unrolled models
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_model_is_made_by_its_recorded_recipe(name, tmp_path):
+    """The recipe the manifest records for a shipped model (its model and training configurations), run today for
+    one step, logs the first row of the model's shipped log: the same loss, solves, τ, penalty estimate and peak
+    memory. A change to the data, the model, the solvers or the contraction control that alters that step -- so
+    that the recorded command would train another model, or the shipped log describes code that is gone -- fails
+    here: retrain the model. The tolerances admit rounding only (an operator that sums in another order)."""
+    entry = read_manifest()[name]
+    with open(weights_dir() / entry["log"]) as f:
+        shipped = next(csv.DictReader(f))
+    assert shipped["step"] == "1", f"{name}: its log starts at step {shipped['step']}"
+    train = TrainConfig(**(entry["training"] | {"steps": 1, "val_images": 1}))
+    train_deq.run(ModelConfig(**entry["model"]), train, tmp_path)
+    with open(tmp_path / "log.csv") as f:
+        today = next(csv.DictReader(f))
+    assert today["step"] == "1"
+    tolerances = {"loss": {"rel": 1e-3}, "psnr": {"abs": 0.01}, "tau_over_L": {"rel": 1e-4}, "peak_mib": {"rel": 1e-3},
+                  "forward_iters": {"abs": 1}, "backward_iters": {"abs": 2}, "contraction": {"abs": 1e-3}}
+    for column, tolerance in tolerances.items():
+        if column == "contraction" and not shipped[column]:  # unrolled: no penalty
+            assert not today[column]
+        else:
+            assert float(today[column]) == pytest.approx(float(shipped[column]), **tolerance), column
