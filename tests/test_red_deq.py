@@ -410,7 +410,6 @@ def test_the_contraction_penalty_measures_the_jacobian_norm_and_its_gradient_low
                 p -= 1e-2 * p.grad / p.grad.norm()
     assert jacobian_norm(net, x, g, num_iter=300).max() < measured.max()
 
-
     net.zero_grad()
     value, _ = ContractionPenalty(target=2.0)(net, x, g)
     value.backward()
